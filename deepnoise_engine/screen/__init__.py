@@ -1,0 +1,2 @@
+"""Screen data layer: data model, readers, synthetic screens, pack cache."""
+

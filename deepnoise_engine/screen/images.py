@@ -1,0 +1,105 @@
+"""Reading a site's pixels: one PNG per channel (RxRx1) or one TIFF per site.
+
+``read_site`` returns a ``(C, H, W)`` uint8 array or raises a typed ``ImageError`` that
+names the file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from deepnoise_engine.screen.errors import (
+    CorruptImageError,
+    ImageDtypeError,
+    ImageShapeError,
+    MissingChannelError,
+    MissingImageError,
+)
+from deepnoise_engine.screen.model import Site
+
+
+def read_png(path: Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:
+    """One grayscale 8-bit PNG -> ``(H, W)`` uint8."""
+    from PIL import Image
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingImageError("image file is missing", file=path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image)
+    except OSError as exc:  # PIL reports truncation and bad data as OSError
+        raise CorruptImageError(f"cannot decode image ({exc})", file=path) from exc
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+        raise CorruptImageError(f"cannot decode image ({exc})", file=path) from exc
+    if array.ndim != 2:
+        raise ImageShapeError(
+            f"expected a single-channel image, got mode {mode} with shape {array.shape}",
+            file=path,
+        )
+    if array.dtype != np.uint8:
+        raise ImageDtypeError(f"expected 8-bit pixels, got {array.dtype}", file=path)
+    if expected_size is not None and tuple(array.shape) != tuple(expected_size):
+        raise ImageShapeError(
+            f"expected {expected_size[0]}x{expected_size[1]} pixels, got "
+            f"{array.shape[0]}x{array.shape[1]}",
+            file=path,
+        )
+    return array
+
+
+def read_tiff(
+    path: Path, channels: list[int], expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """A multi-page or ``(C, H, W)`` TIFF -> ``(len(channels), H, W)`` uint8."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingImageError("image file is missing", file=path)
+    try:
+        array = tifffile.imread(path)
+    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds
+        raise CorruptImageError(f"cannot decode TIFF ({exc})", file=path) from exc
+    if array.ndim == 2:
+        array = array[None]
+    if array.ndim != 3:
+        raise ImageShapeError(f"expected C x H x W pixels, got shape {array.shape}", file=path)
+    if array.dtype != np.uint8:
+        raise ImageDtypeError(f"expected 8-bit pixels, got {array.dtype}", file=path)
+    missing = [c for c in channels if c > array.shape[0]]
+    if missing:
+        raise MissingChannelError(
+            f"has {array.shape[0]} channels, missing channel(s) {missing}", file=path
+        )
+    if expected_size is not None and tuple(array.shape[1:]) != tuple(expected_size):
+        raise ImageShapeError(
+            f"expected {expected_size[0]}x{expected_size[1]} pixels, got "
+            f"{array.shape[1]}x{array.shape[2]}",
+            file=path,
+        )
+    return np.ascontiguousarray(array[[c - 1 for c in channels]])
+
+
+def read_site(
+    site: Site, channels: list[int], expected_size: tuple[int, int] | None = None
+) -> np.ndarray:
+    """All ``channels`` of ``site`` -> ``(C, H, W)`` uint8, or a typed ``ImageError``."""
+    if site.tiff is not None:
+        return read_tiff(site.tiff, channels, expected_size)
+    missing = [c for c in channels if c not in site.channels]
+    if missing:
+        raise MissingChannelError(
+            f"site {site.site_id or site.index} has no image for channel(s) {missing}",
+            file=next(iter(site.channels.values()), None),
+        )
+    planes = []
+    for channel in channels:
+        plane = read_png(site.channels[channel], expected_size)
+        expected_size = expected_size or plane.shape
+        planes.append(plane)
+    return np.stack(planes)
