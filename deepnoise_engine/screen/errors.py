@@ -28,6 +28,12 @@ class MetadataError(ScreenError):
     kind = "metadata_error"
 
 
+class BadRowError(MetadataError):
+    """A row has the wrong number of fields, an empty or malformed value, or contradicts itself."""
+
+    kind = "bad_row"
+
+
 class MissingColumnError(MetadataError):
     kind = "missing_column"
 
@@ -72,3 +78,18 @@ class ImageDtypeError(ImageError):
 
 class MissingChannelError(ImageError):
     kind = "missing_channel"
+
+
+def error_class(kind: str) -> type[ScreenError]:
+    """The error class for a problem ``kind`` (``"missing_image"`` -> ``MissingImageError``)."""
+    return _BY_KIND.get(kind, ScreenError)
+
+
+def _subclasses(cls: type[ScreenError]) -> list[type[ScreenError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(_subclasses(sub))
+    return found
+
+
+_BY_KIND: dict[str, type[ScreenError]] = {c.kind: c for c in _subclasses(ScreenError)}

@@ -7,6 +7,7 @@ names the file.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,13 +35,15 @@ def read_png(path: Path, expected_size: tuple[int, int] | None = None) -> np.nda
             array = np.asarray(image)
     except OSError as exc:  # PIL reports truncation and bad data as OSError
         raise CorruptImageError(f"cannot decode image ({exc})", file=path) from exc
-    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt file
+    except Exception as exc:
         raise CorruptImageError(f"cannot decode image ({exc})", file=path) from exc
     if array.ndim != 2:
         raise ImageShapeError(
             f"expected a single-channel image, got mode {mode} with shape {array.shape}",
             file=path,
         )
+    if mode == "P":  # palette indices are not intensities
+        raise ImageDtypeError("expected 8-bit grayscale pixels, got a palette image", file=path)
     if array.dtype != np.uint8:
         raise ImageDtypeError(f"expected 8-bit pixels, got {array.dtype}", file=path)
     if expected_size is not None and tuple(array.shape) != tuple(expected_size):
@@ -50,6 +53,58 @@ def read_png(path: Path, expected_size: tuple[int, int] | None = None) -> np.nda
             file=path,
         )
     return array
+
+
+def _tiff_array(tif: Any) -> np.ndarray:  # tifffile.TiffFile (imported lazily)
+    """Pixels of an open ``tifffile.TiffFile`` as ``(C, H, W)`` (or whatever rank it has).
+
+    A ``C x H x W`` file is one series; a multi-page file written page by page may hold one
+    series per page, so pages are stacked; an ``H x W x S`` (samples per pixel) file is
+    moved to channels first.
+    """
+    series = tif.series
+    if not len(tif.pages):
+        raise ValueError("no image pages")  # tifffile only warns on a broken header
+    if len(series) == 1:
+        array = series[0].asarray()
+        if array.ndim == 3 and series[0].axes.endswith("S"):
+            array = np.moveaxis(array, -1, 0)
+        return array
+    pages = [page.asarray() for page in tif.pages]
+    shapes = {p.shape for p in pages}
+    if len(shapes) != 1:
+        raise ImageShapeError(f"pages have different shapes {sorted(shapes)}")
+    return np.stack(pages)
+
+
+def tiff_info(path: Path) -> tuple[int, tuple[int, int], np.dtype]:
+    """(channels, (H, W), dtype) of a TIFF from its header, without decoding pixels."""
+    import tifffile
+
+    path = Path(path)
+    if not path.is_file():
+        raise MissingImageError("image file is missing", file=path)
+    try:
+        with tifffile.TiffFile(path) as tif:
+            series = tif.series
+            if not len(tif.pages):
+                raise ValueError("no image pages")
+            if len(series) == 1:
+                shape, axes = tuple(series[0].shape), series[0].axes
+                dtype = np.dtype(series[0].dtype)
+                if len(shape) == 3 and axes.endswith("S"):
+                    shape = (shape[2], shape[0], shape[1])
+            else:
+                page = tif.pages[0]
+                shape = (len(tif.pages), *page.shape)
+                dtype = np.dtype(page.dtype)
+    except Exception as exc:
+        raise CorruptImageError(f"cannot read TIFF header ({exc})", file=path) from exc
+    if len(shape) == 2:
+        shape = (1, *shape)
+    if len(shape) != 3:
+        raise ImageShapeError(f"expected C x H x W pixels, got shape {shape}", file=path)
+    return shape[0], (shape[1], shape[2]), dtype
 
 
 def read_tiff(
@@ -62,8 +117,11 @@ def read_tiff(
     if not path.is_file():
         raise MissingImageError("image file is missing", file=path)
     try:
-        array = tifffile.imread(path)
-    except Exception as exc:  # noqa: BLE001 - tifffile raises many kinds
+        with tifffile.TiffFile(path) as tif:
+            array = _tiff_array(tif)
+    except ImageShapeError as exc:
+        raise ImageShapeError(exc.detail, file=path) from exc
+    except Exception as exc:
         raise CorruptImageError(f"cannot decode TIFF ({exc})", file=path) from exc
     if array.ndim == 2:
         array = array[None]

@@ -1,0 +1,156 @@
+"""Put the DeepNoise docks into a napari viewer and open screens into its AppState."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtWidgets import QVBoxLayout, QWidget
+
+from deepnoise_app.plate_map import PlateMapDock
+from deepnoise_app.plate_mosaic import PlateMosaic
+from deepnoise_app.screen_browser import ScreenBrowser
+from deepnoise_app.state import AppState, state_for
+from deepnoise_app.well_viewer import WellViewer
+from deepnoise_engine.screen.model import Screen
+
+log = logging.getLogger(__name__)
+
+_INSTALLED: dict[int, DeepNoiseDocks] = {}
+
+
+@dataclass
+class DeepNoiseDocks:
+    """The widgets installed in one viewer (``workflow`` is None without H7b's package)."""
+
+    browser: ScreenBrowser
+    plate_map: PlateMapDock
+    well_viewer: WellViewer
+    mosaic: PlateMosaic
+    workflow: QWidget | None = None
+    dock_widgets: dict[str, Any] = field(default_factory=dict)
+
+
+def open_screen_path(state: AppState, path: str | Path, *, plate: str | None = None) -> Screen:
+    """Open a screen folder into ``state``; selects ``plate`` ("EXP:P" or "EXP/P") or the first.
+
+    Raises the engine's ScreenNotFoundError / MetadataError with their message when the
+    folder cannot be opened as a screen.
+    """
+    from deepnoise_engine.screen import open_screen
+
+    screen = open_screen(Path(path))
+    state.set_screen(screen)
+    select_initial_plate(state, plate)
+    try:
+        from deepnoise_app.settings import Settings
+
+        Settings().add_recent_screen(path)
+    except OSError as exc:  # a read-only config dir must not stop the app
+        log.warning("cannot remember recent screen: %s", exc)
+    return screen
+
+
+def select_initial_plate(state: AppState, plate: str | None = None) -> None:
+    """Select ``plate`` ("EXP:P" / "EXP/P"), else the first plate, and its first used well."""
+    screen = state.screen
+    if screen is None:
+        return
+    if plate:
+        exp, sep, index = plate.replace("/", ":").rpartition(":")
+        if not sep or exp not in screen.experiments or not index.isdigit():
+            raise ValueError(f"no plate {plate!r} in {screen.root}: expected EXPERIMENT:PLATE")
+        state.select_plate(exp, int(index))
+    else:
+        first = next(screen.plates(), None)
+        if first is None:
+            return
+        state.select_plate(first.experiment, first.index)
+    if state.well is None and state.plate is not None:
+        used = state.plate.used_wells()
+        preferred = next((w for w in used if w.usable_sites), used[0] if used else None)
+        if preferred is not None:
+            state.select_well(preferred.name)
+
+
+def installed_docks(viewer: Any) -> DeepNoiseDocks | None:
+    return _INSTALLED.get(id(viewer))
+
+
+def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
+    """Add the browser, plate map, well viewer and mosaic docks (and H7b's workflow dock)."""
+    existing = installed_docks(viewer)
+    if existing is not None:
+        return existing
+    state = state or state_for(viewer)
+    window = viewer.window
+    browser = ScreenBrowser(state)
+    plate_map = PlateMapDock(state)
+    well_viewer = WellViewer(viewer, state)
+    mosaic = PlateMosaic(viewer, state, well_viewer)
+    docks = DeepNoiseDocks(browser, plate_map, well_viewer, mosaic)
+    docks.dock_widgets["browser"] = window.add_dock_widget(
+        browser, name="DeepNoise screen", area="left")
+    _tabify_with_layer_controls(window, docks.dock_widgets["browser"])
+    docks.dock_widgets["plate_map"] = window.add_dock_widget(
+        plate_map, name="DeepNoise plate map", area="right")
+    # the well and mosaic controls are small: one dock holds both
+    view = QWidget()
+    view.setObjectName("deepnoise-view")
+    layout = QVBoxLayout(view)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(well_viewer)
+    layout.addWidget(mosaic)
+    docks.dock_widgets["view"] = window.add_dock_widget(view, name="DeepNoise view",
+                                                        area="right")
+    try:
+        from deepnoise_app.workflow import install_workflow
+    except ImportError as exc:  # the workflow package is optional for browsing
+        log.info("workflow dock not available: %s", exc)
+    else:
+        docks.workflow = install_workflow(viewer, state)
+    browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
+    _INSTALLED[id(viewer)] = docks
+    with contextlib.suppress(AttributeError, RuntimeError):
+        window._qt_window.destroyed.connect(lambda *_: _INSTALLED.pop(id(viewer), None))
+    return docks
+
+
+def _tabify_with_layer_controls(window: Any, dock: Any) -> None:
+    """Give the browser the tall top-left place; napari's layer controls become a tab."""
+    try:
+        controls = window._qt_viewer.dockLayerControls
+        window._qt_window.tabifyDockWidget(controls, dock)
+        from qtpy.QtCore import QTimer
+
+        QTimer.singleShot(0, dock.raise_)  # after the window has laid out its tabs
+    except (AttributeError, RuntimeError) as exc:  # napari internals moved: keep defaults
+        log.info("cannot tabify the screen browser: %s", exc)
+
+
+def choose_screen_folder(viewer: Any, state: AppState) -> Screen | None:
+    """File dialog -> open the chosen screen; errors are shown, never raised."""
+    from qtpy.QtWidgets import QFileDialog
+
+    parent = viewer.window._qt_window
+    folder = QFileDialog.getExistingDirectory(parent, "Open screen folder")
+    if not folder:
+        return None
+    return open_screen_reporting(viewer, state, folder)
+
+
+def open_screen_reporting(viewer: Any, state: AppState, folder: str | Path) -> Screen | None:
+    """Open a screen and show errors in a message box instead of raising."""
+    from qtpy.QtWidgets import QMessageBox
+
+    try:
+        screen = open_screen_path(state, folder)
+    except Exception as exc:  # every failure is shown to the user
+        QMessageBox.warning(viewer.window._qt_window, "Cannot open screen",
+                            f"{folder}\n\n{exc}")
+        return None
+    viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
+    return screen

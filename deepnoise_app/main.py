@@ -1,0 +1,224 @@
+"""``deepnoise [DATASET]``: napari with the DeepNoise docks on a screen (the demo by default)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from deepnoise_app.state import AppState
+from deepnoise_app.well_viewer import show_text
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepnoise",
+        description="Browse a high-content screen in napari, train DeepNoise models, score "
+                    "and balance siRNA calls. Without DATASET the built-in demo screen opens.",
+    )
+    parser.add_argument("dataset", nargs="?", help="screen folder (RxRx1 or TIFF layout)")
+    parser.add_argument("--no-demo", action="store_true",
+                        help="start without a screen instead of the demo screen")
+    parser.add_argument("--plate", metavar="EXP:P", help="plate to show first, e.g. HEPG2-01:1")
+    parser.add_argument("--well", metavar="WELL", help="well to show first, e.g. B02")
+    parser.add_argument("--mosaic", action="store_true", help="start on the plate mosaic")
+    parser.add_argument("--screenshot", metavar="PATH",
+                        help="save a screenshot of the window once the plate is shown")
+    parser.add_argument("--quit-after", action="store_true",
+                        help="quit once started (after --screenshot when given)")
+    return parser
+
+
+def _install_file_menu(viewer: Any, state: AppState) -> None:
+    """File > Open screen... and File > Recent screens (from the settings file)."""
+    from qtpy.QtGui import QAction
+    from qtpy.QtWidgets import QMenu
+
+    from deepnoise_app.docks import choose_screen_folder, open_screen_reporting
+    from deepnoise_app.settings import Settings
+
+    qt_window = viewer.window._qt_window
+    bar = qt_window.menuBar()
+    file_menu = None
+    for action in bar.actions():
+        if action.text().replace("&", "") == "File" and action.menu() is not None:
+            file_menu = action.menu()
+            break
+    if file_menu is None:
+        file_menu = bar.addMenu("&DeepNoise")
+    first = file_menu.actions()[0] if file_menu.actions() else None
+    open_action = QAction("Open screen...", qt_window)
+    open_action.triggered.connect(lambda: choose_screen_folder(viewer, state))
+    recent_menu = QMenu("Recent screens", file_menu)
+
+    def fill_recent() -> None:
+        recent_menu.clear()
+        paths = Settings().recent_screens
+        if not paths:
+            recent_menu.addAction("(none)").setEnabled(False)
+        for path in paths:
+            action = recent_menu.addAction(path)
+            action.triggered.connect(
+                lambda _c=False, p=path: open_screen_reporting(viewer, state, p))
+
+    recent_menu.aboutToShow.connect(fill_recent)
+    file_menu.insertAction(first, open_action)
+    file_menu.insertMenu(first, recent_menu)
+    if first is not None:
+        file_menu.insertSeparator(first)
+    # keep Python references alive with the window
+    qt_window._deepnoise_actions = (open_action, recent_menu)
+
+
+def _open_demo(viewer: Any, state: AppState, plate: str | None, then: Any) -> None:
+    """Open the demo screen; generated in a worker thread on first run, with progress."""
+    from deepnoise_engine.screen.synthetic import DEMO_DIRNAME, ensure_demo_screen, user_data_dir
+
+    target = user_data_dir() / DEMO_DIRNAME
+    if (target / "demo.json").is_file():
+        then(target)
+        return
+    from napari.qt.threading import create_worker
+
+    def work():
+        events: list[dict] = []
+        box: dict[str, Any] = {}
+
+        def run() -> None:
+            try:
+                box["path"] = ensure_demo_screen(progress=events.append)
+            except Exception as exc:  # shown in the window below
+                box["error"] = exc
+
+        import threading
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        while thread.is_alive():
+            thread.join(0.1)
+            if events:
+                yield events[-1]
+        if "error" in box:
+            raise box["error"]
+        return box["path"]
+
+    def progress(event: dict) -> None:
+        done, total = event.get("done", 0), event.get("total", 0) or 1
+        viewer.status = f"Generating the demo screen (first run): {done}/{total}"
+        show_text(viewer, f"Generating the demo screen (first run) ... {100 * done // total}%")
+
+    print("Generating the DeepNoise demo screen (first run) ...", file=sys.stderr)
+    show_text(viewer, "Generating the demo screen (first run) ...")
+    worker = create_worker(work, _start_thread=False)
+    worker.yielded.connect(progress)
+    worker.returned.connect(then)
+    worker.errored.connect(lambda exc: _show_error(viewer, f"Cannot create the demo screen: {exc}"))
+    viewer.window._qt_window._deepnoise_demo_worker = worker
+    worker.start()
+
+
+def _show_error(viewer: Any, message: str) -> None:
+    print(message, file=sys.stderr)
+    viewer.status = message
+    show_text(viewer, message)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``deepnoise``; returns the exit status."""
+    args = build_parser().parse_args(argv)
+    if args.dataset and not Path(args.dataset).exists():
+        print(f"deepnoise: no such screen folder: {args.dataset}", file=sys.stderr)
+        return 2
+
+    import napari
+    from qtpy.QtCore import QTimer
+
+    from deepnoise_app.docks import install_docks, open_screen_path
+    from deepnoise_app.state import state_for
+
+    viewer = napari.Viewer(title="DeepNoise")
+    if args.screenshot:  # a predictable size for screenshots
+        viewer.window._qt_window.resize(1500, 950)
+    state = state_for(viewer)
+    docks = install_docks(viewer, state)
+    _install_file_menu(viewer, state)
+    _set_icon(viewer)
+    status = {"code": 0}
+
+    def finish_startup() -> None:
+        if args.mosaic:
+            docks.mosaic.set_shown(True)
+        if args.screenshot or args.quit_after:
+            _screenshot_when_ready(viewer, docks, state, args, status)
+
+    def opened(path: Path | str) -> None:
+        try:
+            screen = open_screen_path(state, path, plate=args.plate)
+            if args.well:
+                state.select_well(args.well)
+        except Exception as exc:  # shown, the window stays usable
+            _show_error(viewer, f"Cannot open {path}: {exc}")
+            status["code"] = 1
+            finish_startup()
+            return
+        viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
+        finish_startup()
+
+    if args.dataset:
+        QTimer.singleShot(0, lambda: opened(args.dataset))
+    elif not args.no_demo:
+        QTimer.singleShot(0, lambda: _open_demo(viewer, state, args.plate, opened))
+    else:
+        QTimer.singleShot(0, finish_startup)
+    napari.run()
+    return status["code"]
+
+
+def _set_icon(viewer: Any) -> None:
+    try:
+        from qtpy.QtGui import QIcon
+
+        from deepnoise_engine.resources import resource_path
+
+        viewer.window._qt_window.setWindowIcon(QIcon(str(resource_path("icons",
+                                                                        "deepnoise.png"))))
+    except (FileNotFoundError, AttributeError):
+        pass
+
+
+def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
+                           status: dict) -> None:
+    """Wait (without blocking) until the well or mosaic is drawn, then screenshot and quit."""
+    from qtpy.QtCore import QTimer
+
+    started = time.monotonic()
+    timer = QTimer(viewer.window._qt_window)
+
+    def ready() -> bool:
+        if state.screen is None:
+            return False
+        if args.mosaic:
+            return docks.mosaic.thumbs is not None
+        return state.well is None or docks.well_viewer.loaded_well == state.well.name
+
+    def tick() -> None:
+        if not ready() and time.monotonic() - started < 60:
+            return
+        timer.stop()
+        if args.screenshot:
+            path = Path(args.screenshot)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            viewer.screenshot(str(path), canvas_only=False, flash=False)
+            print(f"screenshot written to {path}", file=sys.stderr)
+        if args.quit_after:
+            viewer.close()
+
+    timer.timeout.connect(tick)
+    timer.start(200)
+    viewer.window._qt_window._deepnoise_timer = timer
+
+
+if __name__ == "__main__":
+    sys.exit(main())

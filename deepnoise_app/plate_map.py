@@ -1,0 +1,470 @@
+"""Plate map dock: the plate drawn in its real format with QPainter, coloured by well type,
+prediction confidence, right/wrong or "changed by balancing"; hover tooltips; click and arrow
+keys select a well; optionally all plates of the experiment side by side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from qtpy.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from qtpy.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainter, QPen
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_app import colours
+from deepnoise_app.state import AppState
+from deepnoise_engine.screen.model import Plate, Well
+
+#: Colour modes: key -> label shown in the combo box.
+COLOUR_MODES: dict[str, str] = {
+    "type": "Well type",
+    "confidence": "Confidence",
+    "correct": "Right / wrong",
+    "changed": "Changed by balancing",
+}
+
+RGB = tuple[int, int, int]
+
+
+def well_problems(well: Well) -> list[str]:
+    """Problems of a well's sites as readable lines (empty when all is well)."""
+    lines = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
+    if not well.sites:
+        lines.append("no sites")
+    return lines
+
+
+def well_is_missing(well: Well) -> bool:
+    """No usable site at all (missing images): drawn grey and hatched."""
+    return not well.usable_sites
+
+
+def well_colours(plate: Plate, mode: str, state: AppState) -> dict[str, RGB | None]:
+    """Fill colour of every used well of ``plate`` in ``mode``; None = no data for this mode."""
+    out: dict[str, RGB | None] = {}
+    for name, well in plate.wells.items():
+        if mode == "type":
+            out[name] = colours.WELL_TYPE_RGB.get(well.well_type.value, colours.UNKNOWN_RGB)
+            continue
+        pred = state.well_prediction(name, plate)
+        if pred is None:
+            out[name] = None
+        elif mode == "confidence":
+            conf = pred["confidence"]
+            out[name] = (
+                None if conf is None else tuple(int(v) for v in colours.confidence_rgb(conf))
+            )
+        elif mode == "correct":
+            correct = pred["correct"]
+            out[name] = (
+                None if correct is None else (colours.CORRECT_RGB if correct else
+                                              colours.WRONG_RGB)
+            )
+        elif mode == "changed":
+            changed = pred["changed"]
+            out[name] = (
+                None if changed is None else (colours.CHANGED_RGB if changed else
+                                              colours.UNCHANGED_RGB)
+            )
+        else:
+            raise ValueError(f"unknown colour mode {mode!r}")
+    return out
+
+
+def well_tooltip(plate: Plate, well: Well | None, name: str, state: AppState) -> str:
+    """Tooltip: well, type, true and predicted siRNA, confidence, top-3, problems."""
+    if well is None:
+        return f"{plate.key} {name}: not used"
+    lines = [f"{plate.key} {name} - {well.well_type.value.replace('_', ' ')}"]
+    pred = state.well_prediction(name, plate)
+    truth = well.sirna if well.sirna is not None else (pred or {}).get("sirna_true")
+    lines.append(f"true siRNA: {truth if truth is not None else 'unknown'}")
+    if pred is not None and pred["sirna"] is not None:
+        mark = {True: " (right)", False: " (wrong)", None: ""}[pred["correct"]]
+        conf = pred["confidence"]
+        conf_text = f", confidence {conf:.2f}" if conf is not None else ""
+        lines.append(f"predicted ({state.prediction_mode}): {pred['sirna']}{conf_text}{mark}")
+        if pred["top"]:
+            top = ", ".join(f"{s} {p:.2f}" for s, p in pred["top"][:3])
+            lines.append(f"top-3: {top}")
+        if pred["changed"]:
+            lines.append("changed by balancing")
+    else:
+        lines.append("predicted: -")
+    problems = well_problems(well)
+    if problems:
+        lines.append("problems:")
+        lines.extend(f"  {p}" for p in problems[:6])
+        if len(problems) > 6:
+            lines.append(f"  ... {len(problems) - 6} more")
+    return "\n".join(lines)
+
+
+@dataclass
+class _PlateGeometry:
+    plate: Plate
+    origin: QPointF  # top-left of well A01
+    cell: float
+
+
+class PlateMapWidget(QWidget):
+    """Draws one or several plates; emits ``well_clicked(plate_key, well_name)``."""
+
+    well_clicked = Signal(str, str)
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.plates: list[Plate] = []
+        self.mode = "type"
+        self._geometry: list[_PlateGeometry] = []
+        self._colours: dict[str, dict[str, RGB | None]] = {}
+        self.setMouseTracking(True)
+        self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
+        self.setMinimumSize(240, 200)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def sizeHint(self) -> QSize:
+        return QSize(420, 300)
+
+    # -- data -------------------------------------------------------------------------------
+    def set_plates(self, plates: list[Plate]) -> None:
+        self.plates = list(plates)
+        self.refresh()
+
+    def set_mode(self, mode: str) -> None:
+        if mode not in COLOUR_MODES:
+            raise ValueError(f"unknown colour mode {mode!r}")
+        self.mode = mode
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Recompute colours (predictions or mode changed) and repaint."""
+        self._colours = {p.key: well_colours(p, self.mode, self.state) for p in self.plates}
+        self.update()
+
+    # -- layout -----------------------------------------------------------------------------
+    _LEGEND_H = 34.0
+    _TITLE_H = 16.0
+
+    def _layout(self) -> list[_PlateGeometry]:
+        if not self.plates:
+            return []
+        width, height = float(self.width()), float(self.height())
+        n = len(self.plates)
+        label = 14.0  # room for row letters / column numbers
+        gap = 10.0
+        avail_w = (width - gap * (n + 1)) / n - label
+        avail_h = height - self._LEGEND_H - self._TITLE_H - label - 6
+        geo = []
+        x = gap
+        for plate in self.plates:
+            fmt = plate.format
+            cell = max(2.0, min(avail_w / fmt.columns, avail_h / fmt.rows))
+            origin = QPointF(x + label, self._TITLE_H + label + 2)
+            geo.append(_PlateGeometry(plate, origin, cell))
+            x += label + cell * fmt.columns + gap
+        return geo
+
+    def hit(self, pos: QPointF) -> tuple[Plate, str] | None:
+        """(plate, well name) under a widget position, or None."""
+        for g in self._layout():
+            col = int((pos.x() - g.origin.x()) // g.cell)
+            row = int((pos.y() - g.origin.y()) // g.cell)
+            inside = pos.x() >= g.origin.x() and pos.y() >= g.origin.y()
+            if inside and 0 <= row < g.plate.format.rows and 0 <= col < g.plate.format.columns:
+                return g.plate, g.plate.format.well_name(row, col)
+        return None
+
+    def well_rect(self, plate_key: str, well: str) -> QRectF | None:
+        """The widget rectangle of a well (tests and clicks use it)."""
+        for g in self._layout():
+            if g.plate.key == plate_key:
+                w = g.plate.wells.get(well)
+                if w is None:
+                    return None
+                return QRectF(
+                    g.origin.x() + w.column * g.cell, g.origin.y() + w.row * g.cell,
+                    g.cell, g.cell,
+                )
+        return None
+
+    # -- painting ---------------------------------------------------------------------------
+    def paintEvent(self, event: object) -> None:
+        painter = QPainter(self)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
+        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        if not self.plates:
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No plate selected")
+            painter.end()
+            return
+        selected_plate = self.state.plate.key if self.state.plate is not None else None
+        selected_well = self.state.well.name if self.state.well is not None else None
+        font = QFont(self.font())
+        for g in self._layout():
+            self._paint_plate(painter, g, font, selected_plate, selected_well)
+        self._paint_legend(painter)
+        painter.end()
+
+    def _paint_plate(
+        self, painter: QPainter, g: _PlateGeometry, font: QFont,
+        selected_plate: str | None, selected_well: str | None,
+    ) -> None:
+        plate, cell, ox, oy = g.plate, g.cell, g.origin.x(), g.origin.y()
+        fmt = plate.format
+        colours_ = self._colours.get(plate.key, {})
+        # title
+        title_font = QFont(font)
+        title_font.setBold(plate.key == selected_plate)
+        title_font.setPointSizeF(max(7.0, font.pointSizeF()))
+        painter.setFont(title_font)
+        painter.setPen(QColor(235, 235, 235) if plate.key == selected_plate
+                       else QColor(160, 160, 160))
+        painter.drawText(QRectF(ox, 0, cell * fmt.columns, self._TITLE_H),
+                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         f"{plate.experiment} plate {plate.index}")
+        # row letters / column numbers (only when they fit)
+        small = QFont(font)
+        small.setPointSizeF(max(5.0, min(8.0, cell * 0.55)))
+        painter.setFont(small)
+        painter.setPen(QColor(150, 150, 150))
+        if cell >= 9:
+            for r in range(fmt.rows):
+                painter.drawText(QRectF(ox - 14, oy + r * cell, 13, cell),
+                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                                 fmt.well_name(r, 0)[:-2])
+            step = 1 if cell >= 14 else 2
+            for c in range(0, fmt.columns, step):
+                painter.drawText(QRectF(ox + c * cell, oy - 14, cell, 13),
+                                 Qt.AlignmentFlag.AlignCenter, str(c + 1))
+        pad = max(0.5, cell * 0.08)
+        hatch = QBrush(QColor(20, 20, 20, 170), Qt.BrushStyle.BDiagPattern)
+        for r in range(fmt.rows):
+            for c in range(fmt.columns):
+                name = fmt.well_name(r, c)
+                rect = QRectF(ox + c * cell + pad, oy + r * cell + pad,
+                              cell - 2 * pad, cell - 2 * pad)
+                well = plate.wells.get(name)
+                if well is None:  # unused position: a faint empty circle
+                    painter.setPen(QPen(QColor(75, 78, 86), 1))
+                    painter.setBrush(Qt.BrushStyle.NoBrush)
+                    painter.drawEllipse(rect.adjusted(pad, pad, -pad, -pad))
+                    continue
+                rgb = colours_.get(name)
+                missing = well_is_missing(well)
+                if missing:
+                    rgb = colours.PROBLEM_RGB
+                fill = QColor(*rgb) if rgb is not None else QColor(88, 92, 100)
+                painter.setPen(Qt.PenStyle.NoPen)
+                painter.setBrush(fill)
+                painter.drawRoundedRect(rect, cell * 0.15, cell * 0.15)
+                if missing or well_problems(well):
+                    painter.setBrush(hatch)
+                    painter.drawRoundedRect(rect, cell * 0.15, cell * 0.15)
+        # selection on top
+        if plate.key == selected_plate and selected_well in plate.wells:
+            w = plate.wells[selected_well]
+            rect = QRectF(ox + w.column * cell, oy + w.row * cell, cell, cell)
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(QColor(0, 0, 0), max(2.0, cell * 0.18) + 2))
+            painter.drawRect(rect)
+            painter.setPen(QPen(QColor(*colours.SELECTION_RGB), max(2.0, cell * 0.18)))
+            painter.drawRect(rect)
+
+    def _paint_legend(self, painter: QPainter) -> None:
+        top = self.height() - self._LEGEND_H + 4
+        left = 10.0
+        width = self.width() - 20.0
+        painter.setFont(QFont(self.font()))
+        has_predictions = any(self.state.plate_predictions(p) is not None for p in self.plates)
+        if self.mode != "type" and not has_predictions:
+            painter.setPen(QColor(220, 190, 120))
+            painter.drawText(QRectF(left, top, width, 24), Qt.AlignmentFlag.AlignLeft,
+                             "No predictions for this plate: score it in the workflow dock.")
+            return
+        if self.mode == "confidence":
+            bar = QRectF(left + 26, top + 2, max(40.0, width - 60), 10)
+            gradient = QLinearGradient(bar.topLeft(), bar.topRight())
+            for i in range(11):
+                gradient.setColorAt(i / 10, QColor(*(int(v) for v in
+                                                     colours.confidence_rgb(i / 10))))
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QBrush(gradient))
+            painter.drawRect(bar)
+            painter.setPen(QColor(200, 200, 200))
+            painter.drawText(QRectF(left, top, 24, 14), Qt.AlignmentFlag.AlignRight, "0")
+            painter.drawText(QRectF(bar.right() + 4, top, 30, 14), Qt.AlignmentFlag.AlignLeft,
+                             "1")
+            painter.drawText(QRectF(left, top + 13, width, 14), Qt.AlignmentFlag.AlignCenter,
+                             f"confidence of the {self.state.prediction_mode} call")
+            return
+        items: list[tuple[str, RGB]]
+        if self.mode == "type":
+            items = [(k.replace("_", " ").replace("control", "ctrl"), v)
+                     for k, v in colours.WELL_TYPE_RGB.items() if k != "empty"]
+        elif self.mode == "correct":
+            items = [("right", colours.CORRECT_RGB), ("wrong", colours.WRONG_RGB)]
+        else:
+            items = [("changed", colours.CHANGED_RGB), ("kept", colours.UNCHANGED_RGB)]
+        items.append(("no data", (88, 92, 100)))
+        x = left
+        for text, rgb in items:
+            painter.setPen(Qt.PenStyle.NoPen)
+            painter.setBrush(QColor(*rgb))
+            painter.drawRect(QRectF(x, top + 3, 10, 10))
+            painter.setPen(QColor(200, 200, 200))
+            w = painter.fontMetrics().horizontalAdvance(text) + 8
+            painter.drawText(QRectF(x + 13, top, w, 16), Qt.AlignmentFlag.AlignLeft, text)
+            x += 13 + w + 6
+
+    # -- interaction ------------------------------------------------------------------------
+    def event(self, event: object) -> bool:
+        from qtpy.QtCore import QEvent
+
+        if getattr(event, "type", lambda: None)() == QEvent.Type.ToolTip:
+            hit = self.hit(QPointF(event.pos()))
+            if hit is None:
+                QToolTip.hideText()
+            else:
+                plate, name = hit
+                QToolTip.showText(event.globalPos(),
+                                  well_tooltip(plate, plate.wells.get(name), name, self.state),
+                                  self)
+            return True
+        return super().event(event)
+
+    def mousePressEvent(self, event: object) -> None:
+        self.setFocus()
+        hit = self.hit(QPointF(event.position()))
+        if hit is not None and hit[1] in hit[0].wells:
+            self.well_clicked.emit(hit[0].key, hit[1])
+
+    def keyPressEvent(self, event: object) -> None:
+        moves = {
+            Qt.Key.Key_Left: (0, -1), Qt.Key.Key_Right: (0, 1),
+            Qt.Key.Key_Up: (-1, 0), Qt.Key.Key_Down: (1, 0),
+        }
+        step = moves.get(event.key())
+        plate = self.state.plate
+        if step is None or plate is None:
+            super().keyPressEvent(event)
+            return
+        target = next_well(plate, self.state.well, step)
+        if target is not None:
+            self.well_clicked.emit(plate.key, target)
+        event.accept()
+
+
+def next_well(plate: Plate, current: Well | None, step: tuple[int, int]) -> str | None:
+    """The next used well from ``current`` in direction ``step`` (skipping unused positions)."""
+    used = plate.used_wells()
+    if not used:
+        return None
+    if current is None:
+        return used[0].name
+    dr, dc = step
+    r, c = current.row + dr, current.column + dc
+    fmt = plate.format
+    while 0 <= r < fmt.rows and 0 <= c < fmt.columns:
+        name = fmt.well_name(r, c)
+        if name in plate.wells:
+            return name
+        r, c = r + dr, c + dc
+    return None
+
+
+class PlateMapDock(QWidget):
+    """Plate map with its controls: colour mode, raw/balanced, experiment side by side."""
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setObjectName("deepnoise-plate-map")
+        self.map = PlateMapWidget(state, self)
+        self.mode_combo = QComboBox()
+        for key, label in COLOUR_MODES.items():
+            self.mode_combo.addItem(label, key)
+        self.prediction_combo = QComboBox()
+        self.prediction_combo.addItem("Balanced calls", "balanced")
+        self.prediction_combo.addItem("Raw calls (argmax)", "raw")
+        self.side_by_side = QCheckBox("All plates of the experiment")
+        self.title = QLabel("No plate")
+        self.title.setWordWrap(True)
+
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Colour:"))
+        controls.addWidget(self.mode_combo, 1)
+        controls.addWidget(self.prediction_combo, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.title)
+        layout.addLayout(controls)
+        layout.addWidget(self.side_by_side)
+        layout.addWidget(self.map, 1)
+
+        self.mode_combo.currentIndexChanged.connect(self._mode_chosen)
+        self.prediction_combo.currentIndexChanged.connect(self._prediction_mode_chosen)
+        self.side_by_side.toggled.connect(lambda _on: self._plate_changed(self.state.plate))
+        self.map.well_clicked.connect(self._well_clicked)
+        state.plate_changed.connect(self._plate_changed)
+        state.well_changed.connect(self._well_changed)
+        state.predictions_changed.connect(self.map.refresh)
+        state.prediction_mode_changed.connect(self._prediction_mode_changed)
+        state.screen_changed.connect(lambda _s: self._plate_changed(None))
+        self._prediction_mode_changed(state.prediction_mode)
+        self._plate_changed(state.plate)
+
+    def set_mode(self, mode: str) -> None:
+        self.mode_combo.setCurrentIndex(list(COLOUR_MODES).index(mode))
+
+    def _mode_chosen(self, _index: int) -> None:
+        self.map.set_mode(self.mode_combo.currentData())
+
+    def _prediction_mode_chosen(self, _index: int) -> None:
+        self.state.set_prediction_mode(self.prediction_combo.currentData())
+
+    def _prediction_mode_changed(self, mode: str) -> None:
+        index = self.prediction_combo.findData(mode)
+        if index >= 0 and index != self.prediction_combo.currentIndex():
+            self.prediction_combo.blockSignals(True)
+            self.prediction_combo.setCurrentIndex(index)
+            self.prediction_combo.blockSignals(False)
+        self.map.refresh()
+
+    def _plate_changed(self, plate: Plate | None) -> None:
+        if plate is None:
+            self.map.set_plates([])
+            self.title.setText("No plate selected")
+            return
+        if self.side_by_side.isChecked() and self.state.screen is not None:
+            exp = self.state.screen.experiments[plate.experiment]
+            plates = [exp.plates[i] for i in sorted(exp.plates)]
+        else:
+            plates = [plate]
+        self.map.set_plates(plates)
+        counts = plate.well_counts()
+        self.title.setText(
+            f"<b>{plate.experiment} plate {plate.index}</b> - {plate.format.rows} x "
+            f"{plate.format.columns}, {len(plate.wells)} wells "
+            f"({counts['treatment']} treatment, {counts['positive_control']} positive, "
+            f"{counts['negative_control']} negative)"
+        )
+
+    def _well_changed(self, _well: Well | None) -> None:
+        self.map.update()
+
+    def _well_clicked(self, plate_key: str, well: str) -> None:
+        exp, _, index = plate_key.rpartition("/")
+        if self.state.plate is None or self.state.plate.key != plate_key:
+            self.state.select_plate(exp, int(index))
+        self.state.select_well(well)

@@ -1,0 +1,364 @@
+"""Plate mosaic: every well's thumbnail tiled into one plate image, with the calls on top.
+
+Layers: one RGB image (``plate mosaic``: thumbnails are colour composites, see thumbnails.py),
+one Points layer (``mosaic calls``: a marker per well in the tile's corner, face colour from the
+``confidence`` feature through the confidence colormap, text = the called siRNA) and a one-
+rectangle Shapes layer for the selection. Thumbnails are built in a worker thread and cached
+(memory + disk). A click on a tile selects the well everywhere; a double click opens it in the
+well viewer.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_app import colours
+from deepnoise_app.state import AppState
+from deepnoise_app.thumbnails import (
+    MOSAIC_GAP,
+    PlateThumbnails,
+    ThumbnailCache,
+    mosaic_image,
+    tile_at,
+    tile_origin,
+)
+from deepnoise_app.well_viewer import WellViewer, show_text, well_viewer_for
+from deepnoise_engine.screen.model import Plate, Screen, Well
+
+IMAGE_TAG = "deepnoise-mosaic"
+POINTS_TAG = "deepnoise-mosaic-calls"
+SELECTION_TAG = "deepnoise-mosaic-selection"
+
+
+def call_features(plate: Plate, state: AppState, size: int) -> tuple[np.ndarray, pd.DataFrame]:
+    """Marker positions ``(N, 2)`` (y, x in mosaic pixels) and their features table.
+
+    Only wells with a prediction get a marker; columns: well, sirna, confidence, correct.
+    """
+    rows, coords = [], []
+    for well in plate.used_wells():
+        pred = state.well_prediction(well.name, plate)
+        if pred is None or pred["sirna"] is None:
+            continue
+        y, x = tile_origin(well.row, well.column, size)
+        coords.append((y + size * 0.14, x + size * 0.14))
+        conf = pred["confidence"]
+        rows.append({
+            "well": well.name,
+            "sirna": str(pred["sirna"]),
+            "confidence": float(conf) if conf is not None else 0.0,
+            "correct": "" if pred["correct"] is None else ("right" if pred["correct"]
+                                                            else "wrong"),
+        })
+    features = pd.DataFrame(rows, columns=["well", "sirna", "confidence", "correct"])
+    return np.array(coords, dtype=float).reshape(-1, 2), features
+
+
+class PlateMosaic(QWidget):
+    """Dock controls for the mosaic and the mosaic layers in ``viewer``."""
+
+    mosaic_ready = Signal(str)  # plate key once its mosaic is on screen
+
+    def __init__(
+        self,
+        viewer: Any,
+        state: AppState,
+        well_viewer: WellViewer | None = None,
+        parent: QWidget | None = None,
+        *,
+        thumbnail_size: int = 64,
+    ) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.state = state
+        self._well_viewer = well_viewer
+        self.setObjectName("deepnoise-plate-mosaic")
+        self.show_button = QPushButton("Show plate mosaic")
+        self.show_button.setCheckable(True)
+        self.size_combo = QComboBox()
+        for size in (32, 48, 64, 96, 128):
+            self.size_combo.addItem(f"{size} px thumbnails", size)
+        self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(thumbnail_size)))
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.status = QLabel("Click a tile to select a well, double-click to open it.")
+        self.status.setWordWrap(True)
+        row = QHBoxLayout()
+        row.addWidget(self.show_button)
+        row.addWidget(self.size_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(row)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.status)
+
+        self.cache: ThumbnailCache | None = None
+        self.shown = False
+        self.thumbs: PlateThumbnails | None = None
+        self._plate: Plate | None = None
+        self._cancel: threading.Event | None = None
+        self._worker: Any = None
+        self.last_build_s = 0.0
+
+        self.show_button.toggled.connect(self.set_shown)
+        self.size_combo.currentIndexChanged.connect(lambda _i: self._size_changed())
+        state.screen_changed.connect(self._screen_changed)
+        state.plate_changed.connect(self._plate_changed)
+        state.well_changed.connect(self._well_changed)
+        state.predictions_changed.connect(self._update_calls)
+        state.prediction_mode_changed.connect(lambda _m: self._update_calls())
+        viewer.mouse_drag_callbacks.append(self._on_mouse_press)
+        viewer.mouse_double_click_callbacks.append(self._on_double_click)
+        if state.screen is not None:
+            self._screen_changed(state.screen)
+
+    @property
+    def well_viewer(self) -> WellViewer | None:
+        if self._well_viewer is not None:
+            return self._well_viewer
+        return well_viewer_for(self.viewer)
+
+    @property
+    def size(self) -> int:
+        return int(self.size_combo.currentData())
+
+    # -- layers -----------------------------------------------------------------------------
+    def _layer(self, tag: str) -> Any:
+        for layer in self.viewer.layers:
+            if (getattr(layer, "metadata", {}) or {}).get("deepnoise") == tag:
+                return layer
+        return None
+
+    def image_layer(self) -> Any:
+        return self._layer(IMAGE_TAG)
+
+    def calls_layer(self) -> Any:
+        return self._layer(POINTS_TAG)
+
+    def set_shown(self, shown: bool) -> None:
+        """Show the mosaic (hides the well's channel layers) or go back to the well view."""
+        self.shown = bool(shown)
+        if self.show_button.isChecked() != self.shown:
+            self.show_button.blockSignals(True)
+            self.show_button.setChecked(self.shown)
+            self.show_button.blockSignals(False)
+        self.show_button.setText("Back to well view" if shown else "Show plate mosaic")
+        if self.well_viewer is not None:
+            self.well_viewer.set_shown(not shown)
+        for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG):
+            layer = self._layer(tag)
+            if layer is not None:
+                layer.visible = self.shown
+        if shown:
+            self.load_plate(self.state.plate)
+        else:
+            self.viewer.reset_view()
+
+    # -- building ---------------------------------------------------------------------------
+    def _screen_changed(self, screen: Screen | None) -> None:
+        self._cancel_build()
+        self.cache = ThumbnailCache(screen, size=self.size) if screen is not None else None
+        self.thumbs = None
+
+    def _size_changed(self) -> None:
+        if self.state.screen is not None:
+            pixels = self.cache.pixels if self.cache is not None else None
+            self.cache = ThumbnailCache(self.state.screen, size=self.size, pixels=pixels)
+        self.thumbs = None
+        if self.shown:
+            self.load_plate(self.state.plate)
+
+    def _plate_changed(self, plate: Plate | None) -> None:
+        if self.shown:
+            self.load_plate(plate)
+
+    def _cancel_build(self) -> None:
+        if self._cancel is not None:
+            self._cancel.set()
+        self._cancel = None
+
+    def load_plate(self, plate: Plate | None, *, block: bool = False) -> None:
+        """Show ``plate``'s mosaic: from the thumbnail cache at once, else built in a thread."""
+        self._cancel_build()
+        if plate is None or self.cache is None:
+            return
+        started = time.perf_counter()
+        cached = self.cache.get(plate)
+        if cached is not None:
+            self._show(plate, cached, started)
+            return
+        cache = self.cache
+        cancel = threading.Event()
+        self._cancel = cancel
+        if block:
+            thumbs = cache.build(plate, cancel=cancel)
+            if thumbs is not None:
+                self._show(plate, thumbs, started)
+            return
+        from napari.qt.threading import create_worker
+
+        def work():  # generator worker: yields (done, total), returns the thumbnails
+            progress: list[tuple[int, int]] = []
+            box: dict[str, PlateThumbnails | None] = {}
+
+            def run() -> None:
+                box["t"] = cache.build(plate, progress=lambda d, t: progress.append((d, t)),
+                                       cancel=cancel)
+
+            thread = threading.Thread(target=run, daemon=True)
+            thread.start()
+            while thread.is_alive():
+                thread.join(0.05)
+                if progress:
+                    yield progress[-1]
+            return box.get("t")
+
+        self.progress.setVisible(True)
+        self.progress.setRange(0, len(plate.wells))
+        self.progress.setValue(0)
+        self.status.setText(f"Building thumbnails of {plate.key} ...")
+        worker = create_worker(work, _start_thread=False)
+        worker.yielded.connect(lambda p: self.progress.setValue(p[0]))
+
+        def done(thumbs: PlateThumbnails | None) -> None:
+            self.progress.setVisible(False)
+            if thumbs is None or cancel.is_set() or self.state.plate is not plate:
+                return
+            self._show(plate, thumbs, started)
+
+        worker.returned.connect(done)
+        worker.errored.connect(lambda exc: self.status.setText(f"Thumbnails failed: {exc}"))
+        self._worker = worker
+        worker.start()
+
+    def _show(self, plate: Plate, thumbs: PlateThumbnails, started: float) -> None:
+        self._plate = plate
+        self.thumbs = thumbs
+        image = mosaic_image(plate, thumbs)
+        layer = self.image_layer()
+        if layer is None:
+            self.viewer.add_image(
+                image, name="plate mosaic", rgb=True, visible=self.shown,
+                metadata={"deepnoise": IMAGE_TAG},
+            )
+        else:
+            layer.data = image
+        self._update_calls()
+        self._update_selection()
+        if self.shown:
+            self.viewer.reset_view()
+            show_text(self.viewer, f"{plate.experiment} plate {plate.index} - mosaic of "
+                                   f"{len(thumbs.wells)} wells (first usable site)")
+        self.last_build_s = time.perf_counter() - started
+        missing = len(thumbs.missing)
+        self.status.setText(
+            f"{plate.key}: {len(thumbs.wells)} wells"
+            + (f", {missing} without pixels (striped)" if missing else "")
+            + f" in {self.last_build_s:.2f} s. Click selects, double-click opens."
+        )
+        self.mosaic_ready.emit(plate.key)
+
+    def _update_calls(self) -> None:
+        plate = self._plate
+        old = self.calls_layer()
+        if plate is None or self.thumbs is None:
+            return
+        coords, features = call_features(plate, self.state, self.thumbs.size)
+        index = None
+        if old is not None:
+            index = list(self.viewer.layers).index(old)
+            self.viewer.layers.remove(old)
+        if len(coords) == 0:
+            return
+        layer = self.viewer.add_points(
+            coords,
+            features=features,
+            name="mosaic calls",
+            symbol="square",
+            size=max(4.0, self.thumbs.size * 0.22),
+            face_color="confidence",
+            face_colormap=colours.confidence_colormap(),
+            face_contrast_limits=(0.0, 1.0),
+            border_width=0,
+            text={
+                "string": "{sirna}",
+                "anchor": "upper_left",
+                "translation": [self.thumbs.size * 0.62, -self.thumbs.size * 0.08],
+                "size": 7,
+                "color": "white",
+            },
+            visible=self.shown,
+            metadata={"deepnoise": POINTS_TAG},
+        )
+        if index is not None:
+            self.viewer.layers.move(list(self.viewer.layers).index(layer), index)
+
+    def _well_changed(self, _well: Well | None) -> None:
+        self._update_selection()
+
+    def _update_selection(self) -> None:
+        if self.thumbs is None or self._plate is None:
+            return
+        well = self.state.well
+        layer = self._layer(SELECTION_TAG)
+        if well is None or self.state.plate is not self._plate:
+            if layer is not None:
+                layer.visible = False
+            return
+        t = self.thumbs.size
+        y, x = tile_origin(well.row, well.column, t)
+        g = MOSAIC_GAP / 2
+        rect = np.array([[y - g, x - g], [y + t + g, x + t + g]], dtype=float)
+        if layer is None:
+            self.viewer.add_shapes(
+                [rect], shape_type="rectangle", edge_color="white", face_color="transparent",
+                edge_width=max(1.0, MOSAIC_GAP), name="mosaic selection", visible=self.shown,
+                metadata={"deepnoise": SELECTION_TAG},
+            )
+        else:
+            layer.data = [rect]
+            layer.shape_type = ["rectangle"]
+            layer.edge_color = "white"
+            layer.face_color = "transparent"
+            layer.visible = self.shown
+
+    # -- mouse ------------------------------------------------------------------------------
+    def well_at_world(self, position: tuple[float, ...]) -> str | None:
+        """The well under a world position of the mosaic (None outside tiles)."""
+        layer = self.image_layer()
+        if layer is None or self._plate is None or self.thumbs is None:
+            return None
+        data = layer.world_to_data(position)
+        y, x = float(data[-2]), float(data[-1])
+        name = tile_at(y, x, self._plate, self.thumbs.size)
+        return name if name in self._plate.wells else None
+
+    def _on_mouse_press(self, _viewer: Any, event: Any) -> None:
+        if not self.shown or event.type != "mouse_press":
+            return
+        name = self.well_at_world(event.position)
+        if name is not None and self.state.plate is self._plate:
+            self.state.select_well(name)
+
+    def _on_double_click(self, _viewer: Any, event: Any) -> None:
+        if not self.shown:
+            return
+        name = self.well_at_world(event.position)
+        if name is not None:
+            self.state.select_well(name)
+            self.set_shown(False)

@@ -1,0 +1,194 @@
+"""Screen browser dock: a tree cell type -> experiment -> plate with counts and problem flags."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtGui import QBrush, QColor
+from qtpy.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QStyle,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_app.state import AppState
+from deepnoise_engine.screen.model import Plate, Screen
+
+PLATE_ROLE = Qt.ItemDataRole.UserRole + 1
+MAX_TOOLTIP_PROBLEMS = 12
+
+
+def plate_problems(plate: Plate) -> list[str]:
+    """Problems of a plate's sites as readable lines: 'B02 site 2: missing channel w5'."""
+    lines = []
+    for well in plate.used_wells():
+        if not well.sites:
+            lines.append(f"{well.name}: no sites")
+        for site in well.sites:
+            lines.extend(f"{well.name} site {site.index}: {p.message}" for p in site.problems)
+    return lines
+
+
+def plate_problem_kinds(plate: Plate) -> Counter[str]:
+    return Counter(p.kind for w in plate.wells.values() for s in w.sites for p in s.problems)
+
+
+def problem_tooltip(title: str, lines: list[str], kinds: Counter[str] | None = None) -> str:
+    text = [title]
+    if kinds:
+        text.append(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.most_common()))
+    text.extend(lines[:MAX_TOOLTIP_PROBLEMS])
+    if len(lines) > MAX_TOOLTIP_PROBLEMS:
+        text.append(f"... {len(lines) - MAX_TOOLTIP_PROBLEMS} more")
+    return "\n".join(text)
+
+
+class ScreenBrowser(QWidget):
+    """Tree of the open screen; selecting a plate item selects it in the AppState."""
+
+    open_requested = Signal()
+
+    COLUMNS = ("Screen", "Wells (T/P/N)", "Sites", "Problems")
+
+    def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.state = state
+        self.setObjectName("deepnoise-screen-browser")
+        self.summary = QLabel("No screen open")
+        self.summary.setWordWrap(True)
+        self.open_button = QPushButton("Open screen...")
+        self.tree = QTreeWidget()
+        self.tree.setColumnCount(len(self.COLUMNS))
+        self.tree.setHeaderLabels(list(self.COLUMNS))
+        self.tree.setUniformRowHeights(True)
+        top = QHBoxLayout()
+        top.addWidget(self.summary, 1)
+        top.addWidget(self.open_button)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(top)
+        layout.addWidget(self.tree, 1)
+        self._items: dict[str, QTreeWidgetItem] = {}
+        self._warn_icon = self.style().standardIcon(QStyle.StandardPixmap.SP_MessageBoxWarning)
+
+        self.open_button.clicked.connect(self.open_requested.emit)
+        self.tree.currentItemChanged.connect(self._item_chosen)
+        state.screen_changed.connect(self.set_screen)
+        state.plate_changed.connect(self._plate_changed)
+        self.set_screen(state.screen)
+        self._plate_changed(state.plate)
+
+    def plate_item(self, key: str) -> QTreeWidgetItem | None:
+        return self._items.get(key)
+
+    def set_screen(self, screen: Screen | None) -> None:
+        """Rebuild the tree for ``screen``."""
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        self._items = {}
+        if screen is None:
+            self.summary.setText("No screen open")
+            self.tree.blockSignals(False)
+            return
+        n_plates = sum(len(e.plates) for e in screen.experiments.values())
+        self.summary.setText(
+            f"<b>{screen.name or screen.root.name}</b>: {len(screen.experiments)} experiments, "
+            f"{n_plates} plates, {len(screen.channels)} channels, "
+            f"{len(screen.problems)} problems"
+        )
+        self.summary.setToolTip(str(screen.root))
+        for cell_type in screen.cell_types():
+            ct_item = QTreeWidgetItem([cell_type])
+            ct_wells = ct_sites = ct_problems = 0
+            self.tree.addTopLevelItem(ct_item)
+            exps = [e for e in screen.experiments.values() if e.cell_type == cell_type]
+            for exp in sorted(exps, key=lambda e: e.name):
+                exp_item = QTreeWidgetItem([f"{exp.name} ({exp.split})"])
+                exp_item.setToolTip(0, f"{exp.name}: cell type {exp.cell_type}, batch "
+                                       f"{exp.batch}, split {exp.split}, "
+                                       f"{'labelled' if exp.labelled else 'unlabelled'}")
+                ct_item.addChild(exp_item)
+                e_wells = e_sites = e_problems = 0
+                for index in sorted(exp.plates):
+                    plate = exp.plates[index]
+                    item = self._plate_row(plate)
+                    exp_item.addChild(item)
+                    self._items[plate.key] = item
+                    e_wells += len(plate.wells)
+                    e_sites += sum(len(w.sites) for w in plate.wells.values())
+                    e_problems += int(item.data(3, PLATE_ROLE) or 0)
+                exp_item.setText(1, str(e_wells))
+                exp_item.setText(2, str(e_sites))
+                self._flag(exp_item, e_problems, f"{exp.name}: {e_problems} site problems")
+                ct_wells += e_wells
+                ct_sites += e_sites
+                ct_problems += e_problems
+            ct_item.setText(1, str(ct_wells))
+            ct_item.setText(2, str(ct_sites))
+            self._flag(ct_item, ct_problems, f"{cell_type}: {ct_problems} site problems")
+            ct_item.setExpanded(True)
+        unsited = [p for p in screen.problems if not p.site_id]
+        if unsited:
+            item = QTreeWidgetItem(["Screen problems"])
+            self._flag(item, len(unsited),
+                       problem_tooltip(f"{len(unsited)} problems not tied to a site",
+                                       [str(p) for p in unsited]))
+            self.tree.addTopLevelItem(item)
+        for col in range(len(self.COLUMNS)):
+            self.tree.resizeColumnToContents(col)
+        self.tree.blockSignals(False)
+
+    def _plate_row(self, plate: Plate) -> QTreeWidgetItem:
+        counts = plate.well_counts()
+        sites = sum(len(w.sites) for w in plate.wells.values())
+        item = QTreeWidgetItem([
+            f"Plate {plate.index}",
+            f"{counts['treatment']}/{counts['positive_control']}/{counts['negative_control']}",
+            str(sites),
+        ])
+        item.setData(0, PLATE_ROLE, plate.key)
+        item.setToolTip(1, f"{len(plate.wells)} used wells of {plate.format.well_count} "
+                           f"({plate.format.rows} x {plate.format.columns}): "
+                           + ", ".join(f"{n} {k.replace('_', ' ')}"
+                                       for k, n in counts.items() if n))
+        lines = plate_problems(plate)
+        item.setData(3, PLATE_ROLE, len(lines))
+        self._flag(item, len(lines),
+                   problem_tooltip(f"{plate.key}: {len(lines)} problems", lines,
+                                   plate_problem_kinds(plate)))
+        return item
+
+    def _flag(self, item: QTreeWidgetItem, count: int, tooltip: str) -> None:
+        if count <= 0:
+            item.setText(3, "")
+            return
+        item.setText(3, str(count))
+        item.setIcon(3, self._warn_icon)
+        item.setForeground(3, QBrush(QColor(230, 120, 40)))
+        for col in range(len(self.COLUMNS)):
+            if col != 1:
+                item.setToolTip(col, tooltip)
+
+    def _item_chosen(self, current: QTreeWidgetItem | None, _prev: object) -> None:
+        if current is None:
+            return
+        key = current.data(0, PLATE_ROLE)
+        if not key:
+            return
+        exp, _, index = str(key).rpartition("/")
+        self.state.select_plate(exp, int(index))
+
+    def _plate_changed(self, plate: Plate | None) -> None:
+        if plate is None:
+            return
+        item = self._items.get(plate.key)
+        if item is not None and self.tree.currentItem() is not item:
+            self.tree.blockSignals(True)
+            self.tree.setCurrentItem(item)
+            self.tree.blockSignals(False)

@@ -1,0 +1,307 @@
+"""Well viewer: the selected well's sites as napari image layers, one per channel.
+
+Each channel is a layer with the RxRx1 colour (a black -> colour colormap), the RxRx1 window as
+explicit contrast limits and additive blending; visibility per channel is napari's layer list.
+Pixels are read in a worker thread (pack cache first, else the PNG/TIFF files) and the existing
+layers' ``.data`` is replaced, so switching wells never rebuilds layers. Missing channels are
+shown as hidden, empty layers with a message - never a crash.
+"""
+
+from __future__ import annotations
+
+import time
+import weakref
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+
+from deepnoise_app import colours
+from deepnoise_app.state import AppState
+from deepnoise_app.thumbnails import PixelSource
+from deepnoise_engine.screen.model import Screen, Well
+
+ALL_SITES = 0  # combo data for "all sites side by side"
+SITE_GAP = 16  # pixels between sites shown side by side
+LAYER_TAG = "deepnoise-well"
+
+_BY_VIEWER: weakref.WeakValueDictionary[int, WellViewer] = weakref.WeakValueDictionary()
+
+
+def well_viewer_for(viewer: Any) -> WellViewer | None:
+    """The WellViewer of ``viewer`` (the mosaic hides its layers while shown), if any."""
+    return _BY_VIEWER.get(id(viewer))
+
+
+def channel_layer_data(
+    planes: np.ndarray, channels: list[int]
+) -> list[tuple[np.ndarray, dict[str, Any], str]]:
+    """napari layer data tuples for a site's channels, tagged so the WellViewer reuses them."""
+    return [
+        (
+            planes[i],
+            {
+                "name": colours.channel_label(c),
+                "colormap": colours.channel_colormap(c),
+                "contrast_limits": colours.channel_window(c),
+                "blending": "additive",
+                "metadata": {"deepnoise": LAYER_TAG, "channel": c},
+            },
+            "image",
+        )
+        for i, c in enumerate(channels)
+    ]
+
+
+def load_well_planes(
+    pixels: PixelSource, well: Well, channels: list[int], site: int
+) -> tuple[np.ndarray, dict[int, str], list[int]]:
+    """Read a well for display.
+
+    ``site`` is a 1-based site number or ALL_SITES (sites side by side with a gap).
+    Returns ``(planes (C, H, W) uint8, missing {channel: reason}, sites shown)``; a channel
+    is missing when it is absent from every shown site.
+    """
+    sites = list(well.sites) if site == ALL_SITES else [s for s in well.sites if s.index == site]
+    if not sites:
+        size = pixels.image_size() or (64, 64)
+        return (np.zeros((len(channels), *size), np.uint8),
+                {c: "no such site" for c in channels}, [])
+    tiles = []
+    absent_all: dict[int, str] | None = None
+    for s in sites:
+        planes, missing = pixels.read(s, channels)
+        tiles.append(planes)
+        if absent_all is None:
+            absent_all = dict(missing)
+        else:
+            absent_all = {c: r for c, r in absent_all.items() if c in missing}
+    if len(tiles) == 1:
+        return tiles[0], absent_all or {}, [s.index for s in sites]
+    h = max(t.shape[1] for t in tiles)
+    w = sum(t.shape[2] for t in tiles) + SITE_GAP * (len(tiles) - 1)
+    out = np.zeros((len(channels), h, w), dtype=np.uint8)
+    x = 0
+    for t in tiles:
+        out[:, : t.shape[1], x : x + t.shape[2]] = t
+        x += t.shape[2] + SITE_GAP
+    return out, absent_all or {}, [s.index for s in sites]
+
+
+def prediction_text(state: AppState, well: Well | None) -> str:
+    """Canvas text: the plate and well, its type, the call and the truth."""
+    if well is None or state.plate is None:
+        return ""
+    text = f"{state.plate.experiment} plate {state.plate.index} {well.name}"
+    text += f" ({well.well_type.value.replace('_', ' ')})"
+    pred = state.well_prediction(well.name)
+    truth = well.sirna if well.sirna is not None else (pred or {}).get("sirna_true")
+    if pred is not None and pred["sirna"] is not None:
+        conf = pred["confidence"]
+        text += f"  predicted {pred['sirna']}"
+        if conf is not None:
+            text += f" ({conf:.2f})"
+        if pred["correct"] is not None:
+            text += "  right" if pred["correct"] else "  wrong"
+    if truth is not None:
+        text += f"  true {truth}"
+    return text
+
+
+def show_text(viewer: Any, text: str) -> None:
+    """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
+    overlay = viewer.text_overlay
+    overlay.position = "top_left"
+    overlay.box = True
+    overlay.color = "white"
+    overlay.font_size = 10
+    overlay.text = text
+    overlay.visible = bool(text)
+
+
+class WellViewer(QWidget):
+    """Dock controls (site choice, messages) + the channel layers in ``viewer``."""
+
+    loaded = Signal(str)  # well name once its pixels are on screen
+
+    def __init__(self, viewer: Any, state: AppState, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.state = state
+        self.setObjectName("deepnoise-well-viewer")
+        self.site_combo = QComboBox()
+        self.message = QLabel("")
+        self.message.setWordWrap(True)
+        self.header = QLabel("No well selected")
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Sites:"))
+        row.addWidget(self.site_combo, 1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addWidget(self.header)
+        layout.addLayout(row)
+        layout.addWidget(self.message)
+
+        self.pixels: PixelSource | None = None
+        self._screen: Screen | None = None
+        self._generation = 0
+        self._worker: Any = None
+        self._shape: tuple[int, ...] | None = None
+        self._hidden_missing: set[int] = set()
+        self._last_missing: dict[int, str] = {}
+        self.shown = True  # False while the plate mosaic is shown instead
+        self.last_load_s = 0.0
+        self.loaded_well: str | None = None  # the well whose pixels are on screen
+        self._fill_sites(None)
+        _BY_VIEWER[id(viewer)] = self
+
+        self.site_combo.currentIndexChanged.connect(lambda _i: self.reload())
+        state.screen_changed.connect(self._screen_changed)
+        state.well_changed.connect(self._well_changed)
+        state.predictions_changed.connect(self._update_text)
+        state.prediction_mode_changed.connect(lambda _m: self._update_text())
+        if state.screen is not None:
+            self._screen_changed(state.screen)
+        if state.well is not None:
+            self._well_changed(state.well)
+
+    # -- layers -----------------------------------------------------------------------------
+    def channel_layers(self) -> dict[int, Any]:
+        """Channel number -> this viewer's layer (only those still in the viewer)."""
+        out = {}
+        for layer in self.viewer.layers:
+            meta = getattr(layer, "metadata", {}) or {}
+            if meta.get("deepnoise") == LAYER_TAG:
+                out[int(meta["channel"])] = layer
+        return out
+
+    def _apply(self, planes: np.ndarray, missing: dict[int, str], channels: list[int]) -> None:
+        layers = self.channel_layers()
+        reset = self._shape != planes.shape[1:]
+        for i, channel in enumerate(channels):
+            layer = layers.get(channel)
+            if layer is None:
+                data, kwargs, _kind = channel_layer_data(planes[i : i + 1], [channel])[0]
+                layer = self.viewer.add_image(data, **kwargs)
+                reset = True
+            else:
+                layer.data = planes[i]
+            # hide absent channels; show them again once present, unless the user hid them
+            if channel in missing:
+                if layer.visible:
+                    self._hidden_missing.add(channel)
+                layer.visible = False
+            elif channel in self._hidden_missing:
+                self._hidden_missing.discard(channel)
+                layer.visible = self.shown
+            elif not self.shown:
+                layer.visible = False
+        self._shape = planes.shape[1:]
+        if reset and self.shown:
+            self.viewer.reset_view()
+
+    def set_shown(self, shown: bool) -> None:
+        """Show or hide the channel layers (the mosaic hides them while it is shown)."""
+        self.shown = shown
+        for channel, layer in self.channel_layers().items():
+            layer.visible = shown and channel not in self._hidden_missing
+        if shown:
+            self._update_text()
+
+    # -- loading ----------------------------------------------------------------------------
+    def _screen_changed(self, screen: Screen | None) -> None:
+        self._screen = screen
+        self.pixels = PixelSource(screen) if screen is not None else None
+        self._fill_sites(screen)
+
+    def _fill_sites(self, screen: Screen | None) -> None:
+        n_sites = 0
+        if screen is not None:
+            n_sites = max((len(w.sites) for _, _, w in screen.wells()), default=0)
+        current = self.site_combo.currentData()
+        self.site_combo.blockSignals(True)
+        self.site_combo.clear()
+        for i in range(1, max(n_sites, 1) + 1):
+            self.site_combo.addItem(f"Site {i}", i)
+        if n_sites > 1:
+            self.site_combo.addItem("All sites side by side", ALL_SITES)
+        index = self.site_combo.findData(current)
+        self.site_combo.setCurrentIndex(max(index, 0))
+        self.site_combo.blockSignals(False)
+
+    def set_site(self, site: int) -> None:
+        """Show site ``site`` (1-based) or ALL_SITES."""
+        index = self.site_combo.findData(site)
+        if index < 0:
+            raise ValueError(f"no site choice {site}")
+        self.site_combo.setCurrentIndex(index)
+
+    def _well_changed(self, well: Well | None) -> None:
+        if well is None:
+            self.header.setText("No well selected")
+            self._update_text()
+            return
+        self.reload()
+
+    def reload(self, *, block: bool = False) -> None:
+        """(Re)load the selected well; ``block=True`` reads in the calling thread."""
+        well = self.state.well
+        if well is None or self.pixels is None or self._screen is None:
+            return
+        channels = list(self._screen.channels)
+        site = self.site_combo.currentData() or 1
+        self._generation += 1
+        generation = self._generation
+        started = time.perf_counter()
+        self.header.setText(f"Loading {well.name} ...")
+        pixels = self.pixels
+
+        def work() -> tuple[int, Well, np.ndarray, dict[int, str], list[int]]:
+            planes, missing, shown = load_well_planes(pixels, well, channels, site)
+            return generation, well, planes, missing, shown
+
+        def done(result: tuple[int, Well, np.ndarray, dict[int, str], list[int]]) -> None:
+            gen, w, planes, missing, shown = result
+            if gen != self._generation:  # a newer selection won
+                return
+            self._apply(planes, missing, channels)
+            self.last_load_s = time.perf_counter() - started
+            self.loaded_well = w.name
+            self._show_result(w, missing, shown)
+            self.loaded.emit(w.name)
+
+        if block:
+            done(work())
+            return
+        from napari.qt.threading import create_worker
+
+        worker = create_worker(work, _start_thread=False)
+        worker.returned.connect(done)
+        worker.errored.connect(lambda exc: self.message.setText(f"Cannot read {well.name}: {exc}"))
+        self._worker = worker
+        worker.start()
+
+    def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
+        sites = ", ".join(str(s) for s in shown) or "none"
+        self.header.setText(f"<b>{well.name}</b> - site(s) {sites}")
+        lines = []
+        if not shown:
+            lines.append(f"{well.name} has no such site.")
+        for channel, reason in sorted(missing.items()):
+            lines.append(f"w{channel} missing: {reason}")
+        problems = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
+        lines.extend(problems[:4])
+        self.message.setText("\n".join(lines))
+        self.message.setStyleSheet("color: rgb(230,150,60);" if lines else "")
+        self._last_missing = dict(missing)
+        self._update_text()
+
+    def _update_text(self) -> None:
+        if not self.shown:
+            return
+        text = prediction_text(self.state, self.state.well)
+        missing = self._last_missing if self.state.well is not None else {}
+        if missing:
+            text += "  |  missing " + ", ".join(f"w{c}" for c in sorted(missing))
+        show_text(self.viewer, text)

@@ -1,0 +1,335 @@
+"""Score: chosen plates, experiments or the whole screen with the loaded models.
+
+Sends the engine a ``score`` request; on its result the per-plate reports are loaded into
+the app state (``state.load_predictions(score_dir)``) so they show on the plate map and
+the mosaic. The raw / balanced toggle drives ``state.prediction_mode``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QButtonGroup,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QMessageBox,
+    QProgressBar,
+    QPushButton,
+    QRadioButton,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_app.engine import EngineBridge
+from deepnoise_app.workflow.training_view import format_eta
+
+
+def plate_token(experiment: str, index: int) -> str:
+    """A plate as the engine's ``plates`` parameter names it: ``EXP:P``."""
+    return f"{experiment}:{int(index)}"
+
+
+def folder_has_files(path: Path) -> bool:
+    return path.is_dir() and any(path.iterdir())
+
+
+class ScorePanel(QWidget):
+    """Plate scope tree, output folder, Score button, progress and the raw/balanced toggle."""
+
+    scored = Signal(str)  # score folder, after the predictions were loaded
+
+    def __init__(
+        self,
+        bridge: EngineBridge,
+        state: Any,
+        models: Callable[[], list[str]],
+        scores_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.state = state
+        self.models = models
+        self.scores_dir = Path(scores_dir) if scores_dir else Path.home() / "deepnoise-scores"
+        self.request: str | None = None
+        self.out_dir: Path | None = None
+        self.last_result: dict | None = None
+        #: Asks the user a yes/no question (replaced in scripted use).
+        self.confirm: Callable[[str], bool] = self._ask
+
+        self.tree = QTreeWidget()
+        self.tree.setHeaderLabels(["Plates to score"])
+        self.tree.setMinimumHeight(90)
+        self.tree.itemChanged.connect(self._item_changed)
+        self.all_button = QPushButton("Whole screen")
+        self.plate_button = QPushButton("Current plate")
+        self.balance_combo = QComboBox()
+        self.balance_combo.addItems(["assignment", "paper", "none"])
+        self.balance_combo.setToolTip("Plate prior: each siRNA at most once per plate")
+        self.tta_combo = QComboBox()
+        self.tta_combo.addItems(["8", "1"])
+        self.tta_combo.setToolTip("Test-time augmentation: 8 flips/rotations or none")
+        self.out_edit = QLineEdit()
+        self.score_button = QPushButton("Score")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.balanced_radio = QRadioButton("Balanced")
+        self.raw_radio = QRadioButton("Raw")
+        self.mode_group = QButtonGroup(self)
+        self.mode_group.addButton(self.balanced_radio)
+        self.mode_group.addButton(self.raw_radio)
+        self.balanced_radio.setChecked(getattr(state, "prediction_mode", "balanced") != "raw")
+        self.raw_radio.setChecked(getattr(state, "prediction_mode", "balanced") == "raw")
+
+        scope = QHBoxLayout()
+        scope.addWidget(self.all_button)
+        scope.addWidget(self.plate_button)
+        scope.addStretch(1)
+        opts = QHBoxLayout()
+        opts.addWidget(QLabel("Balance"))
+        opts.addWidget(self.balance_combo)
+        opts.addWidget(QLabel("TTA"))
+        opts.addWidget(self.tta_combo)
+        opts.addStretch(1)
+        out_row = QHBoxLayout()
+        out_row.addWidget(QLabel("Output"))
+        out_row.addWidget(self.out_edit, 1)
+        run_row = QHBoxLayout()
+        run_row.addWidget(self.score_button)
+        run_row.addWidget(self.cancel_button)
+        run_row.addWidget(self.progress_bar, 1)
+        mode_row = QHBoxLayout()
+        mode_row.addWidget(QLabel("Show predictions:"))
+        mode_row.addWidget(self.balanced_radio)
+        mode_row.addWidget(self.raw_radio)
+        mode_row.addStretch(1)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(scope)
+        layout.addWidget(self.tree)
+        layout.addLayout(opts)
+        layout.addLayout(out_row)
+        layout.addLayout(run_row)
+        layout.addWidget(self.status)
+        layout.addLayout(mode_row)
+
+        self.all_button.clicked.connect(lambda: self.select_plates(None))
+        self.plate_button.clicked.connect(self._select_current_plate)
+        self.score_button.clicked.connect(self.score)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.balanced_radio.toggled.connect(self._mode_toggled)
+        bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._on_engine_died)
+        if hasattr(state, "screen_changed"):
+            state.screen_changed.connect(self.refresh)
+        if hasattr(state, "prediction_mode_changed"):
+            state.prediction_mode_changed.connect(self._mode_changed)
+        self.refresh()
+
+    # -- scope -----------------------------------------------------------------------
+    def refresh(self, *_args: Any) -> None:
+        """Rebuild the plate tree from the open screen (everything checked)."""
+        self.tree.blockSignals(True)
+        self.tree.clear()
+        screen = getattr(self.state, "screen", None)
+        if screen is not None:
+            for name in sorted(screen.experiments):
+                exp = screen.experiments[name]
+                top = QTreeWidgetItem([f"{name} ({exp.cell_type})"])
+                top.setData(0, Qt.ItemDataRole.UserRole, name)
+                top.setFlags(top.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                top.setCheckState(0, Qt.CheckState.Checked)
+                for index in sorted(exp.plates):
+                    child = QTreeWidgetItem([f"Plate {index}"])
+                    child.setData(0, Qt.ItemDataRole.UserRole, plate_token(name, index))
+                    child.setFlags(child.flags() | Qt.ItemFlag.ItemIsUserCheckable)
+                    child.setCheckState(0, Qt.CheckState.Checked)
+                    top.addChild(child)
+                self.tree.addTopLevelItem(top)
+        self.tree.blockSignals(False)
+        self._suggest_out()
+
+    def _suggest_out(self) -> None:
+        screen = getattr(self.state, "screen", None)
+        name = (screen.name or Path(screen.root).name) if screen is not None else "screen"
+        self.out_edit.setText(str(self.scores_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
+
+    def _item_changed(self, item: QTreeWidgetItem, _column: int) -> None:
+        self.tree.blockSignals(True)
+        if item.parent() is None:  # an experiment: (un)check its plates
+            for i in range(item.childCount()):
+                item.child(i).setCheckState(0, item.checkState(0))
+        else:
+            parent = item.parent()
+            states = {parent.child(i).checkState(0) for i in range(parent.childCount())}
+            parent.setCheckState(
+                0, states.pop() if len(states) == 1 else Qt.CheckState.PartiallyChecked
+            )
+        self.tree.blockSignals(False)
+
+    def select_plates(self, tokens: list[str] | None) -> None:
+        """Check exactly these plates (``EXP:P``); None checks the whole screen."""
+        self.tree.blockSignals(True)
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount()):
+                child = top.child(j)
+                on = tokens is None or child.data(0, Qt.ItemDataRole.UserRole) in tokens
+                child.setCheckState(0, Qt.CheckState.Checked if on else Qt.CheckState.Unchecked)
+            if top.childCount():
+                self.tree.blockSignals(False)
+                self._item_changed(top.child(0), 0)
+                self.tree.blockSignals(True)
+        self.tree.blockSignals(False)
+
+    def _select_current_plate(self) -> None:
+        plate = getattr(self.state, "plate", None)
+        if plate is not None:
+            self.select_plates([plate_token(plate.experiment, plate.index)])
+
+    def chosen_plates(self) -> list[str] | None:
+        """Checked plates as ``EXP:P``; None when every plate is checked (whole screen)."""
+        chosen, total = [], 0
+        for i in range(self.tree.topLevelItemCount()):
+            top = self.tree.topLevelItem(i)
+            for j in range(top.childCount()):
+                total += 1
+                child = top.child(j)
+                if child.checkState(0) == Qt.CheckState.Checked:
+                    chosen.append(str(child.data(0, Qt.ItemDataRole.UserRole)))
+        return None if len(chosen) == total else chosen
+
+    # -- scoring ---------------------------------------------------------------------
+    def request_params(self) -> dict[str, Any]:
+        screen = getattr(self.state, "screen", None)
+        params: dict[str, Any] = {
+            "data": str(screen.root) if screen is not None else "",
+            "models": list(self.models()),
+            "out": str(Path(self.out_edit.text().strip()).expanduser()),
+            "balance": self.balance_combo.currentText(),
+            "tta": int(self.tta_combo.currentText()),
+        }
+        plates = self.chosen_plates()
+        if plates is not None:
+            params["plates"] = plates
+        return params
+
+    def problems(self) -> list[str]:
+        problems = []
+        if getattr(self.state, "screen", None) is None:
+            problems.append("Open a screen first.")
+        if not self.models():
+            problems.append("Load a model (or train one) first.")
+        if self.chosen_plates() == []:
+            problems.append("Choose at least one plate.")
+        if not self.out_edit.text().strip():
+            problems.append("Choose an output folder.")
+        return problems
+
+    def score(self) -> str | None:
+        """Send the score request; returns the request id (None when something is missing)."""
+        problems = self.problems()
+        if problems:
+            self._say(" ".join(problems), error=True)
+            return None
+        params = self.request_params()
+        out = Path(params["out"])
+        if folder_has_files(out):
+            if not self.confirm(f"{out} already holds files. Overwrite the reports in it?"):
+                return None
+            params["overwrite"] = True
+        self.out_dir = out
+        self.last_result = None
+        self.request = self.bridge.submit("score", **params)
+        self.score_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress_bar.setRange(0, 0)
+        self._say("Scoring… (waiting for the engine)")
+        return self.request
+
+    def cancel(self) -> None:
+        if self.request:
+            self.bridge.cancel(self.request)
+
+    def _on_event(self, event: dict) -> None:
+        if self.request is None or event.get("request") != self.request:
+            return
+        name = event.get("event")
+        if name == "progress":
+            done, total = event.get("done"), event.get("total")
+            if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+                self.progress_bar.setRange(0, 1000)
+                self.progress_bar.setValue(int(1000 * min(done / total, 1.0)))
+            eta = format_eta(event.get("eta_s"))
+            stage = event.get("stage") or "scoring"
+            self._say(f"{stage}… {('ETA ' + eta) if eta else ''}".strip())
+        elif name == "result":
+            self.last_result = dict(event.get("result") or {})
+            self._finish()
+            self._load(self.out_dir)
+        elif name == "error":
+            self._finish()
+            self._say(f"Scoring failed: {event.get('message', 'error')}", error=True)
+        elif name == "cancelled":
+            self._finish()
+            self._say("Scoring cancelled.")
+
+    def _load(self, out: Path | None) -> None:
+        if out is None:
+            return
+        try:
+            count = self.state.load_predictions(out)
+        except Exception as exc:  # shown, never raised into the event loop
+            self._say(f"Scored, but the reports could not be loaded: {exc}", error=True)
+            return
+        self._say(f"Scored {count} plate(s); reports in {out}.")
+        self.scored.emit(str(out))
+
+    def _finish(self) -> None:
+        self.request = None
+        self.score_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(1)
+
+    def _on_engine_died(self, info: dict) -> None:
+        if self.request is not None:
+            self._finish()
+            self.progress_bar.setValue(0)
+            self._say(str(info.get("message", "The engine stopped.")), error=True)
+
+    # -- raw / balanced --------------------------------------------------------------
+    def _mode_toggled(self, balanced: bool) -> None:
+        mode = "balanced" if balanced else "raw"
+        setter = getattr(self.state, "set_prediction_mode", None)
+        if setter is not None:
+            setter(mode)
+        else:
+            self.state.prediction_mode = mode
+
+    def _mode_changed(self, mode: str) -> None:
+        radio = self.raw_radio if mode == "raw" else self.balanced_radio
+        if not radio.isChecked():
+            radio.setChecked(True)
+
+    def _say(self, text: str, error: bool = False) -> None:
+        self.status.setStyleSheet("color: #c62828;" if error else "")
+        self.status.setText(text)
+
+    def _ask(self, text: str) -> bool:
+        answer = QMessageBox.question(self, "DeepNoise", text)
+        return answer == QMessageBox.StandardButton.Yes

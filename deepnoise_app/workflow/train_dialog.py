@@ -1,0 +1,455 @@
+"""The train dialog: screen, experiment split, preset and key settings -> an engine train request.
+
+Settings are the engine's configuration keys (``resources/presets/*.toml``, checked by
+``deepnoise_engine.train.config``); the dialog shows the chosen preset's values and sends
+every key setting as a ``section.key=value`` override, so what the user sees is what runs.
+Everything is checked before launch with messages that say what to change.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import tomllib
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_engine.screen.model import Screen
+
+TRAIN, VALIDATION, UNLABELLED, NOT_USED = "train", "validation", "unlabelled", "not used"
+NORMALISATION_MODES = ("none", "global", "cell_type", "experiment", "plate", "site", "controls")
+BACKBONES = ("xception_tiny", "xception", "xception_wide", "resnet18", "efficientnet_b0")
+
+#: Values used when a preset does not set a key (the engine's schema defaults).
+_FALLBACK: dict[str, dict[str, Any]] = {
+    "data": {"normalisation": "plate", "image_size": 512, "use_unlabelled": True},
+    "model": {"names": ["xception", "xception_wide"], "epochs": 160, "batch_size": 64},
+    "mean_teacher": {"enabled": True},
+    "pseudo_labels": {"enabled": True},
+    "finetune": {"enabled": True},
+    "runtime": {"device": "auto"},
+}
+
+
+def presets_dir() -> Path | None:
+    """The shipped presets folder, or None when resources are missing."""
+    try:
+        from deepnoise_engine.resources import resource_path
+
+        return resource_path("presets")
+    except FileNotFoundError:
+        return None
+
+
+def preset_names() -> list[str]:
+    """Preset names (``tiny`` first: the one that runs in minutes)."""
+    folder = presets_dir()
+    names = sorted(p.stem for p in folder.glob("*.toml")) if folder else []
+    return sorted(names or ["tiny", "paper"], key=lambda n: (n != "tiny", n))
+
+
+def load_preset(name: str) -> dict[str, dict[str, Any]]:
+    """The preset's values over the fallbacks (torch-free: plain TOML)."""
+    values = {section: dict(keys) for section, keys in _FALLBACK.items()}
+    folder = presets_dir()
+    path = folder / f"{name}.toml" if folder else None
+    if path and path.is_file():
+        with open(path, "rb") as fh:
+            for section, table in tomllib.load(fh).items():
+                if isinstance(table, dict):
+                    values.setdefault(section, {}).update(table)
+    return values
+
+
+def default_validation(screen: Screen) -> set[str]:
+    """The engine's default split: the last labelled experiment of each cell type validates,
+    unless it is the cell type's only labelled experiment (then it trains)."""
+    by_type: dict[str, list[str]] = {}
+    for name in sorted(screen.experiments):
+        exp = screen.experiments[name]
+        if exp.labelled:
+            by_type.setdefault(exp.cell_type, []).append(name)
+    return {names[-1] for names in by_type.values() if len(names) > 1}
+
+
+def toml_value(value: Any) -> str:
+    """A Python value as a TOML literal for a ``key=value`` override."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return json.dumps(value)  # strings and lists of strings/numbers are valid TOML as JSON
+
+
+def run_folder_problem(out: Path) -> str | None:
+    """Why ``out`` cannot take a new run, or None when it can (missing or empty folder)."""
+    if out.exists() and not out.is_dir():
+        return f"Output {out} is a file, not a folder."
+    if out.is_dir() and any(out.iterdir()):
+        ckpt = out / "checkpoints"
+        if (out / "config.toml").is_file() and ckpt.is_dir() and any(ckpt.glob("last*")):
+            return (
+                f"Run folder {out} already holds a resumable run: resume it from the "
+                "training view, or choose a new folder."
+            )
+        return f"Run folder {out} exists and is not a resumable run: choose a new or empty folder."
+    return None
+
+
+class TrainDialog(QDialog):
+    """Choose data, split, preset and settings; ``request_params()`` is the train request."""
+
+    def __init__(
+        self,
+        screen: Screen | None = None,
+        devices: list[dict] | None = None,
+        runs_dir: Path | None = None,
+        parent: QWidget | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Train a DeepNoise model")
+        self.screen = screen
+        self.devices = list(devices or [])
+        self.runs_dir = Path(runs_dir) if runs_dir else Path.home() / "deepnoise-runs"
+        self._out_edited = False
+
+        # screen
+        self.data_edit = QLineEdit(str(screen.root) if screen else "")
+        self.data_edit.editingFinished.connect(self._data_changed)
+        data_browse = QPushButton("Browse…")
+        data_browse.clicked.connect(self._browse_data)
+        data_row = QHBoxLayout()
+        data_row.addWidget(self.data_edit, 1)
+        data_row.addWidget(data_browse)
+
+        # split table
+        self.table = QTableWidget(0, 5)
+        self.table.setHorizontalHeaderLabels(
+            ["Experiment", "Cell type", "Plates", "Labels", "Use as"]
+        )
+        self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeMode.ResizeToContents)
+        self.table.horizontalHeader().setStretchLastSection(True)
+        self.table.verticalHeader().setVisible(False)
+        self.table.setMinimumHeight(170)
+        self.split_note = QLabel()
+        self.split_note.setWordWrap(True)
+
+        # preset and settings
+        self.preset_combo = QComboBox()
+        self.preset_combo.addItems(preset_names())
+        self.model1_combo = QComboBox()
+        self.model2_combo = QComboBox()
+        for combo in (self.model1_combo, self.model2_combo):
+            combo.setEditable(True)  # any timm backbone name
+            combo.addItems(BACKBONES)
+        self.ensemble_check = QCheckBox("Ensemble of two models")
+        self.ensemble_check.toggled.connect(self.model2_combo.setEnabled)
+        self.epochs_spin = QSpinBox()
+        self.epochs_spin.setRange(1, 100000)
+        self.batch_spin = QSpinBox()
+        self.batch_spin.setRange(1, 65536)
+        self.size_spin = QSpinBox()
+        self.size_spin.setRange(8, 4096)
+        self.size_spin.setSuffix(" px")
+        self.norm_combo = QComboBox()
+        self.norm_combo.addItems(NORMALISATION_MODES)
+        self.mean_teacher_check = QCheckBox("Mean teacher (uses unlabelled wells)")
+        self.pseudo_check = QCheckBox("Pseudo labels")
+        self.finetune_check = QCheckBox("Fine-tune per cell type")
+        self.device_combo = QComboBox()
+        self.device_combo.addItem("auto", "auto")
+        for dev in self.devices:
+            kind = str(dev.get("type", "cpu"))
+            if self.device_combo.findData(kind) < 0:
+                mem = dev.get("memory_bytes")
+                extra = f", {mem / 2**30:.0f} GiB" if isinstance(mem, int | float) and mem else ""
+                self.device_combo.addItem(f"{kind} ({dev.get('name', kind)}{extra})", kind)
+        if self.device_combo.findData("cpu") < 0:
+            self.device_combo.addItem("cpu", "cpu")
+
+        self.out_edit = QLineEdit()
+        self.out_edit.textEdited.connect(self._out_touched)
+        out_browse = QPushButton("Browse…")
+        out_browse.clicked.connect(self._browse_out)
+        out_row = QHBoxLayout()
+        out_row.addWidget(self.out_edit, 1)
+        out_row.addWidget(out_browse)
+
+        models_row = QHBoxLayout()
+        models_row.addWidget(self.model1_combo)
+        models_row.addWidget(self.ensemble_check)
+        models_row.addWidget(self.model2_combo)
+        form = QFormLayout()
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Backbone(s)", models_row)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Image size", self.size_spin)
+        form.addRow("Normalisation", self.norm_combo)
+        form.addRow("", self.mean_teacher_check)
+        form.addRow("", self.pseudo_check)
+        form.addRow("", self.finetune_check)
+        form.addRow("Device", self.device_combo)
+        settings = QGroupBox("Settings")
+        settings.setLayout(form)
+
+        self.error_label = QLabel()
+        self.error_label.setWordWrap(True)
+        self.error_label.setStyleSheet("color: #c62828;")
+        self.error_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
+        self.buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Train")
+        self.buttons.accepted.connect(self.accept)
+        self.buttons.rejected.connect(self.reject)
+
+        top = QFormLayout()
+        top.addRow("Screen", data_row)
+        layout = QVBoxLayout(self)
+        layout.addLayout(top)
+        layout.addWidget(QLabel("Experiments"))
+        layout.addWidget(self.table, 1)
+        layout.addWidget(self.split_note)
+        layout.addWidget(settings)
+        out_form = QFormLayout()
+        out_form.addRow("Run folder", out_row)
+        layout.addLayout(out_form)
+        layout.addWidget(self.error_label)
+        layout.addWidget(self.buttons)
+
+        self.preset_combo.currentTextChanged.connect(self.apply_preset)
+        self.apply_preset(self.preset_combo.currentText())
+        self._fill_table()
+        self._suggest_out()
+
+    # -- filling ---------------------------------------------------------------------
+    def apply_preset(self, name: str) -> None:
+        """Show the preset's values in the settings widgets."""
+        values = load_preset(name)
+        names = list(values["model"].get("names") or ["xception"])
+        self.model1_combo.setCurrentText(str(names[0]))
+        self.ensemble_check.setChecked(len(names) > 1)
+        self.model2_combo.setEnabled(len(names) > 1)
+        self.model2_combo.setCurrentText(str(names[1]) if len(names) > 1 else "xception_wide")
+        self.epochs_spin.setValue(int(values["model"]["epochs"]))
+        self.batch_spin.setValue(int(values["model"]["batch_size"]))
+        self.size_spin.setValue(int(values["data"]["image_size"]))
+        self.norm_combo.setCurrentText(str(values["data"]["normalisation"]))
+        self.mean_teacher_check.setChecked(bool(values["mean_teacher"]["enabled"]))
+        self.pseudo_check.setChecked(bool(values["pseudo_labels"]["enabled"]))
+        self.finetune_check.setChecked(bool(values["finetune"]["enabled"]))
+        device = str(values["runtime"].get("device", "auto"))
+        index = self.device_combo.findData(device)
+        self.device_combo.setCurrentIndex(max(index, 0))
+        self._suggest_out()
+
+    def _fill_table(self) -> None:
+        self.table.setRowCount(0)
+        screen = self.screen
+        if screen is None:
+            self.split_note.setText("Open a screen to choose the experiments.")
+            return
+        validation = default_validation(screen)
+        for name in sorted(screen.experiments):
+            exp = screen.experiments[name]
+            row = self.table.rowCount()
+            self.table.insertRow(row)
+            labelled = exp.labelled
+            cells = [name, exp.cell_type, str(len(exp.plates)), "yes" if labelled else "no"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setFlags(item.flags() & ~Qt.ItemFlag.ItemIsEditable)
+                self.table.setItem(row, col, item)
+            combo = QComboBox()
+            if labelled:
+                combo.addItems([TRAIN, VALIDATION])
+                combo.setCurrentText(VALIDATION if name in validation else TRAIN)
+            else:
+                combo.addItems([UNLABELLED, NOT_USED])
+            combo.currentTextChanged.connect(self._update_note)
+            self.table.setCellWidget(row, 4, combo)
+        self._update_note()
+
+    def _update_note(self) -> None:
+        roles = self.experiment_roles()
+        counts = {
+            r: sum(1 for v in roles.values() if v == r) for r in (TRAIN, VALIDATION, UNLABELLED)
+        }
+        self.split_note.setText(
+            f"{counts[TRAIN]} training, {counts[VALIDATION]} validation and {counts[UNLABELLED]} "
+            "unlabelled experiments. Default: one labelled experiment per cell type validates; "
+            "experiments without labels are unlabelled (mean teacher). Control wells of every "
+            "experiment are labelled."
+        )
+
+    def _suggest_out(self) -> None:
+        if self._out_edited:
+            return
+        screen_name = (self.screen.name or self.screen.root.name) if self.screen else "screen"
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        preset = self.preset_combo.currentText()
+        self.out_edit.setText(str(self.runs_dir / f"{screen_name}-{preset}-{stamp}"))
+
+    def _out_touched(self, _text: str) -> None:
+        self._out_edited = True
+
+    def _browse_data(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Screen folder", self.data_edit.text())
+        if folder:
+            self.data_edit.setText(folder)
+            self._data_changed()
+
+    def _browse_out(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Run folder", str(self.runs_dir))
+        if folder:
+            self.out_edit.setText(folder)
+            self._out_edited = True
+
+    def _data_changed(self) -> None:
+        """Another screen folder: open it (torch-free) to list its experiments."""
+        path = Path(self.data_edit.text().strip()).expanduser()
+        if self.screen is not None and path.resolve() == Path(self.screen.root).resolve():
+            return
+        self.screen = None
+        if path.is_dir():
+            try:
+                from deepnoise_engine.screen.open import open_screen
+
+                self.screen = open_screen(path, check_images=False)
+            except Exception as exc:  # shown, never raised into the event loop
+                self.error_label.setText(f"Cannot open screen {path}: {exc}")
+        self._fill_table()
+        self._suggest_out()
+
+    # -- reading the choices ---------------------------------------------------------
+    def experiment_roles(self) -> dict[str, str]:
+        """Experiment -> train | validation | unlabelled | not used."""
+        roles = {}
+        for row in range(self.table.rowCount()):
+            combo = self.table.cellWidget(row, 4)
+            roles[self.table.item(row, 0).text()] = combo.currentText()
+        return roles
+
+    def set_role(self, experiment: str, role: str) -> None:
+        for row in range(self.table.rowCount()):
+            if self.table.item(row, 0).text() == experiment:
+                combo = self.table.cellWidget(row, 4)
+                if combo.findText(role) < 0:
+                    raise ValueError(f"{experiment} cannot be used as {role!r}")
+                combo.setCurrentText(role)
+                return
+        raise KeyError(f"no experiment {experiment} in the table")
+
+    def model_names(self) -> list[str]:
+        names = [self.model1_combo.currentText().strip()]
+        if self.ensemble_check.isChecked():
+            names.append(self.model2_combo.currentText().strip())
+        return names
+
+    def validate(self) -> list[str]:
+        """Problems that stop the launch (empty when the request can go)."""
+        problems: list[str] = []
+        data = self.data_edit.text().strip()
+        if not data:
+            problems.append("Choose a screen folder.")
+        elif not Path(data).expanduser().is_dir():
+            problems.append(f"Screen folder not found: {data}")
+        elif self.screen is None:
+            problems.append(f"{data} could not be opened as a screen.")
+        out = self.out_edit.text().strip()
+        if not out:
+            problems.append("Choose a run folder for the results.")
+        else:
+            problem = run_folder_problem(Path(out).expanduser())
+            if problem:
+                problems.append(problem)
+        if self.screen is not None:
+            roles = self.experiment_roles()
+            train = [e for e, r in roles.items() if r == TRAIN]
+            val = [e for e, r in roles.items() if r == VALIDATION]
+            if not any(self.screen.experiments[e].labelled for e in roles):
+                problems.append("The screen has no labelled experiment: nothing to train on.")
+            elif not train:
+                problems.append(
+                    "No labelled experiment is set to 'train': validation cannot be the whole "
+                    "training set. Set at least one experiment to 'train'."
+                )
+            if set(train) & set(val):
+                problems.append("An experiment cannot be both training and validation.")
+            for cell_type in sorted({self.screen.experiments[e].cell_type for e in val}):
+                if not any(self.screen.experiments[e].cell_type == cell_type for e in train):
+                    problems.append(
+                        f"Cell type {cell_type} has no training experiment (all of its labelled "
+                        "experiments validate)."
+                    )
+        names = self.model_names()
+        if any(not n for n in names):
+            problems.append("Name a backbone for every model.")
+        elif len(set(names)) != len(names):
+            problems.append("The two ensemble models must be different backbones.")
+        device = self.device_combo.currentData()
+        if device == "cuda" and not any(d.get("type") == "cuda" for d in self.devices):
+            problems.append("The engine reports no CUDA device: choose cpu or auto.")
+        return problems
+
+    def overrides(self) -> list[str]:
+        """The key settings as ``section.key=value`` overrides of the preset."""
+        roles = self.experiment_roles()
+        val = sorted(e for e, r in roles.items() if r == VALIDATION)
+        use_unlabelled = any(r == UNLABELLED for r in roles.values()) or not roles
+        pairs: list[tuple[str, Any]] = [
+            ("model.names", self.model_names()),
+            ("model.epochs", self.epochs_spin.value()),
+            ("model.batch_size", self.batch_spin.value()),
+            ("data.image_size", self.size_spin.value()),
+            ("data.normalisation", self.norm_combo.currentText()),
+            ("mean_teacher.enabled", self.mean_teacher_check.isChecked()),
+            ("pseudo_labels.enabled", self.pseudo_check.isChecked()),
+            ("finetune.enabled", self.finetune_check.isChecked()),
+            ("data.use_unlabelled", bool(use_unlabelled)),
+        ]
+        if self.screen is not None:
+            pairs.append(("data.validation_experiments", val))
+            if not val:
+                pairs.append(("data.validation_per_cell_type", 0))
+        return [f"{key}={toml_value(value)}" for key, value in pairs]
+
+    def request_params(self) -> dict[str, Any]:
+        """The engine ``train`` request's params."""
+        return {
+            "data": str(Path(self.data_edit.text().strip()).expanduser()),
+            "out": str(Path(self.out_edit.text().strip()).expanduser()),
+            "preset": self.preset_combo.currentText(),
+            "overrides": self.overrides(),
+            "device": str(self.device_combo.currentData() or "auto"),
+        }
+
+    def accept(self) -> None:
+        problems = self.validate()
+        if problems:
+            self.error_label.setText("\n".join(problems))
+            return
+        self.error_label.setText("")
+        super().accept()

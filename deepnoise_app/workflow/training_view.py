@@ -1,0 +1,268 @@
+"""The training view: progress with ETA, live curves, the log, Cancel and Resume.
+
+It follows one training request of an ``EngineBridge`` at a time (``follow(request,
+run_dir)``); everything arrives as signals on the main thread, so the UI stays responsive.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+
+from deepnoise_app.engine import EngineBridge
+from deepnoise_app.workflow.curves import CurvesWidget
+
+
+def format_eta(seconds: float | None) -> str:
+    """12 -> '12 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'; None -> ''."""
+    if seconds is None or seconds < 0:
+        return ""
+    s = round(seconds)
+    if s < 60:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min {s % 60} s"
+    return f"{s // 3600} h {(s % 3600) // 60} min"
+
+
+def is_resumable(run_dir: str | Path) -> bool:
+    """A run folder holding a resumable checkpoint (``checkpoints/last.*``) and its config."""
+    run = Path(run_dir)
+    ckpt = run / "checkpoints"
+    return (run / "config.toml").is_file() and ckpt.is_dir() and any(ckpt.glob("last*"))
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The records of ``metrics.jsonl`` (bad lines skipped: the file may be mid-write)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    records: list[dict] = []
+    if not path.is_file():
+        return records
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records
+
+
+class TrainingView(QWidget):
+    """Progress bar + ETA, curves, log, Cancel and Resume for one training run."""
+
+    #: Emitted with the run's result dict when a training finishes successfully.
+    training_done = Signal(dict)
+    #: Emitted with the run folder when the user resumes a run from here.
+    resume_requested = Signal(str)
+
+    def __init__(self, bridge: EngineBridge, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.bridge = bridge
+        self.request: str | None = None
+        self.run_dir: Path | None = None
+        self.last_result: dict | None = None
+        self.data: str | None = None  # the screen of the followed run
+        #: The screen a resume falls back to when the run's screen is not known (the dock
+        #: sets it to the open screen): run folders do not record their screen path.
+        self.default_data: Callable[[], str | None] = lambda: None
+        self._data_by_run: dict[str, str] = {}
+        self.status = "idle"  # idle | queued | running | done | cancelled | failed
+        self._started_at: float | None = None
+
+        self.title = QLabel("No training running.")
+        self.title.setWordWrap(True)
+        self.progress_bar = QProgressBar()
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("%p%")
+        self.eta_label = QLabel("")
+        self.curves = CurvesWidget()
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)  # bounded memory for long runs
+        self.log_view.setPlaceholderText("The training log appears here.")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setToolTip("Stop at the next step and keep a resumable checkpoint")
+        self.cancel_button.setEnabled(False)
+        self.resume_button = QPushButton("Resume…")
+        self.resume_button.setToolTip("Continue an interrupted run from its last checkpoint")
+
+        bar = QHBoxLayout()
+        bar.addWidget(self.progress_bar, 1)
+        bar.addWidget(self.eta_label)
+        buttons = QHBoxLayout()
+        buttons.addStretch(1)
+        buttons.addWidget(self.resume_button)
+        buttons.addWidget(self.cancel_button)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self.curves)
+        splitter.addWidget(self.log_view)
+        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(1, 1)
+        layout = QVBoxLayout(self)
+        layout.addWidget(self.title)
+        layout.addLayout(bar)
+        layout.addWidget(splitter, 1)
+        layout.addLayout(buttons)
+
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button.clicked.connect(self._ask_resume)
+        bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._on_engine_died)
+
+    # -- following a run -------------------------------------------------------------
+    def follow(
+        self,
+        request: str,
+        run_dir: str | Path | None,
+        title: str = "Training",
+        data: str | None = None,
+    ) -> None:
+        """Show the progress of bridge request ``request`` (a train or resume job on ``data``)."""
+        self.request = request
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.data = data
+        if data and run_dir:
+            self._data_by_run[str(Path(run_dir))] = str(data)
+        self.last_result = None
+        self.status = "queued"
+        self._started_at = None
+        self.curves.set_records(read_metrics(self.run_dir) if self.run_dir else [])
+        self.log_view.clear()
+        self.title.setText(f"{title}: {self.run_dir or ''} (waiting for the engine)")
+        self.progress_bar.setRange(0, 0)  # busy until the first progress event
+        self.eta_label.setText("")
+        self.cancel_button.setEnabled(True)
+        self.resume_button.setEnabled(False)
+
+    def resume(self, run_dir: str | Path, data: str | None = None) -> str:
+        """Send a resume request for ``run_dir`` and follow it; returns the request id.
+
+        ``data``: the run's screen; default: the screen it was trained on in this session,
+        else ``default_data()`` (the open screen).
+        """
+        data = data or self._data_by_run.get(str(Path(run_dir))) or self.default_data()
+        params = {"out": str(run_dir)}
+        if data:
+            params["data"] = str(data)
+        request = self.bridge.submit("resume", **params)
+        self.follow(request, run_dir, title="Resuming", data=data)
+        return request
+
+    def cancel(self) -> None:
+        if self.request and self.status in ("queued", "running"):
+            self.bridge.cancel(self.request)
+            self.cancel_button.setEnabled(False)
+            self.append_log("Cancelling: the run stops at the next step and keeps a checkpoint.")
+
+    def append_log(self, message: str) -> None:
+        self.log_view.appendPlainText(message)
+
+    def _ask_resume(self) -> None:
+        start = str(self.run_dir) if self.run_dir else ""
+        folder = QFileDialog.getExistingDirectory(self, "Resume training run", start)
+        if not folder:
+            return
+        if not is_resumable(folder):
+            self.append_log(f"{folder} is not a resumable run (no checkpoints/last.* found).")
+            return
+        self.resume_requested.emit(folder)
+        self.resume(folder)
+
+    # -- events ----------------------------------------------------------------------
+    def _on_event(self, event: dict) -> None:
+        if self.request is None or event.get("request") != self.request:
+            return
+        name = event.get("event")
+        if name == "started":
+            self.status = "running"
+            self._started_at = time.monotonic()
+            self.title.setText(f"Training: {self.run_dir or ''}")
+        elif name == "progress":
+            self.status = "running"
+            self._on_progress(event)
+        elif name == "metrics":
+            record = event.get("record", event)
+            self.curves.add_record(record)
+            self.append_log(self._metrics_line(record))
+        elif name == "log":
+            level = str(event.get("level", "info"))
+            prefix = "" if level in ("info", "INFO") else f"[{level}] "
+            self.append_log(prefix + str(event.get("message", "")))
+        elif name == "result":
+            self.last_result = dict(event.get("result") or {})
+            if self.last_result.get("cancelled"):
+                self._end("cancelled", "Cancelled; the run can be resumed.")
+            else:
+                self._end("done", "Training finished.")
+                self.training_done.emit(self.last_result)
+        elif name == "error":
+            message = str(event.get("message", "unknown error"))
+            suggestion = event.get("suggestion")
+            text = f"Error ({event.get('kind', 'error')}): {message}"
+            if suggestion:
+                text += f"\nSuggestion: {suggestion}"
+            self._end("failed", text)
+        elif name == "cancelled":
+            self._end("cancelled", "Cancelled; the run can be resumed.")
+        elif name == "finished" and self.status in ("queued", "running"):
+            status = str(event.get("status", "done"))
+            if status in ("cancelled", "failed", "error"):
+                self._end("cancelled" if status == "cancelled" else "failed", f"Ended: {status}.")
+            else:
+                self._end("done", "Training finished.")
+
+    def _on_progress(self, event: dict) -> None:
+        done, total = event.get("done"), event.get("total")
+        if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+            self.progress_bar.setRange(0, 1000)
+            self.progress_bar.setValue(int(1000 * min(max(done / total, 0.0), 1.0)))
+            stage = event.get("stage") or ""
+            self.progress_bar.setFormat(f"{stage} {int(done)}/{int(total)} (%p%)".strip())
+        eta = format_eta(event.get("eta_s"))
+        self.eta_label.setText(f"ETA {eta}" if eta else "")
+
+    @staticmethod
+    def _metrics_line(record: dict) -> str:
+        parts = [f"epoch {record.get('epoch', '?')}", str(record.get("stage", ""))]
+        keys = ("train_loss", "val_loss", "val_acc_student_balanced", "val_acc_ensemble_balanced")
+        for key in keys:
+            value = record.get(key)
+            if isinstance(value, int | float):
+                parts.append(f"{key}={value:.4g}")
+        return "  ".join(p for p in parts if p)
+
+    def _end(self, status: str, message: str) -> None:
+        if self.status in ("done", "cancelled", "failed"):
+            return
+        self.status = status
+        self.append_log(message)
+        self.title.setText(f"{message} {self.run_dir or ''}")
+        self.progress_bar.setRange(0, 1000)
+        if status == "done":
+            self.progress_bar.setValue(1000)
+        self.eta_label.setText("")
+        self.cancel_button.setEnabled(False)
+        self.resume_button.setEnabled(True)
+
+    def _on_engine_died(self, info: dict) -> None:
+        if self.status in ("queued", "running"):
+            resumable = self.run_dir is not None and is_resumable(self.run_dir)
+            hint = " Restart the engine, then Resume." if resumable else ""
+            self._end("failed", str(info.get("message", "The engine stopped.")) + hint)

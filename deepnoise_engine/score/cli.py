@@ -1,0 +1,93 @@
+"""``deepnoise-engine score``: score a screen with trained models and write the reports."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from deepnoise_engine.balance.assignment import METHODS
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "score",
+        help="score a screen: per-well calls, per-plate balancing, reports",
+        description=(
+            "Predict every used well of a screen with one or more models (train run folders "
+            "or checkpoints; several are ensembled), balance the calls per plate (each siRNA "
+            "at most once, within the plate's group when the labelled plates reveal groups) "
+            "and write {EXP}_Plate{P}.csv per plate, submission.csv, summary.json/.md."
+        ),
+    )
+    p.add_argument("--data", required=True, metavar="DATASET", help="screen folder")
+    p.add_argument("--model", required=True, action="append", metavar="RUN_OR_CKPT",
+                   help="train run folder or checkpoint (repeat to ensemble)")
+    p.add_argument("--out", required=True, metavar="DIR", help="output folder for the reports")
+    p.add_argument("--plates", metavar="EXP:PLATE,...",
+                   help="only these plates, e.g. HEPG2-07:1,HEPG2-07:2 (default: all)")
+    p.add_argument("--balance", choices=METHODS, default="assignment",
+                   help="per-plate balancing (default: assignment, the exact method)")
+    p.add_argument("--tta", type=int, choices=(1, 8), default=8,
+                   help="test-time augmentation: 8 dihedral transforms or 1 (default 8)")
+    p.add_argument("--submission", metavar="FILE",
+                   help="also write the challenge submission CSV here")
+    p.add_argument("--overwrite", action="store_true", help="replace existing reports")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
+    p.add_argument("--batch-size", type=int, default=32, metavar="N",
+                   help="sites per forward pass (default 32)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_run)
+
+
+class _Progress:
+    """Plain-text progress on stderr, at most one line per stage per second."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if event.get("event") == "log":
+            print(event.get("message", ""), file=sys.stderr, flush=True)
+            return
+        if event.get("event") != "progress":
+            return
+        stage, done, total = event.get("stage", ""), event.get("done", 0), event.get("total", 0)
+        now = time.monotonic()
+        if done != total and now - self._last.get(stage, 0.0) < 1.0:
+            return
+        self._last[stage] = now
+        eta = event.get("eta_s")
+        tail = f", eta {eta:.0f} s" if isinstance(eta, (int, float)) and done != total else ""
+        print(f"  {stage}: {done}/{total}{tail}", file=sys.stderr, flush=True)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.model.errors import ModelError
+    from deepnoise_engine.report.io import OutputExistsError, ReportError
+    from deepnoise_engine.score.job import run_scoring
+    from deepnoise_engine.screen.errors import ScreenError
+
+    if args.batch_size < 1:
+        print("error: --batch-size must be >= 1", file=sys.stderr)
+        return 2
+    try:
+        result = run_scoring(
+            args.data, args.model, args.out, plates=args.plates, balance=args.balance,
+            tta=args.tta, submission=args.submission, overwrite=args.overwrite,
+            batch_size=args.batch_size, device=args.device, progress=_Progress(),
+        )
+    except (ModelError, ScreenError, OutputExistsError, ReportError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    acc = result["accuracy"]
+    print(f"scored {len(result['plates'])} plate(s) into {result['out']}")
+    if acc["labelled_wells"]:
+        print(f"accuracy on {acc['labelled_wells']} labelled treatment wells: "
+              f"raw {100 * acc['raw']:.1f}%, balanced {100 * acc['balanced']:.1f}%")
+    return 0

@@ -1,0 +1,400 @@
+"""Well predictions: dihedral TTA x usable sites x ensemble models (torch).
+
+``predict_wells`` returns, per well, the **log-probabilities** ``log_softmax(mean logits)``
+where the mean runs over the TTA transforms, the well's usable sites and the models of
+the well's ensemble (the paper averages logits; the final ``log_softmax`` only shifts
+each vector by a constant, so argmax is unchanged and balancing can use ``-log p``).
+Each model normalises its input with the normaliser stored in its checkpoint, bound to
+the screen being scored (``Normalizer.for_cache``: plate/experiment/site/controls
+statistics are recomputed from that screen, global/cell-type ones carry over).
+Images are scored at the cache's full size (the networks pool globally).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from deepnoise_engine.model.checkpoint import check_fits, load_checkpoint, resolve_models
+from deepnoise_engine.model.errors import ModelMismatchError
+
+if TYPE_CHECKING:
+    import torch
+
+    from deepnoise_engine.model.registry import DeepNoiseNet
+
+__all__ = [
+    "InferenceCancelled",
+    "LoadedModel",
+    "load_models",
+    "predict_wells",
+    "resolve_device",
+    "resolve_models",
+    "tta_logits",
+    "tta_transforms",
+]
+
+ProgressFn = Callable[[dict], None]
+
+
+class InferenceCancelled(Exception):
+    """``cancel`` was set: scoring stopped between two batches."""
+
+
+@dataclass
+class LoadedModel:
+    """A model with its checkpoint metadata and where it came from."""
+
+    model: DeepNoiseNet
+    meta: dict[str, Any]
+    path: Path | None = None
+
+
+def resolve_device(device: str = "auto") -> str:
+    """``"auto"`` -> ``"cuda"`` (``cuda:LOCAL_RANK`` under DDP) when available, else ``"cpu"``."""
+    import torch
+
+    if device != "auto":
+        return device
+    if not torch.cuda.is_available():
+        return "cpu"
+    if _dist_world()[1] > 1:  # one GPU per rank
+        return f"cuda:{int(os.environ.get('LOCAL_RANK', torch.cuda.current_device()))}"
+    return "cuda"
+
+
+def load_models(
+    paths: str | Path | Sequence[str | Path], map_location: str = "cpu"
+) -> dict[str, list[LoadedModel]]:
+    """Run folders / checkpoints -> ``{cell type or "*": [LoadedModel, ...]}``.
+
+    Several paths merge their ensembles (a cell type listed twice gets both lists);
+    a checkpoint used by several cell types is loaded once.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    loaded: dict[Path, LoadedModel] = {}
+    out: dict[str, list[LoadedModel]] = {}
+    for path in paths:
+        for cell_type, stems in resolve_models(path).items():
+            for stem in stems:
+                if stem not in loaded:
+                    model, meta = load_checkpoint(stem, map_location)
+                    loaded[stem] = LoadedModel(model, meta, stem)
+                out.setdefault(cell_type, []).append(loaded[stem])
+    return out
+
+
+def _as_loaded(ref: Any, loaded: dict[Any, LoadedModel]) -> LoadedModel:
+    if isinstance(ref, LoadedModel):
+        return ref
+    if isinstance(ref, (str, Path)):
+        key = Path(ref)
+        if key not in loaded:
+            model, meta = load_checkpoint(key)
+            loaded[key] = LoadedModel(model, meta, key)
+        return loaded[key]
+    if isinstance(ref, tuple) and len(ref) == 2:
+        key = id(ref[0])
+        if key not in loaded:
+            loaded[key] = LoadedModel(ref[0], ref[1])
+        return loaded[key]
+    raise TypeError(f"expected a LoadedModel, (model, meta) or a checkpoint path, got {ref!r}")
+
+
+# -- test-time augmentation --------------------------------------------------------------
+
+def tta_transforms(tta: int) -> list[tuple[int, bool]]:
+    """``(quarter turns, horizontal flip)`` pairs: 1 identity, 2 +flip, 4 rotations, 8 dihedral."""
+    if tta == 1:
+        return [(0, False)]
+    if tta == 2:
+        return [(0, False), (0, True)]
+    if tta == 4:
+        return [(k, False) for k in range(4)]
+    if tta == 8:
+        return [(k, f) for f in (False, True) for k in range(4)]
+    raise ValueError(f"tta must be 1, 2, 4 or 8 (dihedral transforms), got {tta}")
+
+
+def _apply(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
+    import torch
+
+    if flip:
+        x = x.flip(3)
+    return torch.rot90(x, turns, dims=(2, 3)) if turns else x
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: int = 8) -> torch.Tensor:
+    """``(B, C, H, W)`` -> ``(B, K)`` float32 logits averaged over ``tta`` dihedral transforms."""
+    total = None
+    transforms = tta_transforms(tta)
+    for turns, flip in transforms:
+        out = model(_apply(x, turns, flip)).float()
+        total = out if total is None else total + out
+    assert total is not None
+    return total / len(transforms)
+
+
+# -- helpers -------------------------------------------------------------------------------
+
+def _dist_world() -> tuple[int, int]:
+    """(rank, world size); (0, 1) without an initialised process group."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def _class_list(models: Sequence[LoadedModel]) -> list[str]:
+    classes: list[str] | None = None
+    first: LoadedModel | None = None
+    for lm in models:
+        got = [str(c) for c in lm.meta.get("classes") or range(lm.model.num_classes)]
+        if classes is None:
+            classes, first = got, lm
+        elif got != classes:
+            raise ModelMismatchError(
+                f"models disagree on their classes ({first.path or 'model'}: {len(classes)}, "
+                f"{lm.path or 'model'}: {len(got)}): an ensemble needs the same class list"
+            )
+    return classes or []
+
+
+@dataclass
+class _Prepared:
+    """A model ready to score: device, channel indices and per-row normalisation stats."""
+
+    lm: LoadedModel
+    channel_index: np.ndarray  # model channel j <- cache channel channel_index[j]
+    norm_key: str
+
+
+def _prepare(
+    lm: LoadedModel, cache: Any, device: str, normalisers: dict[str, Any]
+) -> _Prepared:
+    import torch
+
+    from deepnoise_engine.normalise.plate_normalizer import Normalizer
+
+    index = np.asarray(check_fits(lm.meta, channels=list(cache.channels)), dtype=np.int64)
+    if len(index) != lm.model.in_chans:
+        raise ModelMismatchError(
+            f"{lm.path or 'model'}: metadata lists {len(index)} channels but the network "
+            f"takes {lm.model.in_chans}"
+        )
+    desc = lm.meta.get("normalisation") or {"mode": "none"}
+    key = json.dumps(desc, sort_keys=True)
+    if key not in normalisers:
+        try:
+            normalisers[key] = Normalizer.from_dict(desc).for_cache(cache)
+        except ValueError as exc:
+            raise ModelMismatchError(f"{lm.path or 'model'}: bad normalisation: {exc}") from exc
+    lm.model.to(device).eval()
+    if device.startswith("cuda"):
+        lm.model.to(memory_format=torch.channels_last)
+    return _Prepared(lm, index, key)
+
+
+def _batches(
+    cache: Any,
+    sites: list[tuple[int, int]],
+    batch_size: int,
+    norm_keys: list[str],
+    normalisers: dict[str, Any],
+) -> Iterator[tuple[np.ndarray, np.ndarray, dict[str, tuple[np.ndarray, np.ndarray]]]]:
+    """Yield ``(well index (N,), raw uint8 (N, C_all, H, W), {norm key: (mean, std) (N, C_all)})``.
+
+    Reading runs one batch ahead in a worker thread (memory-mapped reads release the
+    GIL) while the model scores the current batch. Pixels stay uint8 until they reach
+    the device: 4x less to copy, and the GPU does the normalisation arithmetic.
+    """
+
+    def load(chunk: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray, dict]:
+        rows = np.array([r for _, r in chunk], dtype=np.int64)
+        raw = np.ascontiguousarray(cache.read_many(rows))
+        stats = {}
+        for key in norm_keys:
+            mean, std = normalisers[key].mean_std(rows)
+            if mean.shape[1] != raw.shape[1]:
+                raise ModelMismatchError(
+                    f"normalisation statistics have {mean.shape[1]} channels but the screen "
+                    f"has {raw.shape[1]} (the model was trained on another channel set)"
+                )
+            stats[key] = (mean.astype(np.float32), std.astype(np.float32))
+        return np.array([w for w, _ in chunk], dtype=np.int64), raw, stats
+
+    chunks = [sites[i:i + batch_size] for i in range(0, len(sites), batch_size)]
+    if not chunks:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="deepnoise-score-io") as pool:
+        future = pool.submit(load, chunks[0])
+        for nxt in [*chunks[1:], None]:
+            result = future.result()
+            if nxt is not None:
+                future = pool.submit(load, nxt)
+            yield result
+
+
+def _normalised(
+    raw: torch.Tensor, stats: tuple[np.ndarray, np.ndarray], index: np.ndarray, device: str
+) -> torch.Tensor:
+    """uint8 ``(N, C_all, H, W)`` on ``device`` -> float32 ``(N, C_m, H, W)`` for one model."""
+    import torch
+
+    idx = torch.from_numpy(index).to(raw.device)
+    mean = torch.from_numpy(stats[0]).to(device)[:, idx, None, None]
+    std = torch.from_numpy(stats[1]).to(device)[:, idx, None, None]
+    x = (raw.index_select(1, idx).float() - mean) / std
+    if device.startswith("cuda"):
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
+
+
+# -- the main entry point ------------------------------------------------------------------
+
+def predict_wells(
+    models_by_cell_type: Mapping[str, Sequence[Any]] | str | Path,
+    cache: Any,
+    rows_by_well: Mapping[str, Sequence[int]],
+    *,
+    tta: int = 8,
+    batch_size: int = 32,
+    device: str = "cpu",
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, np.ndarray]:
+    """Score wells: ``{id_code: log-probabilities (K,) float32}``.
+
+    ``models_by_cell_type``: ``{cell type or "*": [LoadedModel | (model, meta) | checkpoint
+    path, ...]}`` (or a run folder / checkpoint path); a well uses its cell type's ensemble,
+    else ``"*"``. ``cache``: a ``PackCache``; ``rows_by_well``: ``{id_code: cache rows of
+    its usable sites}`` (wells with no rows are left out of the result). Classes follow
+    the models' ``meta["classes"]`` (all models must agree). ``device``: ``"cpu"``,
+    ``"cuda[:n]"`` or ``"auto"``; CUDA uses autocast (bf16/fp16) and channels_last.
+    ``progress`` gets ``{"event": "progress", "stage": "score", "done", "total", "eta_s"}``
+    in sites; ``cancel`` (``threading.Event``) raises ``InferenceCancelled`` between batches.
+    Under ``torch.distributed`` each rank scores a shard of the wells and rank 0 returns
+    all of them (other ranks return ``{}``).
+    """
+    import torch
+
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    transforms = tta_transforms(tta)
+    device = resolve_device(device)
+    if isinstance(models_by_cell_type, (str, Path)):
+        models_by_cell_type = load_models(models_by_cell_type)
+    seen: dict[Any, LoadedModel] = {}
+    ensembles = {
+        str(ct): [_as_loaded(ref, seen) for ref in refs] for ct, refs in models_by_cell_type.items()
+    }
+    if not ensembles or not all(ensembles.values()):
+        raise ValueError("predict_wells needs at least one model per listed cell type")
+    _class_list([lm for refs in ensembles.values() for lm in refs])
+
+    # which ensemble scores each well (by the cell type of its first site)
+    cell_types = cache.sites["cell_type"].astype(str).to_numpy()
+    wells = [(w, [int(r) for r in rows]) for w, rows in rows_by_well.items() if len(rows)]
+    rank, world = _dist_world()
+    wells = wells[rank::world]
+    by_ensemble: dict[str, list[tuple[str, list[int]]]] = {}
+    for well, rows in wells:
+        ct = cell_types[rows[0]]
+        key = ct if ct in ensembles else "*"
+        if key not in ensembles:
+            raise ModelMismatchError(
+                f"no model for cell type {ct!r} (well {well}); the models cover "
+                f"{', '.join(sorted(ensembles))}"
+            )
+        by_ensemble.setdefault(key, []).append((well, rows))
+
+    normalisers: dict[str, Any] = {}
+    prepared: dict[int, _Prepared] = {}
+    for key in by_ensemble:
+        for lm in ensembles[key]:
+            if id(lm) not in prepared:
+                prepared[id(lm)] = _prepare(lm, cache, device, normalisers)
+
+    total = sum(len(rows) for _, rows in wells)
+    done = 0
+    start = last_report = time.monotonic()
+    cuda = device.startswith("cuda")
+
+    def autocast() -> Any:
+        """bf16 (fp16 where bf16 is missing) autocast on CUDA; nothing on CPU."""
+        if not cuda:
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.autocast("cuda", dtype=dtype)
+
+    def report(force: bool = False) -> None:
+        nonlocal last_report
+        now = time.monotonic()
+        if progress is None or (not force and now - last_report < 0.5):
+            return
+        last_report = now
+        rate = done / max(now - start, 1e-9)
+        eta = (total - done) / rate if done and rate > 0 else None
+        progress({"event": "progress", "stage": "score", "done": done, "total": total,
+                  "eta_s": None if eta is None else round(eta, 1)})
+
+    report(force=True)
+    results: dict[str, np.ndarray] = {}
+    for key, members in by_ensemble.items():
+        models = [prepared[id(lm)] for lm in ensembles[key]]
+        n_classes = models[0].lm.model.num_classes
+        sums = np.zeros((len(members), n_classes), np.float64)
+        counts = np.zeros(len(members), np.int64)
+        sites = [(i, r) for i, (_, rows) in enumerate(members) for r in rows]
+        norm_keys = sorted({p.norm_key for p in models})
+        batches = _batches(cache, sites, batch_size, norm_keys, normalisers)
+        for well_idx, raw_np, stats in batches:
+            if cancel is not None and cancel.is_set():
+                raise InferenceCancelled(f"scoring cancelled after {done} of {total} sites")
+            raw = torch.from_numpy(raw_np)
+            if cuda:
+                raw = raw.pin_memory().to(device, non_blocking=True)
+            site_logits = torch.zeros(len(well_idx), n_classes, dtype=torch.float64)
+            with torch.inference_mode(), autocast():
+                for p in models:
+                    x = _normalised(raw, stats[p.norm_key], p.channel_index, device)
+                    acc = torch.zeros(len(well_idx), n_classes, device=device)
+                    for turns, flip in transforms:
+                        acc += p.lm.model(_apply(x, turns, flip)).float()
+                    site_logits += acc.double().cpu()
+            site_logits /= len(models) * len(transforms)
+            np.add.at(sums, well_idx, site_logits.numpy())
+            np.add.at(counts, well_idx, 1)
+            done += len(well_idx)
+            report()
+        mean = sums / counts[:, None]
+        log_probs = torch.log_softmax(torch.from_numpy(mean), dim=1).numpy().astype(np.float32)
+        for i, (well, _) in enumerate(members):
+            results[well] = log_probs[i]
+    report(force=True)
+
+    if world > 1:
+        import torch.distributed as dist
+
+        gathered: list[Any] | None = [None] * world if rank == 0 else None
+        dist.gather_object(results, gathered, dst=0)
+        if rank != 0:
+            return {}
+        merged: dict[str, np.ndarray] = {}
+        for part in gathered or []:
+            merged.update(part or {})
+        return merged
+    return results
+

@@ -1,0 +1,518 @@
+"""The scoring job: screen -> pack cache -> models -> per-well predictions -> per-plate
+balancing -> reports (per-plate CSVs, submission, summary).
+
+``run_scoring`` is what ``deepnoise-engine score`` and the engine's ``score`` request run.
+Torch is imported only when the models are loaded (inside ``_predict``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import log_softmax, softmax
+
+from deepnoise_engine.balance import (
+    METHODS,
+    argmax_calls,
+    assign_once_per_plate,
+    balance_plate,
+    infer_plate_groups,
+    learn_groups,
+    plate_group_of,
+)
+from deepnoise_engine.model.errors import ModelMismatchError
+from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
+from deepnoise_engine.report.io import check_free
+from deepnoise_engine.report.plate_report import (
+    TOP_K,
+    plate_report_name,
+    to_report_frame,
+    write_plate_report,
+)
+from deepnoise_engine.report.submission import write_submission
+from deepnoise_engine.report.summary import summarise, summary_paths, write_summary
+from deepnoise_engine.screen.model import Screen, WellType, parse_well
+
+ProgressFn = Callable[[dict], None]
+PlateKey = tuple[str, int]
+
+#: Hidden labels written by ``make_demo`` for its test experiments (evaluation only).
+ANSWERS_FILE = Path("answers") / "test_answers.csv"
+
+
+def _emit(progress: ProgressFn | None, event: dict) -> None:
+    if progress is not None:
+        progress(event)
+
+
+def _log(progress: ProgressFn | None, message: str) -> None:
+    _emit(progress, {"event": "log", "message": message})
+
+
+def _stage(progress: ProgressFn | None, stage: str, done: int, total: int, t0: float) -> None:
+    elapsed = time.monotonic() - t0
+    eta = elapsed / done * (total - done) if done else None
+    _emit(progress, {"event": "progress", "stage": stage, "done": done, "total": total,
+                     "eta_s": None if eta is None else round(eta, 1)})
+
+
+# -- models -----------------------------------------------------------------------------
+
+@dataclass
+class ModelSet:
+    """Checkpoint stems per cell type ("*" = any) and their shared class list."""
+
+    ensembles: dict[str, list[Path]]
+    metas: dict[Path, dict[str, Any]]
+    classes: list[str]
+    sources: list[str] = field(default_factory=list)
+
+    def for_cell_type(self, cell_type: str) -> list[Path] | None:
+        return self.ensembles.get(cell_type) or self.ensembles.get("*")
+
+
+def resolve_model_set(models: Sequence[str | Path]) -> ModelSet:
+    """Run folders and/or checkpoints -> one ``ModelSet`` (ensembles merged per cell type).
+
+    Torch-free (reads the JSON metadata only). Raises ``ModelMismatchError`` when the
+    models do not share one class list.
+    """
+    from deepnoise_engine.model.checkpoint import read_metadata, resolve_models
+
+    if not models:
+        raise ValueError("no model given: pass a train run folder or a checkpoint")
+    ensembles: dict[str, list[Path]] = {}
+    for source in models:
+        for cell_type, stems in resolve_models(source).items():
+            bucket = ensembles.setdefault(cell_type, [])
+            bucket.extend(s for s in stems if s not in bucket)
+    metas = {stem: read_metadata(stem) for stems in ensembles.values() for stem in stems}
+    class_lists = {stem: [str(c) for c in meta.get("classes") or []]
+                   for stem, meta in metas.items()}
+    first_stem, classes = next(iter(class_lists.items()))
+    for stem, other in class_lists.items():
+        if other != classes:
+            raise ModelMismatchError(
+                f"models disagree on their classes: {first_stem} has {len(classes)}, "
+                f"{stem} has {len(other)} (or another order); ensemble only models trained "
+                "on the same labels"
+            )
+    return ModelSet(ensembles, metas, classes, [str(m) for m in models])
+
+
+def check_models_fit(model_set: ModelSet, screen: Screen, plates: Iterable[PlateKey]) -> None:
+    """Every model must fit the screen's channels and labels, and every cell type of the
+    chosen plates must have a model. Raises ``ModelMismatchError`` with a readable message."""
+    from deepnoise_engine.model.checkpoint import check_fits
+
+    plates = list(plates)
+    labels = sorted({w.sirna for exp, p in plates for w in screen.plate(exp, p).wells.values()
+                     if w.sirna is not None})
+    for stem, meta in model_set.metas.items():
+        try:
+            check_fits(meta, channels=screen.channels, classes=labels)
+        except ModelMismatchError as exc:
+            raise ModelMismatchError(f"model {stem} does not fit screen {screen.root}: {exc}"
+                                     ) from exc
+    for cell_type in sorted({screen.experiments[exp].cell_type for exp, _ in plates}):
+        if model_set.for_cell_type(cell_type) is None:
+            raise ModelMismatchError(
+                f"no model for cell type {cell_type!r}: the models cover "
+                f"{', '.join(sorted(model_set.ensembles))}"
+            )
+
+
+# -- plate groups -----------------------------------------------------------------------
+
+@dataclass
+class PlateGroups:
+    groups: list[frozenset[str]]
+    by_plate: dict[PlateKey, int] = field(default_factory=dict)
+    source: dict[PlateKey, str] = field(default_factory=dict)  # "labels" | "inferred"
+
+    def to_dict(self) -> dict[str, Any]:
+        from deepnoise_engine.screen.model import sort_labels
+
+        return {
+            "groups": [sort_labels(list(g)) for g in self.groups],
+            "by_plate": {f"{e}/{p}": g for (e, p), g in sorted(self.by_plate.items())},
+            "inferred": sorted(f"{e}/{p}" for (e, p), s in self.source.items()
+                               if s == "inferred"),
+        }
+
+
+def _treatment_labels(screen: Screen) -> dict[PlateKey, list[str]]:
+    out: dict[PlateKey, list[str]] = {}
+    for exp, plate, well in screen.wells():
+        if well.well_type == WellType.TREATMENT and well.sirna is not None:
+            out.setdefault((exp.name, plate.index), []).append(well.sirna)
+    return out
+
+
+def plate_groups_for(
+    screen: Screen,
+    plates: Sequence[PlateKey],
+    probs: dict[PlateKey, np.ndarray],
+    classes: Sequence[str],
+) -> PlateGroups:
+    """Groups learned from the screen's labelled plates; each chosen plate's group from
+    its labels, else inferred per experiment from ``probs`` (plate -> (W, K) treatment-well
+    probabilities), preferring the groups not held by the experiment's labelled plates."""
+    labelled = _treatment_labels(screen)
+    groups = learn_groups(labelled)
+    result = PlateGroups(groups)
+    if not groups:
+        return result
+    by_exp: dict[str, list[PlateKey]] = {}
+    for key in plates:
+        by_exp.setdefault(key[0], []).append(key)
+    for exp, keys in by_exp.items():
+        taken: set[int] = set()
+        for key in [k for k in screen_plates(screen, exp) if k in labelled]:
+            group = plate_group_of(labelled[key], groups)
+            if group is not None:
+                taken.add(group)
+                if key in keys:
+                    result.by_plate[key], result.source[key] = group, "labels"
+        todo = [k for k in keys if k not in result.by_plate and k in probs and len(probs[k])]
+        if not todo:
+            continue
+        free = [g for g in range(len(groups)) if g not in taken]
+        candidates = free if len(free) >= len(todo) else list(range(len(groups)))
+        inferred = infer_plate_groups({k: probs[k] for k in todo},
+                                      [groups[g] for g in candidates], classes=classes)
+        for key, j in inferred.items():
+            result.by_plate[key], result.source[key] = candidates[j], "inferred"
+    return result
+
+
+def screen_plates(screen: Screen, experiment: str) -> list[PlateKey]:
+    return [(experiment, i) for i in sorted(screen.experiments[experiment].plates)]
+
+
+# -- the job ----------------------------------------------------------------------------
+
+def _read_answers(root: Path) -> dict[str, str]:
+    path = Path(root) / ANSWERS_FILE
+    if not path.is_file():
+        return {}
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if not {"id_code", "sirna"} <= set(frame.columns):
+        raise ValueError(f"{path}: expected columns id_code and sirna")
+    return dict(zip(frame["id_code"], frame["sirna"], strict=True))
+
+
+def _choose_plates(screen: Screen, plates: Iterable[str | PlateKey] | str | None
+                   ) -> list[PlateKey]:
+    wanted = parse_plates(plates)
+    every = [(p.experiment, p.index) for p in screen.plates()]
+    if wanted is None:
+        return every
+    unknown = [f"{e}:{p}" for e, p in wanted if (e, p) not in set(every)]
+    if unknown:
+        raise ValueError(f"plate(s) {', '.join(unknown)} not in screen {screen.root}")
+    return list(dict.fromkeys(wanted))
+
+
+def output_paths(out: Path, plates: Sequence[PlateKey], submission: Path | None) -> list[Path]:
+    """Every file a scoring run writes into ``out`` (and the extra submission copy)."""
+    paths = [out / plate_report_name(e, p) for e, p in plates]
+    paths += [out / SUBMISSION_NAME, *summary_paths(out)]
+    if submission is not None:
+        paths.append(Path(submission))
+    return paths
+
+
+def _predict(
+    model_set: ModelSet,
+    cache: Any,
+    rows_by_well: dict[str, list[int]],
+    cell_types: set[str],
+    *,
+    tta: int,
+    batch_size: int,
+    device: str,
+    progress: ProgressFn | None,
+    cancel: threading.Event | None,
+) -> dict[str, np.ndarray] | None:
+    """Run H3's ``predict_wells`` (torch) with the ensembles the chosen cell types need;
+    None when cancelled."""
+    from deepnoise_engine.score.inference import InferenceCancelled, predict_wells
+
+    needed: dict[str, list[Path]] = {}
+    for cell_type in sorted(cell_types):
+        key = cell_type if cell_type in model_set.ensembles else "*"
+        needed[key] = model_set.ensembles[key]
+    if not needed:
+        return {}
+    try:
+        return predict_wells(needed, cache, rows_by_well, tta=tta, batch_size=batch_size,
+                             device=device, progress=progress, cancel=cancel)
+    except InferenceCancelled:
+        return None
+
+
+def run_scoring(
+    data: str | Path | Screen,
+    models: str | Path | Sequence[str | Path],
+    out: str | Path,
+    *,
+    plates: Iterable[str | PlateKey] | str | None = None,
+    balance: str = "assignment",
+    tta: int = 8,
+    submission: str | Path | None = None,
+    overwrite: bool = False,
+    batch_size: int = 32,
+    device: str = "auto",
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+) -> dict[str, Any]:
+    """Score ``data`` with ``models`` and write the reports into ``out``.
+
+    ``models``: train run folders and/or checkpoints (ensembled per cell type).
+    ``plates``: ``"EXP:PLATE,..."`` or keys; None = every plate. ``balance``: assignment,
+    paper or none. Writes ``{out}/{EXP}_Plate{p}.csv`` per plate, ``submission.csv``
+    (plus a copy at ``submission`` when given), ``summary.json`` and ``summary.md``;
+    refuses (``OutputExistsError``) to replace any of them unless ``overwrite``, before
+    doing any work. Returns a JSON-safe dict (``{"cancelled": True}`` when cancelled).
+    """
+    from deepnoise_engine.screen.open import open_screen
+    from deepnoise_engine.screen.pack_cache import PackCache
+
+    if balance not in METHODS:
+        raise ValueError(f"unknown balancing {balance!r}: expected one of {', '.join(METHODS)}")
+    if int(tta) not in (1, 8):
+        raise ValueError(f"tta must be 1 or 8, got {tta!r}")
+    if int(batch_size) < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    out = Path(out)
+    model_list = [models] if isinstance(models, (str, Path)) else list(models)
+    t0 = time.monotonic()
+    _log(progress, f"opening screen {data}")
+    screen = data if isinstance(data, Screen) else open_screen(data)
+    chosen = _choose_plates(screen, plates)
+    check_free(output_paths(out, chosen, Path(submission) if submission else None), overwrite)
+    model_set = resolve_model_set(model_list)
+    check_models_fit(model_set, screen, chosen)
+    classes = model_set.classes
+
+    _log(progress, "opening the pack cache (packing what is missing)")
+    cache = PackCache.open(screen, progress=progress, cancel=cancel)
+    if cancel is not None and cancel.is_set():
+        return {"cancelled": True, "stage": "pack"}
+    chosen_set = set(chosen)
+    sites = cache.sites
+    in_chosen = np.array([(e, int(p)) in chosen_set
+                          for e, p in zip(sites["experiment"], sites["plate"], strict=True)],
+                         dtype=bool)
+    usable = sites[in_chosen & sites["ok"].to_numpy()]
+    rows_by_well = {str(k): [int(i) for i in v]
+                    for k, v in usable.groupby("id_code").groups.items()}
+
+    _log(progress, f"predicting {len(rows_by_well)} wells on {len(chosen)} plates "
+                   f"(tta {tta}, {sum(map(len, model_set.ensembles.values()))} model(s))")
+    scores = _predict(model_set, cache, rows_by_well, set(usable["cell_type"].astype(str)),
+                      tta=int(tta), batch_size=int(batch_size), device=device,
+                      progress=progress, cancel=cancel)
+    if scores is None or (cancel is not None and cancel.is_set()):
+        return {"cancelled": True, "stage": "score"}
+    log_probs = {k: log_softmax(np.asarray(v, dtype=np.float64), axis=-1)
+                 for k, v in scores.items()}
+
+    frames, groups, fallbacks = _balance_and_report(
+        screen, chosen, classes, log_probs, balance, progress=progress, t0=t0)
+
+    _log(progress, f"writing reports to {out}")
+    answers_used = bool(_read_answers(screen.root))
+    written: list[Path] = []
+    for (exp, plate), frame in frames.items():
+        written.append(write_plate_report(frame, out / plate_report_name(exp, plate),
+                                          overwrite=overwrite))
+    combined = pd.concat(frames.values(), ignore_index=True) if frames else to_report_frame([])
+    written.append(write_submission(combined, out / SUBMISSION_NAME, overwrite=overwrite))
+    if submission is not None:
+        written.append(write_submission(combined, Path(submission), overwrite=overwrite))
+    labels_from = ["screen"] + ([str(ANSWERS_FILE)] if answers_used else [])
+    meta = {
+        "data": str(screen.root),
+        "models": model_set.sources,
+        "balance": balance,
+        "tta": int(tta),
+        "classes": len(classes),
+        "labels_from": labels_from,
+        "plate_groups": groups.to_dict(),
+        "balance_fallback_wells": fallbacks,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "seconds": round(time.monotonic() - t0, 2),
+    }
+    summary = summarise(combined, meta)
+    written += write_summary(summary, out, overwrite=overwrite)
+    _stage(progress, "report", 1, 1, t0)
+    return {
+        "cancelled": False,
+        "out": str(out),
+        "plates": [f"{e}/{p}" for e, p in chosen],
+        "files": [str(p) for p in written],
+        "accuracy": summary["accuracy"],
+        "summary": str(out / "summary.json"),
+    }
+
+
+def _balance_and_report(
+    screen: Screen,
+    plates: Sequence[PlateKey],
+    classes: Sequence[str],
+    log_probs: dict[str, np.ndarray],
+    method: str,
+    *,
+    progress: ProgressFn | None = None,
+    t0: float | None = None,
+) -> tuple[dict[PlateKey, pd.DataFrame], PlateGroups, int]:
+    """Balance each plate's treatment wells and build its report rows.
+
+    ``log_probs``: id_code -> (K,) log-probabilities over ``classes``. Returns the report
+    frames per plate, the plate groups used and the number of fallback wells (plates with
+    more treatment wells than allowed classes).
+    """
+    t0 = time.monotonic() if t0 is None else t0
+    answers = _read_answers(screen.root)
+    class_index = {c: i for i, c in enumerate(classes)}
+    control_labels = {w.sirna for _, _, w in screen.wells()
+                      if w.well_type.is_control and w.sirna is not None}
+    treatment_idx = np.array([i for i, c in enumerate(classes) if c not in control_labels],
+                             dtype=np.int64)
+    if treatment_idx.size == 0:
+        treatment_idx = np.arange(len(classes))
+
+    # Treatment wells with predictions, per plate (for group inference and balancing).
+    treat: dict[PlateKey, list[str]] = {}
+    for key in plates:
+        plate = screen.plate(*key)
+        treat[key] = [w.id_code for w in plate.used_wells()
+                      if w.well_type == WellType.TREATMENT and w.id_code in log_probs]
+    probs = {key: np.exp(np.stack([log_probs[i] for i in ids])) if ids else
+             np.zeros((0, len(classes))) for key, ids in treat.items()}
+    groups = (plate_groups_for(screen, plates, probs, classes) if method != "none"
+              else PlateGroups([]))
+
+    frames: dict[PlateKey, pd.DataFrame] = {}
+    fallbacks = 0
+    for n, key in enumerate(plates, start=1):
+        plate = screen.plate(*key)
+        exp = screen.experiments[key[0]]
+        group = groups.by_plate.get(key)
+        allowed = treatment_idx
+        if group is not None and method != "none":
+            members = np.array(sorted(class_index[c] for c in groups.groups[group]
+                                      if c in class_index), dtype=np.int64)
+            if members.size:
+                allowed = members
+        ids = treat[key]
+        calls: dict[str, int] = {}
+        if ids:
+            lp = np.stack([log_probs[i] for i in ids])
+            if method == "assignment":
+                chosen, fallback = assign_once_per_plate(lp, allowed)
+                fallbacks += int(fallback.sum())
+            elif method == "paper":
+                chosen = balance_plate(lp, allowed, method="paper")
+            else:
+                chosen = argmax_calls(lp, allowed)
+            calls = dict(zip(ids, (int(c) for c in chosen), strict=True))
+        rows = [
+            _well_row(screen, exp.cell_type, key, well, classes, log_probs.get(well.id_code),
+                      calls.get(well.id_code), allowed, answers, group)
+            for well in plate.used_wells()
+        ]
+        frames[key] = to_report_frame(rows)
+        _stage(progress, "balance", n, len(plates), t0)
+    return frames, groups, fallbacks
+
+
+def _well_row(
+    screen: Screen,
+    cell_type: str,
+    key: PlateKey,
+    well: Any,
+    classes: Sequence[str],
+    lp: np.ndarray | None,
+    call: int | None,
+    allowed: np.ndarray,
+    answers: dict[str, str],
+    group: int | None,
+) -> dict[str, Any]:
+    """One report row; ``call`` is the balanced class index of a treatment well (None for
+    controls, which keep their raw call)."""
+    id_code = well.id_code
+    truth = well.sirna if well.sirna is not None else answers.get(id_code)
+    sites_used = sum(1 for s in well.sites if s.ok)
+    row: dict[str, Any] = {
+        "id_code": id_code, "experiment": key[0], "plate": key[1], "well": well.name,
+        "row": well.name[: len(well.name) - len(well.name.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZ"))],
+        "column": parse_well(well.name)[1] + 1,
+        "cell_type": cell_type, "well_type": well.well_type.value, "sites_used": sites_used,
+        "sirna_true": truth,
+        "plate_group": group if well.well_type == WellType.TREATMENT else None,
+    }
+    if lp is None:  # a problem well: no usable site, no call
+        row["sites_used"] = 0
+        return row
+    probs = np.exp(lp)
+    raw = int(np.argmax(lp))
+    top = np.argsort(-probs)[:TOP_K]
+    for i, c in enumerate(top, start=1):
+        row[f"top{i}_sirna"], row[f"top{i}_prob"] = classes[c], float(probs[c])
+    if call is None:  # controls are not balanced: raw call over all classes
+        call, cand = raw, np.arange(len(classes))
+    else:
+        cand = allowed
+    # Confidence after balancing: probability renormalised over the plate's allowed classes.
+    p_allowed = softmax(lp[cand])
+    pos = int(np.flatnonzero(cand == call)[0]) if np.any(cand == call) else None
+    conf = float(p_allowed[pos]) if pos is not None else float(probs[call])
+    others = np.delete(p_allowed, pos) if pos is not None else p_allowed
+    row.update(
+        sirna_raw=classes[raw], prob_raw=float(probs[raw]), sirna=classes[call],
+        confidence=conf, margin=conf - float(others.max()) if others.size else conf,
+        changed_by_balancing=call != raw,
+        correct_raw=None if truth is None else classes[raw] == truth,
+        correct=None if truth is None else classes[call] == truth,
+    )
+    return row
+
+
+def score_plates_from_log_probs(
+    screen: Screen,
+    log_probs: dict[str, np.ndarray],
+    classes: Sequence[str],
+    *,
+    plates: Iterable[str | PlateKey] | str | None = None,
+    balance: str = "assignment",
+) -> tuple[dict[PlateKey, pd.DataFrame], dict[str, Any]]:
+    """Balance + report rows from precomputed per-well log-probabilities (torch-free; used
+    by benchmarks and tests). Returns (frames per plate, plate groups as a dict)."""
+    chosen = _choose_plates(screen, plates)
+    lp = {k: log_softmax(np.asarray(v, dtype=np.float64)) for k, v in log_probs.items()}
+    frames, groups, _ = _balance_and_report(screen, chosen, classes, lp, balance)
+    return frames, groups.to_dict()
+
+
+__all__ = [
+    "ANSWERS_FILE",
+    "ModelSet",
+    "PlateGroups",
+    "check_models_fit",
+    "output_paths",
+    "plate_groups_for",
+    "resolve_model_set",
+    "run_scoring",
+    "score_plates_from_log_probs",
+]

@@ -1,0 +1,87 @@
+"""``open_screen``: detect a screen folder's layout and read it into a ``Screen``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from deepnoise_engine.screen.errors import MetadataError, ScreenNotFoundError
+from deepnoise_engine.screen.model import PlateFormat, Problem, Screen
+
+LAYOUTS = ("rxrx1", "tiff")
+
+
+def detect_layout(root: Path) -> str:
+    """``"tiff"`` (screen.csv) or ``"rxrx1"`` (metadata.csv or the Kaggle CSVs)."""
+    from deepnoise_engine.screen.rxrx1 import KAGGLE_FILES, METADATA_FILE
+    from deepnoise_engine.screen.tiff import SCREEN_FILE
+
+    if (root / SCREEN_FILE).is_file():
+        return "tiff"
+    if any((root / name).is_file() for name in (METADATA_FILE, *KAGGLE_FILES)):
+        return "rxrx1"
+    raise MetadataError(
+        "no screen metadata: expected train.csv / test.csv / *_controls.csv or metadata.csv "
+        "(RxRx1 layout) or screen.csv (TIFF layout); see docs/screens.md",
+        file=root,
+    )
+
+
+def _plate_format(value: int | str | PlateFormat | None) -> PlateFormat | None:
+    if value is None or isinstance(value, PlateFormat):
+        return value
+    return PlateFormat.from_well_count(int(value))
+
+
+def open_screen(
+    path: str | Path,
+    *,
+    strict: bool = False,
+    check_images: bool = True,
+    plate_format: int | str | PlateFormat | None = None,
+    max_plate: int | None = None,
+) -> Screen:
+    """Open a screen folder (or a CSV inside one) and read it into a ``Screen``.
+
+    Every problem found goes to ``screen.problems`` (and the ``Site`` it concerns) and the
+    bad row/site is skipped; ``strict=True`` raises the first as its typed ``ScreenError``.
+    Each plate folder is listed once (missing images and channels are flagged from the
+    names); ``check_images`` decodes the first readable image for ``screen.image_size``
+    (False: nothing is decoded, ``image_size`` stays None). ``plate_format``
+    (96/384/1536) forces the plate geometry instead of the smallest one holding the wells;
+    ``max_plate`` makes plate numbers above it ``plate_out_of_range``.
+    Raises ``ScreenNotFoundError`` / ``MetadataError`` when the screen cannot be opened.
+    """
+    root = Path(path).expanduser()
+    if not root.exists():
+        raise ScreenNotFoundError("no such screen folder", file=root)
+    if root.is_file():
+        if root.suffix.lower() != ".csv":
+            raise ScreenNotFoundError("not a screen folder (or a CSV inside one)", file=root)
+        root = root.parent
+    root = root.resolve()
+    fmt = _plate_format(plate_format)
+    if detect_layout(root) == "tiff":
+        from deepnoise_engine.screen.tiff import open_tiff_screen
+
+        return open_tiff_screen(
+            root, strict=strict, check_images=check_images, plate_format=fmt, max_plate=max_plate
+        )
+    from deepnoise_engine.screen.rxrx1 import open_rxrx1
+
+    return open_rxrx1(
+        root, strict=strict, check_images=check_images, plate_format=fmt, max_plate=max_plate
+    )
+
+
+def verify_images(
+    screen: Screen,
+    progress: Callable[[int, int], None] | None = None,
+    *,
+    strict: bool = False,
+    workers: int | None = None,
+) -> list[Problem]:
+    """Decode every image and record what is wrong (see ``rxrx1.verify_images``)."""
+    from deepnoise_engine.screen.rxrx1 import verify_images as _verify
+
+    return _verify(screen, progress, strict=strict, workers=workers)

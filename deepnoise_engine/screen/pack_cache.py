@@ -1,0 +1,628 @@
+"""The pack cache: every site's pixels in one memory-mappable ``.npy`` per plate.
+
+Layout of a cache folder (see docs/architecture.md, docs/performance.md):
+
+- ``cache.json``: format version, screen root, channels, image size (informational).
+- ``plates/{EXP}_Plate{P}.npy``: ``(n, C, H, W)`` uint8, one row per site that had no
+  known problem when packed, in screen order (wells row-major, then site number); a site
+  that failed to read keeps an all-zero row. ``sites.array_row`` is the row (-1: none).
+- ``plates/{EXP}_Plate{P}.json``: the plate's source fingerprint, site ids, ``ok`` flags,
+  per-site per-channel mean/std and the read problems found while packing. It is
+  written after the array, so it is the commit mark of a plate.
+
+A plate is reused while its fingerprint (site ids, channel files' names, sizes and
+mtimes, channels, image size, format version) is unchanged; everything is written to a
+temporary file and renamed, so an interrupted pack leaves only complete plates.
+Torch-free.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from deepnoise_engine.screen.errors import ImageError
+from deepnoise_engine.screen.images import read_site
+from deepnoise_engine.screen.model import Plate, Problem, Screen, Site, Well
+from deepnoise_engine.screen.model import id_code as make_id_code
+from deepnoise_engine.screen.model import site_id as make_site_id
+
+CACHE_VERSION = 1
+SITE_COLUMNS = [
+    "site_id",
+    "id_code",
+    "experiment",
+    "plate",
+    "well",
+    "site",
+    "cell_type",
+    "well_type",
+    "sirna",
+    "ok",
+    "array_row",
+    "split",
+]
+_TMP_RE = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]+(\.npy|\.json)?$")
+
+ProgressFn = Callable[[dict], None]
+
+
+def user_cache_dir() -> Path:
+    """$DEEPNOISE_CACHE_DIR, else $XDG_CACHE_HOME/deepnoise, else ~/.cache/deepnoise."""
+    explicit = os.environ.get("DEEPNOISE_CACHE_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepnoise"
+
+
+def default_cache_dir(root: str | os.PathLike) -> Path:
+    """``<root>/.deepnoise/pack`` when it can be written, else the user cache directory.
+
+    The fallback is ``user_cache_dir() / "pack" / <sha1 of the resolved root>[:16]`` (for
+    read-only screens such as ../shared).
+    """
+    root = Path(root).resolve()
+    local = root / ".deepnoise" / "pack"
+    probe = local
+    while not probe.exists() and probe != root:
+        probe = probe.parent
+    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        try:
+            local.mkdir(parents=True, exist_ok=True)
+            return local
+        except OSError:
+            pass
+    digest = hashlib.sha1(str(root).encode("utf-8")).hexdigest()[:16]
+    return user_cache_dir() / "pack" / digest
+
+
+def _safe_name(text: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", text)
+    if safe != text:  # keep distinct names distinct
+        safe += "-" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:8]
+    return safe
+
+
+def plate_stem(experiment: str, plate: int) -> str:
+    """File stem of a plate in the cache: ``HEPG2-01_Plate1``."""
+    return f"{_safe_name(experiment)}_Plate{int(plate)}"
+
+
+@dataclass
+class _SiteRef:
+    """A site with its place in the screen."""
+
+    site_id: str
+    well: Well
+    site: Site
+
+
+def _plate_sites(plate: Plate) -> list[_SiteRef]:
+    refs = []
+    for well in plate.used_wells():
+        for site in sorted(well.sites, key=lambda s: s.index):
+            sid = site.site_id or make_site_id(plate.experiment, plate.index, well.name, site.index)
+            refs.append(_SiteRef(sid, well, site))
+    return refs
+
+
+def _fingerprint(
+    refs: list[_SiteRef], channels: list[int], size: tuple[int, int] | None
+) -> str:
+    """Hash of what the plate's pixels come from: ids, file names, sizes, mtimes."""
+    digest = hashlib.sha1()
+    digest.update(json.dumps([CACHE_VERSION, channels, list(size or ())]).encode())
+    for ref in refs:
+        # not ``site.ok``: packing itself adds read problems to the sites
+        digest.update(f"|{ref.site_id}".encode())
+        paths = [ref.site.tiff] if ref.site.tiff is not None else [
+            ref.site.channels.get(c) for c in channels
+        ]
+        for path in paths:
+            if path is None:
+                digest.update(b";none")
+                continue
+            try:
+                st = os.stat(path)
+                digest.update(f";{Path(path).name}:{st.st_size}:{st.st_mtime_ns}".encode())
+            except OSError:
+                digest.update(f";{Path(path).name}:missing".encode())
+    return digest.hexdigest()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Temp files of packs that died (their process is gone) are removed."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = _TMP_RE.match(entry.name)
+        if not match:
+            continue
+        pid = int(match.group(1))
+        alive = pid != os.getpid()
+        if alive:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                alive = False
+            except OSError:
+                pass
+        if not alive:
+            entry.unlink(missing_ok=True)
+
+
+def _add_problem(screen: Screen, site: Site, problem: Problem) -> None:
+    key = (problem.kind, problem.file, problem.site_id, problem.message)
+    if all((p.kind, p.file, p.site_id, p.message) != key for p in site.problems):
+        site.problems.append(problem)
+    if all((p.kind, p.file, p.site_id, p.message) != key for p in screen.problems):
+        screen.problems.append(problem)
+
+
+@dataclass
+class _PlateEntry:
+    experiment: str
+    plate: int
+    refs: list[_SiteRef]
+    fingerprint: str
+    meta: dict | None = None  # loaded metadata when the plate is packed and current
+
+
+@dataclass
+class PackResult:
+    """What a ``pack_screen`` call did."""
+
+    packed: list[str] = field(default_factory=list)  # plate keys written now
+    skipped: list[str] = field(default_factory=list)  # plate keys already current
+    sites_packed: int = 0
+    seconds: float = 0.0
+    cancelled: bool = False
+
+    def to_dict(self) -> dict:
+        return {
+            "packed": self.packed,
+            "skipped": self.skipped,
+            "sites_packed": self.sites_packed,
+            "seconds": round(self.seconds, 3),
+            "cancelled": self.cancelled,
+        }
+
+
+class PackCache:
+    """An opened pack cache of ``screen``; rows of ``sites`` follow the screen's order.
+
+    ``sites``: DataFrame with ``SITE_COLUMNS`` (one row per site of every packed plate);
+    ``site_mean`` / ``site_std``: float32 ``(n_sites, C)`` in raw grey levels, NaN for
+    flagged rows (``ok`` False); ``missing_plates``: plate keys not (yet) packed.
+    """
+
+    def __init__(self, screen: Screen, folder: Path, entries: list[_PlateEntry]):
+        self.screen = screen
+        self.folder = Path(folder)
+        self.channels: list[int] = list(screen.channels)
+        self.image_size: tuple[int, int] | None = None
+        self.missing_plates: list[str] = []
+        self.last_pack: PackResult | None = None
+        self._arrays: dict[tuple[str, int], np.ndarray] = {}
+        self._lock = threading.Lock()
+        rows: list[dict] = []
+        means: list[np.ndarray] = []
+        stds: list[np.ndarray] = []
+        n_channels = len(self.channels)
+        for entry in entries:
+            key = f"{entry.experiment}/{entry.plate}"
+            if entry.meta is None:
+                self.missing_plates.append(key)
+                continue
+            meta = entry.meta
+            if meta.get("image_size") and self.image_size is None:
+                self.image_size = tuple(meta["image_size"])
+            for problem in meta.get("problems", []):
+                ref = next((r for r in entry.refs if r.site_id == problem.get("site_id")), None)
+                if ref is not None:
+                    _add_problem(screen, ref.site, Problem(**problem))
+            exp = screen.experiments[entry.experiment]
+            for i, ref in enumerate(entry.refs):
+                ok = bool(meta["ok"][i]) and ref.site.ok
+                rows.append(
+                    {
+                        "site_id": ref.site_id,
+                        "id_code": ref.well.id_code
+                        or make_id_code(entry.experiment, entry.plate, ref.well.name),
+                        "experiment": entry.experiment,
+                        "plate": int(entry.plate),
+                        "well": ref.well.name,
+                        "site": int(ref.site.index),
+                        "cell_type": exp.cell_type,
+                        "well_type": ref.well.well_type.value,
+                        "sirna": ref.well.sirna,
+                        "ok": ok,
+                        "array_row": int(meta["array_rows"][i]),
+                        "split": exp.split,
+                    }
+                )
+            mean = np.array(
+                [m if m is not None else [np.nan] * n_channels for m in meta["mean"]], np.float32
+            ).reshape(len(entry.refs), n_channels)
+            std = np.array(
+                [s if s is not None else [np.nan] * n_channels for s in meta["std"]], np.float32
+            ).reshape(len(entry.refs), n_channels)
+            means.append(mean)
+            stds.append(std)
+        self.sites = pd.DataFrame(rows, columns=SITE_COLUMNS)
+        self.sites["ok"] = self.sites["ok"].astype(bool)
+        self.sites["plate"] = self.sites["plate"].astype(int)
+        self.site_mean = np.concatenate(means) if means else np.zeros((0, n_channels), np.float32)
+        self.site_std = np.concatenate(stds) if stds else np.zeros((0, n_channels), np.float32)
+        self._row_plate = list(zip(self.sites["experiment"], self.sites["plate"], strict=True))
+        self._row_index = self.sites["array_row"].to_numpy()
+
+    # -- opening ----------------------------------------------------------------------------
+    @classmethod
+    def open(
+        cls,
+        screen: Screen | str | os.PathLike,
+        out: str | os.PathLike | None = None,
+        *,
+        build: bool = True,
+        progress: ProgressFn | None = None,
+        cancel: threading.Event | None = None,
+    ) -> PackCache:
+        """Open the cache of ``screen``; with ``build`` pack the plates that are missing or stale.
+
+        ``screen`` is a ``Screen`` or a path (opened with ``open_screen``).
+        """
+        if build:
+            return pack_screen(screen, out, progress=progress, cancel=cancel)
+        screen = _as_screen(screen)
+        folder = Path(out) if out is not None else default_cache_dir(screen.root)
+        return cls(screen, folder, _scan(screen, folder))
+
+    # -- reading ----------------------------------------------------------------------------
+    @property
+    def complete(self) -> bool:
+        """True when every plate of the screen is packed."""
+        return not self.missing_plates
+
+    def __len__(self) -> int:
+        return len(self.sites)
+
+    def plate_array(self, experiment: str, plate: int) -> np.ndarray:
+        """The memory-mapped ``(n_sites, C, H, W)`` uint8 array of a packed plate."""
+        key = (str(experiment), int(plate))
+        array = self._arrays.get(key)
+        if array is None:
+            with self._lock:
+                array = self._arrays.get(key)
+                if array is None:
+                    path = self.folder / "plates" / f"{plate_stem(*key)}.npy"
+                    if f"{key[0]}/{key[1]}" in self.missing_plates or not path.is_file():
+                        raise KeyError(f"plate {key[0]}/{key[1]} is not packed in {self.folder}")
+                    array = np.load(path, mmap_mode="r")
+                    self._arrays[key] = array
+        return array
+
+    def read(self, i: int) -> np.ndarray:
+        """Pixels of row ``i`` of ``sites`` -> ``(C, H, W)`` uint8 (a copy).
+
+        A flagged site that failed to read reads as zeros; one flagged before packing
+        (``array_row`` -1) has no pixels and raises ``ValueError``.
+        """
+        experiment, plate = self._row_plate[i]
+        slot = int(self._row_index[i])
+        if slot < 0:
+            site = self.sites["site_id"].iat[i]
+            raise ValueError(f"site {site} (row {i}) is flagged and has no pixels in the cache")
+        return np.array(self.plate_array(experiment, plate)[slot])
+
+    def read_many(self, rows: list[int] | np.ndarray) -> np.ndarray:
+        """Rows -> ``(N, C, H, W)`` uint8."""
+        return np.stack([self.read(int(i)) for i in rows]) if len(rows) else np.zeros(
+            (0, len(self.channels), *(self.image_size or (0, 0))), np.uint8
+        )
+
+    def usable_rows(self) -> np.ndarray:
+        """Indices of rows with ``ok`` True."""
+        return np.flatnonzero(self.sites["ok"].to_numpy())
+
+    def summary(self) -> dict:
+        """JSON-safe facts about the cache (for ``pack --json`` and the app)."""
+        ok = self.sites["ok"].to_numpy() if len(self.sites) else np.zeros(0, bool)
+        info = {
+            "cache": str(self.folder),
+            "screen": str(self.screen.root),
+            "channels": self.channels,
+            "image_size": list(self.image_size) if self.image_size else None,
+            "plates_packed": len({p for p in self._row_plate}),
+            "plates_missing": self.missing_plates,
+            "sites": len(self.sites),
+            "sites_ok": int(ok.sum()),
+            "sites_flagged": int((~ok).sum()),
+            "bytes": int(
+                sum(p.stat().st_size for p in (self.folder / "plates").glob("*.npy"))
+                if (self.folder / "plates").is_dir()
+                else 0
+            ),
+        }
+        if self.last_pack is not None:
+            info["run"] = self.last_pack.to_dict()
+        return info
+
+
+def _as_screen(screen: Screen | str | os.PathLike) -> Screen:
+    if isinstance(screen, Screen):
+        return screen
+    from deepnoise_engine.screen.open import open_screen  # H1's reader
+
+    return open_screen(screen)
+
+
+def _entries(screen: Screen) -> list[_PlateEntry]:
+    size = tuple(screen.image_size) if screen.image_size else None
+    entries = []
+    for plate in screen.plates():
+        refs = _plate_sites(plate)
+        entries.append(
+            _PlateEntry(plate.experiment, plate.index, refs, _fingerprint(refs, screen.channels, size))
+        )
+    return entries
+
+
+def _load_meta(folder: Path, entry: _PlateEntry, channels: list[int]) -> dict | None:
+    """The plate's metadata when it is current and its array is complete, else None."""
+    stem = plate_stem(entry.experiment, entry.plate)
+    meta_path = folder / "plates" / f"{stem}.json"
+    array_path = folder / "plates" / f"{stem}.npy"
+    if not (meta_path.is_file() and array_path.is_file()):
+        return None
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        if meta.get("version") != CACHE_VERSION or meta.get("fingerprint") != entry.fingerprint:
+            return None
+        if meta.get("site_ids") != [r.site_id for r in entry.refs]:
+            return None
+        header = np.load(array_path, mmap_mode="r")
+        size = meta.get("image_size") or [0, 0]
+        slots = meta.get("array_rows")
+        if not isinstance(slots, list) or len(slots) != len(entry.refs):
+            return None
+        n_rows = sum(1 for r in slots if r >= 0)
+        if header.shape != (n_rows, len(channels), *size) or header.dtype != np.uint8:
+            return None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return meta
+
+
+def _scan(screen: Screen, folder: Path) -> list[_PlateEntry]:
+    entries = _entries(screen)
+    for entry in entries:
+        entry.meta = _load_meta(folder, entry, screen.channels)
+    return entries
+
+
+def _image_size(screen: Screen, entries: list[_PlateEntry]) -> tuple[int, int] | None:
+    if screen.image_size:
+        return (int(screen.image_size[0]), int(screen.image_size[1]))
+    for entry in entries:  # decode one usable site to learn the size
+        for ref in entry.refs:
+            if ref.site.ok:
+                try:
+                    return tuple(read_site(ref.site, screen.channels).shape[1:])
+                except ImageError:
+                    continue
+    return None
+
+
+def _pack_plate(
+    screen: Screen,
+    entry: _PlateEntry,
+    folder: Path,
+    size: tuple[int, int] | None,
+    workers: int,
+    cancel: threading.Event | None,
+    on_site: Callable[[], None],
+) -> dict | None:
+    """Decode every site of a plate into ``{stem}.npy`` + ``{stem}.json``; None if cancelled."""
+    channels = screen.channels
+    n, c = len(entry.refs), len(channels)
+    height, width = size or (0, 0)
+    stem = plate_stem(entry.experiment, entry.plate)
+    plates_dir = folder / "plates"
+    token = f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    tmp_array = plates_dir / f".{stem}.{token}.npy"
+    # only sites without known problems get a pixel row (a real screen's sample can list
+    # thousands of image-less sites); a site that fails to read keeps an all-zero row
+    slots = np.full(n, -1, np.int64)
+    usable = [i for i, ref in enumerate(entry.refs) if ref.site.ok and size is not None]
+    slots[usable] = np.arange(len(usable))
+    means = np.full((n, c), np.nan, np.float32)
+    stds = np.full((n, c), np.nan, np.float32)
+    ok = np.zeros(n, bool)
+    problems: list[Problem] = []
+    problems_lock = threading.Lock()
+    try:
+        array = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=(len(usable), c, height, width))
+
+        def work(i: int) -> bool:
+            if cancel is not None and cancel.is_set():
+                return False
+            ref = entry.refs[i]
+            if ref.site.ok and size is not None:
+                try:
+                    pixels = read_site(ref.site, channels, size)
+                except ImageError as exc:
+                    problem = Problem(
+                        kind=exc.kind,
+                        message=exc.detail,
+                        file=exc.file,
+                        site_id=ref.site_id,
+                    )
+                    with problems_lock:
+                        problems.append(problem)
+                else:
+                    array[slots[i]] = pixels
+                    flat = pixels.reshape(c, -1).astype(np.float32)
+                    means[i] = flat.mean(axis=1)
+                    stds[i] = flat.std(axis=1)
+                    ok[i] = True
+            elif ref.site.ok:  # no readable image anywhere in the screen
+                with problems_lock:
+                    problems.append(
+                        Problem("missing_image", "no readable image in the screen", site_id=ref.site_id)
+                    )
+            on_site()
+            return True
+
+        if workers > 1 and n > 1:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                finished = list(pool.map(work, range(n)))
+        else:
+            finished = [work(i) for i in range(n)]
+        array.flush()
+        del array
+        if not all(finished):
+            return None
+        for problem in problems:
+            ref = next(r for r in entry.refs if r.site_id == problem.site_id)
+            _add_problem(screen, ref.site, problem)
+        # keep every problem of a flagged site, so reopening the cache reports them again
+        kept = [
+            Problem(p.kind, p.message, p.file, p.row, p.site_id or r.site_id)
+            for r, good in zip(entry.refs, ok, strict=True)
+            if not good
+            for p in r.site.problems
+        ]
+        meta = {
+            "version": CACHE_VERSION,
+            "experiment": entry.experiment,
+            "plate": int(entry.plate),
+            "fingerprint": entry.fingerprint,
+            "channels": list(channels),
+            "image_size": [int(height), int(width)],
+            "site_ids": [r.site_id for r in entry.refs],
+            "ok": ok.tolist(),
+            "array_rows": slots.tolist(),
+            "mean": [m.tolist() if good else None for m, good in zip(means, ok, strict=True)],
+            "std": [s.tolist() if good else None for s, good in zip(stds, ok, strict=True)],
+            "problems": [p.to_dict() for p in kept],
+        }
+        os.replace(tmp_array, plates_dir / f"{stem}.npy")
+        _atomic_write_text(plates_dir / f"{stem}.json", json.dumps(meta) + "\n")
+        return meta
+    finally:
+        tmp_array.unlink(missing_ok=True)
+
+
+def pack_screen(
+    screen: Screen | str | os.PathLike,
+    out: str | os.PathLike | None = None,
+    *,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    workers: int | None = None,
+) -> PackCache:
+    """Pack every plate of ``screen`` that is missing or stale; returns the opened cache.
+
+    ``out`` defaults to ``default_cache_dir(screen.root)``. Problem sites (from
+    ``screen.problems`` or read errors found now) become flagged rows (``ok`` False) and
+    read errors are added to ``screen.problems``. ``progress`` receives
+    ``{"event": "progress", "stage": "pack", "done", "total", "eta_s", "plate"}`` (sites);
+    ``cancel`` stops between sites: the current plate is dropped, finished plates stay,
+    and the returned cache has ``last_pack.cancelled`` True. ``workers``: decode threads.
+    """
+    start = time.monotonic()
+    screen = _as_screen(screen)
+    folder = Path(out).expanduser() if out is not None else default_cache_dir(screen.root)
+    (folder / "plates").mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(folder / "plates")
+    _remove_stale_temps(folder)
+    entries = _scan(screen, folder)
+    size = _image_size(screen, entries)
+    _atomic_write_text(
+        folder / "cache.json",
+        json.dumps(
+            {
+                "version": CACHE_VERSION,
+                "screen": str(Path(screen.root).resolve()),
+                "channels": list(screen.channels),
+                "image_size": list(size) if size else None,
+            },
+            indent=2,
+        )
+        + "\n",
+    )
+    result = PackResult()
+    todo = [e for e in entries if e.meta is None]
+    result.skipped = [f"{e.experiment}/{e.plate}" for e in entries if e.meta is not None]
+    total = sum(len(e.refs) for e in todo)
+    workers = workers or min(8, os.cpu_count() or 1)
+    done = 0
+    last = 0.0
+    count_lock = threading.Lock()
+
+    def report(plate_key: str, force: bool = False) -> None:
+        nonlocal last
+        now = time.monotonic()
+        if progress is None or (not force and now - last < 0.2):
+            return
+        last = now
+        elapsed = now - start
+        rate = done / elapsed if elapsed > 0 else 0.0
+        progress(
+            {
+                "event": "progress",
+                "stage": "pack",
+                "done": done,
+                "total": total,
+                "eta_s": (total - done) / rate if rate > 0 else None,
+                "plate": plate_key,
+            }
+        )
+
+    for entry in todo:
+        key = f"{entry.experiment}/{entry.plate}"
+        if cancel is not None and cancel.is_set():
+            result.cancelled = True
+            break
+
+        def on_site(key: str = key) -> None:
+            nonlocal done
+            with count_lock:
+                done += 1
+            report(key)
+
+        meta = _pack_plate(screen, entry, folder, size, workers, cancel, on_site)
+        if meta is None:
+            result.cancelled = True
+            break
+        entry.meta = meta
+        result.packed.append(key)
+        result.sites_packed += len(entry.refs)
+        report(key, force=True)
+    result.seconds = time.monotonic() - start
+    cache = PackCache(screen, folder, entries)
+    cache.last_pack = result
+    return cache

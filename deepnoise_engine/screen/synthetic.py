@@ -1,0 +1,541 @@
+"""Synthetic screens in the RxRx1 Kaggle layout: ``make_demo`` and ``ensure_demo_screen``.
+
+A demo screen is a small, fully labelled stand-in for RxRx1: rendered cells (nuclei in
+w1, cytoplasm/organelle texture in the other channels), siRNAs in fixed disjoint plate
+groups, control wells, a few missing wells, and hidden answers for the test experiments.
+Each siRNA changes morphology and channel intensities by a weak amount (varying with the
+cell type), while experiment and plate effects (per-channel gain and offset), edge-well
+dimming and noise are strong, so plate-wise normalisation clearly helps. Everything is
+drawn from the seed: the same seed gives byte-identical files. See docs/synthetic.md.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from deepnoise_engine.screen.model import STANDARD_FORMATS, id_code, well_name
+
+#: Bumped when the generator's output changes (the cached demo lives in demo-screen-v<N>).
+GENERATOR_VERSION = 1
+DEMO_DIRNAME = f"demo-screen-v{GENERATOR_VERSION}"
+
+ProgressFn = Callable[[dict], None]
+
+# -- effect sizes (log units unless noted) ----------------------------------------------
+# siRNA effects are WEAK next to the batch effects below; positive controls are strong.
+_SIRNA_SCALE = {"int": 0.26, "nuc": 0.16, "cell": 0.10, "count": 0.18, "elong": 0.25, "tex": 0.25}
+_POSITIVE_FACTOR = 3.0
+_SHARED_WEIGHT, _CELLTYPE_WEIGHT = 0.8, 0.6  # siRNA effect = shared + cell-type specific
+_EXP_GAIN_SD, _EXP_OFFSET_SD = 0.40, 5.0  # per channel, offset in raw grey levels
+_PLATE_GAIN_SD, _PLATE_OFFSET_SD = 0.25, 3.0
+_EDGE_DIM = 0.75  # wells next to the (unused) edge row/column
+_WELL_NOISE_SD = 0.04  # biological well-to-well variation of the intensities
+_PIXEL_NOISE_SD = 2.0  # grey levels, plus a shot-noise-like term
+_TEXTURE_GRID = 32  # organelle texture is drawn on a 32 x 32 grid per field of view
+
+# Channel roles (Cell Painting order): weights of (cytoplasm, nucleus, cell edge).
+_ROLES = np.array(
+    [
+        [0.00, 1.00, 0.00],  # w1 nuclei (Hoechst)
+        [1.00, 0.15, 0.00],  # w2 endoplasmic reticulum
+        [0.45, 0.00, 1.00],  # w3 actin
+        [0.35, 0.80, 0.00],  # w4 nucleoli / cytoplasmic RNA
+        [0.90, 0.00, 0.20],  # w5 mitochondria
+        [0.30, 0.00, 0.90],  # w6 Golgi / plasma membrane
+    ],
+    dtype=np.float32,
+)
+_TEXTURE_AMP = np.array([0.25, 0.6, 0.4, 0.5, 0.8, 0.6], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _Effect:
+    """A condition's phenotype: log factors on intensity (C,), nucleus, cell, count, ..."""
+
+    intensity: np.ndarray  # (C,) log factor per channel
+    nucleus: float
+    cell: float
+    count: float
+    elongation: float
+    texture: float
+
+    @classmethod
+    def zero(cls, channels: int) -> _Effect:
+        return cls(np.zeros(channels, np.float32), 0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+@dataclass(frozen=True)
+class _CellType:
+    count: float  # mean cells per field
+    nucleus_radius: float  # fraction of the field width
+    cell_ratio: float  # cytoplasm radius / nucleus radius
+    elongation: float
+    intensity: np.ndarray  # (C,) grey levels of a cell
+    background: np.ndarray  # (C,)
+
+
+@dataclass
+class _WellSpec:
+    experiment: str
+    exp_index: int
+    cell_type: str
+    split: str
+    plate: int
+    well: str
+    row: int
+    column: int
+    well_type: str
+    sirna: int
+    edge: bool
+
+
+def _effect(rng_shared: np.ndarray, rng_specific: np.ndarray, factor: float) -> _Effect:
+    """Combine shared and cell-type specific N(0,1) draws (each of length C + 5)."""
+    z = (_SHARED_WEIGHT * rng_shared + _CELLTYPE_WEIGHT * rng_specific) * factor
+    c = len(z) - 5
+    s = _SIRNA_SCALE
+    return _Effect(
+        intensity=(z[:c] * s["int"]).astype(np.float32),
+        nucleus=float(z[c] * s["nuc"]),
+        cell=float(z[c + 1] * s["cell"]),
+        count=float(z[c + 2] * s["count"]),
+        elongation=float(z[c + 3] * s["elong"]),
+        texture=float(z[c + 4] * s["tex"]),
+    )
+
+
+def _soft_disc(d: np.ndarray, sharpness: float) -> np.ndarray:
+    """1 inside (d < 1), 0 outside, with a soft edge; ``d`` is a normalised distance."""
+    return 1.0 / (1.0 + np.exp(np.clip(sharpness * (d - 1.0), -30.0, 30.0)))
+
+
+def _render_site(
+    rng: np.random.Generator,
+    size: int,
+    channels: int,
+    cell_type: _CellType,
+    effect: _Effect,
+) -> np.ndarray:
+    """One field of view before batch effects -> ``(C, size, size)`` float32 grey levels."""
+    from scipy.ndimage import zoom
+
+    roles = _ROLES[np.arange(channels) % len(_ROLES)]
+    tex_amp = _TEXTURE_AMP[np.arange(channels) % len(_TEXTURE_AMP)] * np.exp(effect.texture)
+    layers = np.zeros((3, size, size), np.float32)  # cytoplasm, nucleus, edge
+    n_cells = max(1, int(rng.poisson(cell_type.count * np.exp(effect.count))))
+    rn_mean = cell_type.nucleus_radius * size * np.exp(effect.nucleus)
+    for _ in range(n_cells):
+        cy, cx = rng.uniform(-0.05 * size, 1.05 * size, 2)
+        rn = rn_mean * np.exp(rng.normal(0.0, 0.12))
+        rc = rn * cell_type.cell_ratio * np.exp(effect.cell + rng.normal(0.0, 0.10))
+        elong = 1.0 + abs(cell_type.elongation + effect.elongation + rng.normal(0.0, 0.08))
+        theta = rng.uniform(0.0, np.pi)
+        bright = np.exp(rng.normal(0.0, 0.15))
+        # edges about 1 px wide at 64 px and a few px at 512 px
+        width = max(0.7, 0.005 * size)
+        half = int(np.ceil(rc * 1.45 + 4 * width)) + 1
+        y0, y1 = max(0, int(cy) - half), min(size, int(cy) + half + 1)
+        x0, x1 = max(0, int(cx) - half), min(size, int(cx) + half + 1)
+        if y0 >= y1 or x0 >= x1:
+            continue
+        yy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+        xx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+        cos, sin = np.cos(theta), np.sin(theta)
+        u = xx * cos + yy * sin
+        v = -xx * sin + yy * cos
+        root = np.sqrt(elong)
+        dn = np.sqrt((u / (rn * root)) ** 2 + (v * root / rn) ** 2)
+        # the cell body is offset from the nucleus a little, like a polarised cell
+        dc = np.sqrt(((u - 0.25 * rn) / (rc * 1.1)) ** 2 + (v / rc) ** 2)
+        nucleus = _soft_disc(dn, rn / width)
+        body = _soft_disc(dc, rc / width)
+        edge = body * (1.0 - _soft_disc(dc / 0.8, rc / width))  # the outer fifth: a ring
+        layers[0, y0:y1, x0:x1] += bright * body * (1.0 - 0.6 * nucleus)
+        layers[1, y0:y1, x0:x1] += bright * nucleus
+        layers[2, y0:y1, x0:x1] += bright * edge
+    # organelle texture: smooth random field, finer than a cell, scaled to the image size
+    grid = rng.normal(0.0, 1.0, (channels, _TEXTURE_GRID, _TEXTURE_GRID)).astype(np.float32)
+    field = zoom(grid, (1, size / _TEXTURE_GRID, size / _TEXTURE_GRID), order=1, mode="wrap")
+    texture = np.clip(1.0 + tex_amp[:, None, None] * field, 0.0, None)
+    signal = np.einsum("cr,rhw->chw", roles, layers)
+    gains = cell_type.intensity * np.exp(effect.intensity)
+    return (signal * texture * gains[:, None, None] + cell_type.background[:, None, None]).astype(
+        np.float32
+    )
+
+
+def _png_bytes(plane: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(plane, mode="L").save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def _check_params(
+    cell_types: Sequence[str],
+    train_exps: int,
+    test_exps: int,
+    plates: int,
+    plate_format: int,
+    sirnas_per_plate: int,
+    positive_controls: int,
+    image_size: int,
+    sites: int,
+    channels: int,
+    missing_wells: int,
+) -> tuple[int, int]:
+    """Validate; returns (rows, columns) of the plate format."""
+    if plate_format not in STANDARD_FORMATS:
+        raise ValueError(f"plate_format: expected one of {sorted(STANDARD_FORMATS)}, got {plate_format}")
+    rows, cols = STANDARD_FORMATS[plate_format]
+    if not cell_types:
+        raise ValueError("cell_types: give at least one cell type")
+    for name in cell_types:
+        if not name or any(ch in name for ch in "_-/\\ ,") or name != name.strip():
+            raise ValueError(f"cell_types: {name!r} must be a plain name without '_', '-', '/', spaces")
+    if len(set(cell_types)) != len(cell_types):
+        raise ValueError(f"cell_types: duplicate names in {list(cell_types)}")
+    checks = {
+        "train_experiments_per_cell_type": (train_exps, 0),
+        "test_experiments_per_cell_type": (test_exps, 0),
+        "plates_per_experiment": (plates, 1),
+        "sirnas_per_plate": (sirnas_per_plate, 1),
+        "positive_controls": (positive_controls, 0),
+        "image_size": (image_size, 16),
+        "sites": (sites, 1),
+        "channels": (channels, 1),
+        "missing_wells": (missing_wells, 0),
+    }
+    for name, (value, low) in checks.items():
+        if not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name}: expected an integer >= {low}, got {value!r}")
+    if train_exps + test_exps < 1:
+        raise ValueError("need at least one train or test experiment per cell type")
+    if image_size > 4096:
+        raise ValueError(f"image_size: at most 4096 px, got {image_size}")
+    inner = (rows - 2) * (cols - 2)
+    needed = sirnas_per_plate + positive_controls + 1
+    if needed > inner:
+        raise ValueError(
+            f"sirnas_per_plate: {sirnas_per_plate} treatments + {positive_controls} positive + 1 "
+            f"negative control = {needed} wells do not fit the {inner} inner wells of a "
+            f"{plate_format}-well plate"
+        )
+    total_treatments = len(cell_types) * (train_exps + test_exps) * plates * sirnas_per_plate
+    if missing_wells >= total_treatments:
+        raise ValueError(f"missing_wells: {missing_wells} is not below {total_treatments} treatment wells")
+    return rows, cols
+
+
+def _prepare_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"{out}: exists and is not a folder")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise FileExistsError(f"{out}: folder is not empty (use --overwrite to replace it)")
+
+
+def _install(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` folder to ``out``; an old ``out`` is removed only afterwards."""
+    old = None
+    if out.is_dir():
+        if any(out.iterdir()):
+            old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
+            os.replace(out, old)
+        else:
+            out.rmdir()
+    os.replace(tmp, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def make_demo(
+    out: str | os.PathLike,
+    *,
+    seed: int = 0,
+    cell_types: Sequence[str] = ("HEPG2", "U2OS"),
+    train_experiments_per_cell_type: int = 2,
+    test_experiments_per_cell_type: int = 1,
+    plates_per_experiment: int = 4,
+    plate_format: int = 96,
+    sirnas_per_plate: int = 12,
+    positive_controls: int = 2,
+    image_size: int = 64,
+    sites: int = 2,
+    channels: int = 6,
+    missing_wells: int = 2,
+    progress: ProgressFn | None = None,
+    overwrite: bool = False,
+    cancel=None,
+) -> Path:
+    """Write a synthetic screen in the RxRx1 Kaggle layout to ``out`` and return its path.
+
+    Files: ``train.csv``, ``test.csv``, ``train_controls.csv``, ``test_controls.csv``,
+    ``{train|test}/{EXP}/Plate{P}/{WELL}_s{S}_w{C}.png`` (8-bit, ``image_size`` square),
+    ``answers/test_answers.csv`` and ``demo.json``. Labels: treatments ``0..n-1`` with
+    ``n = plates_per_experiment * sirnas_per_plate`` (one disjoint group per plate),
+    positive controls ``n..n+positive_controls-1``, negative control ``n+positive_controls``.
+    Refuses a non-empty ``out`` unless ``overwrite``; writes to a temporary sibling folder
+    and renames it, so ``out`` is complete or untouched. ``progress`` receives
+    ``{"event": "progress", "stage": "make-demo", "done", "total", "eta_s"}``;
+    ``cancel`` (a ``threading.Event``) aborts with ``InterruptedError`` leaving ``out`` untouched.
+    """
+    cell_types = tuple(cell_types)
+    rows, cols = _check_params(
+        cell_types,
+        train_experiments_per_cell_type,
+        test_experiments_per_cell_type,
+        plates_per_experiment,
+        plate_format,
+        sirnas_per_plate,
+        positive_controls,
+        image_size,
+        sites,
+        channels,
+        missing_wells,
+    )
+    out = Path(out).expanduser().absolute()
+    _prepare_target(out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    n_groups = plates_per_experiment
+    n_sirnas = n_groups * sirnas_per_plate
+    negative_label = n_sirnas + positive_controls
+    rng = np.random.default_rng([seed, 0])
+
+    # fixed disjoint plate groups of siRNAs
+    groups = np.sort(rng.permutation(n_sirnas).reshape(n_groups, sirnas_per_plate), axis=1)
+    # phenotypes: shared per siRNA, specific per (siRNA, cell type); positives are strong
+    n_conditions = n_sirnas + positive_controls
+    shared = rng.normal(0.0, 1.0, (n_conditions, channels + 5))
+    cell_specs: dict[str, _CellType] = {}
+    effects: dict[tuple[str, int], _Effect] = {}
+    for ct in cell_types:
+        cell_specs[ct] = _CellType(
+            count=float(rng.uniform(7.0, 12.0)),
+            nucleus_radius=float(rng.uniform(0.060, 0.075)),
+            cell_ratio=float(rng.uniform(1.7, 2.1)),
+            elongation=float(rng.uniform(0.05, 0.30)),
+            intensity=rng.uniform(28.0, 55.0, channels).astype(np.float32),
+            background=rng.uniform(5.0, 12.0, channels).astype(np.float32),
+        )
+        specific = rng.normal(0.0, 1.0, (n_conditions, channels + 5))
+        for label in range(n_conditions):
+            factor = _POSITIVE_FACTOR if label >= n_sirnas else 1.0
+            effects[(ct, label)] = _effect(shared[label], specific[label], factor)
+        effects[(ct, negative_label)] = _Effect.zero(channels)
+
+    # experiments, plates and their well layouts
+    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
+    experiments: list[dict] = []
+    wells: list[_WellSpec] = []
+    batch: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    for ct in cell_types:
+        n_exp = train_experiments_per_cell_type + test_experiments_per_cell_type
+        for k in range(n_exp):
+            name = f"{ct}-{k + 1:02d}"
+            split = "train" if k < train_experiments_per_cell_type else "test"
+            exp_index = len(experiments)
+            perm = rng.permutation(n_groups)
+            exp_gain = np.exp(rng.normal(0.0, _EXP_GAIN_SD, channels))
+            exp_offset = rng.normal(0.0, _EXP_OFFSET_SD, channels)
+            experiments.append(
+                {
+                    "name": name,
+                    "cell_type": ct,
+                    "split": split,
+                    "plate_groups": {str(p + 1): int(perm[p]) for p in range(plates_per_experiment)},
+                }
+            )
+            for p in range(plates_per_experiment):
+                gain = exp_gain * np.exp(rng.normal(0.0, _PLATE_GAIN_SD, channels))
+                offset = exp_offset + rng.normal(0.0, _PLATE_OFFSET_SD, channels)
+                batch[(name, p + 1)] = (gain.astype(np.float32), offset.astype(np.float32))
+                # negative control at the first inner well (B02, as in RxRx1); the rest random
+                others = rng.permutation(len(inner) - 1)[: sirnas_per_plate + positive_controls] + 1
+                labels = [int(x) for x in groups[perm[p]]] + [
+                    n_sirnas + i for i in range(positive_controls)
+                ]
+                labels = [labels[i] for i in rng.permutation(len(labels))]
+                layout = [(inner[0], negative_label)] + [
+                    (inner[i], lab) for i, lab in zip(others, labels, strict=True)
+                ]
+                for (r, c), label in sorted(layout):
+                    if label < n_sirnas:
+                        well_type = "treatment"
+                    elif label < negative_label:
+                        well_type = "positive_control"
+                    else:
+                        well_type = "negative_control"
+                    wells.append(
+                        _WellSpec(
+                            experiment=name,
+                            exp_index=exp_index,
+                            cell_type=ct,
+                            split=split,
+                            plate=p + 1,
+                            well=well_name(r, c),
+                            row=r,
+                            column=c,
+                            well_type=well_type,
+                            sirna=label,
+                            edge=r in (1, rows - 2) or c in (1, cols - 2),
+                        )
+                    )
+    # a few treatment wells are missing altogether (as in RxRx1's HUVEC-14)
+    treatment_idx = [i for i, w in enumerate(wells) if w.well_type == "treatment"]
+    missing = set(rng.choice(treatment_idx, size=missing_wells, replace=False).tolist())
+    missing_ids = sorted(id_code(wells[i].experiment, wells[i].plate, wells[i].well) for i in missing)
+    wells = [w for i, w in enumerate(wells) if i not in missing]
+
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        _write_tables(tmp, wells)
+        total = len(wells) * sites
+        done = 0
+        start = time.monotonic()
+        last_report = 0.0
+        for well in wells:
+            if cancel is not None and cancel.is_set():
+                raise InterruptedError("make-demo cancelled")
+            folder = tmp / well.split / well.experiment / f"Plate{well.plate}"
+            folder.mkdir(parents=True, exist_ok=True)
+            gain, offset = batch[(well.experiment, well.plate)]
+            effect = effects[(well.cell_type, well.sirna)]
+            well_rng = np.random.default_rng([seed, 1, well.exp_index, well.plate, well.row, well.column])
+            well_noise = np.exp(well_rng.normal(0.0, _WELL_NOISE_SD, channels)).astype(np.float32)
+            dim = _EDGE_DIM if well.edge else 1.0
+            for s in range(1, sites + 1):
+                site_rng = np.random.default_rng(
+                    [seed, 2, well.exp_index, well.plate, well.row, well.column, s]
+                )
+                raw = _render_site(site_rng, image_size, channels, cell_specs[well.cell_type], effect)
+                raw *= (well_noise * gain * dim)[:, None, None]
+                raw += offset[:, None, None]
+                noise_sd = _PIXEL_NOISE_SD + 0.08 * np.sqrt(np.clip(raw, 0.0, None))
+                raw += site_rng.normal(0.0, 1.0, raw.shape).astype(np.float32) * noise_sd
+                pixels = np.clip(np.rint(raw), 0, 255).astype(np.uint8)
+                for c in range(channels):
+                    path = folder / f"{well.well}_s{s}_w{c + 1}.png"
+                    path.write_bytes(_png_bytes(pixels[c]))
+                done += 1
+                now = time.monotonic()
+                if progress is not None and (now - last_report > 0.2 or done == total):
+                    last_report = now
+                    rate = done / max(now - start, 1e-9)
+                    progress(
+                        {
+                            "event": "progress",
+                            "stage": "make-demo",
+                            "done": done,
+                            "total": total,
+                            "eta_s": (total - done) / rate if rate > 0 else None,
+                        }
+                    )
+        meta = {
+            "generator": "deepnoise make_demo",
+            "generator_version": GENERATOR_VERSION,
+            "seed": seed,
+            "parameters": {
+                "cell_types": list(cell_types),
+                "train_experiments_per_cell_type": train_experiments_per_cell_type,
+                "test_experiments_per_cell_type": test_experiments_per_cell_type,
+                "plates_per_experiment": plates_per_experiment,
+                "plate_format": plate_format,
+                "sirnas_per_plate": sirnas_per_plate,
+                "positive_controls": positive_controls,
+                "image_size": image_size,
+                "sites": sites,
+                "channels": channels,
+                "missing_wells": missing_wells,
+            },
+            "n_sirnas": n_sirnas,
+            "positive_control_labels": list(range(n_sirnas, negative_label)),
+            "negative_control_label": negative_label,
+            "n_classes": negative_label + 1,
+            "plate_groups": groups.tolist(),
+            "experiments": experiments,
+            "missing_wells": missing_ids,
+        }
+        (tmp / "demo.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _prepare_target(out, overwrite)  # re-check: something may have appeared meanwhile
+        _install(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_tables(root: Path, wells: list[_WellSpec]) -> None:
+    """The four Kaggle CSVs plus ``answers/test_answers.csv`` (rows in plate/well order)."""
+    tables: dict[str, list[list]] = {"train": [], "test": [], "train_controls": [], "test_controls": []}
+    answers: list[list] = []
+    for w in wells:
+        code = id_code(w.experiment, w.plate, w.well)
+        base = [code, w.experiment, w.plate, w.well]
+        if w.well_type == "treatment":
+            if w.split == "train":
+                tables["train"].append([*base, w.sirna])
+            else:
+                tables["test"].append(base)
+                answers.append([*base, w.sirna])
+        else:
+            tables[f"{w.split}_controls"].append([*base, w.sirna, w.well_type])
+    head = ["id_code", "experiment", "plate", "well"]
+    _write_csv(root / "train.csv", [*head, "sirna"], tables["train"])
+    _write_csv(root / "test.csv", head, tables["test"])
+    for name in ("train_controls", "test_controls"):
+        _write_csv(root / f"{name}.csv", [*head, "sirna", "well_type"], tables[name])
+    _write_csv(root / "answers" / "test_answers.csv", [*head, "sirna"], answers)
+
+
+def user_data_dir() -> Path:
+    """$DEEPNOISE_DATA_DIR, else $XDG_DATA_HOME/deepnoise, else ~/.local/share/deepnoise."""
+    explicit = os.environ.get("DEEPNOISE_DATA_DIR")
+    if explicit:
+        return Path(explicit).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "deepnoise"
+
+
+def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
+    """The built-in demo screen (default ``make_demo``, seed 0), generated on first use.
+
+    Lives in ``user_data_dir() / "demo-screen-v1"``; complete or absent (generated in a
+    temporary folder and renamed; ``demo.json`` is written last inside it).
+    """
+    target = user_data_dir() / DEMO_DIRNAME
+    if (target / "demo.json").is_file():
+        return target
+    if target.is_dir() and any(target.iterdir()):
+        # not ours or damaged: keep it aside rather than deleting someone's files
+        os.replace(target, target.parent / f".{target.name}.broken-{uuid.uuid4().hex[:8]}")
+    try:
+        make_demo(target, progress=progress)
+    except (FileExistsError, OSError):
+        # another process finished first: theirs is as good as ours
+        if (target / "demo.json").is_file():
+            return target
+        raise
+    return target

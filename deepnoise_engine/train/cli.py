@@ -1,0 +1,152 @@
+"""``deepnoise-engine train``: train a DeepNoise ensemble into a run folder.
+
+Imports torch only when the command runs (the CLI must start fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import Any, TextIO
+
+
+class ProgressBar:
+    """Plain-text progress on stderr: one updating line, log messages above it."""
+
+    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
+        self.stream, self.width = stream, width
+        self.tty = stream.isatty()
+        self._last_line = ""
+        self._last_print = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event.get("event")
+        if kind == "log":
+            self._clear()
+            print(event["message"], file=self.stream, flush=True)
+            self._redraw()
+        elif kind == "progress":
+            done, total = event.get("done", 0), max(event.get("total", 1), 1)
+            frac = min(done / total, 1.0)
+            bar = "#" * int(frac * self.width)
+            eta = event.get("eta_s")
+            eta_txt = "--" if eta is None else _fmt_s(eta)
+            self._last_line = (f"[{bar:<{self.width}}] {frac:6.1%} {event.get('stage', '')} "
+                               f"step {done}/{total} ETA {eta_txt}")
+            now = time.monotonic()
+            if self.tty:
+                self._redraw()
+            elif now - self._last_print >= 10 or done >= total:  # logs: not every update
+                print(self._last_line, file=self.stream, flush=True)
+                self._last_print = now
+
+    def _clear(self) -> None:
+        if self.tty and self._last_line:
+            self.stream.write("\r\033[K")
+
+    def _redraw(self) -> None:
+        if self.tty and self._last_line:
+            self.stream.write("\r" + self._last_line)
+            self.stream.flush()
+
+    def close(self) -> None:
+        if self.tty and self._last_line:
+            self.stream.write("\n")
+            self.stream.flush()
+
+
+def _fmt_s(seconds: float) -> str:
+    seconds = int(seconds)
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train", help="train a DeepNoise model ensemble",
+        description="Train on a screen into a run folder (config.toml, train.log, "
+                    "metrics.jsonl, checkpoints/, models/, run.json). See docs/training.md.")
+    p.add_argument("--data", required=True, help="screen folder (RxRx1 or TIFF layout)")
+    p.add_argument("--out", required=True, help="run folder to create (or resume)")
+    p.add_argument("--preset", default="tiny", help="preset name (tiny, paper); default tiny")
+    p.add_argument("--config", dest="config_file", help="TOML file with overrides")
+    p.add_argument("--set", dest="overrides", action="append", default=[],
+                   metavar="KEY=VALUE", help="override one key, e.g. model.epochs=3")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--devices", type=int, default=1,
+                   help="processes for distributed training (re-launches via torchrun)")
+    p.add_argument("--device", choices=("cpu", "cuda", "auto"), default=None,
+                   help="override runtime.device")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run)
+
+
+def _strip_devices(argv: list[str]) -> list[str]:
+    out, skip = [], False
+    for a in argv:
+        if skip:
+            skip = False
+            continue
+        if a == "--devices":
+            skip = True
+            continue
+        if a.startswith("--devices="):
+            continue
+        out.append(a)
+    return out
+
+
+def _run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.train.config import ConfigError
+
+    overrides = list(args.overrides)
+    if args.device:
+        overrides.append(f"runtime.device={args.device}")
+    if args.devices < 1:
+        print("error: --devices must be >= 1", file=sys.stderr)
+        return 2
+    if args.devices > 1:
+        from deepnoise_engine.train.ddp import env_world_size, relaunch
+
+        if env_world_size() <= 1:
+            # validate before launching N processes, so errors appear once
+            try:
+                from deepnoise_engine.train.config import resolve
+
+                resolve(args.preset, args.config_file, overrides)
+            except ConfigError as exc:
+                print(f"error: {exc}", file=sys.stderr)
+                return 2
+            return relaunch(_strip_devices(sys.argv[1:]), args.devices)
+
+    from deepnoise_engine.train.data import TrainDataError
+    from deepnoise_engine.train.loop import RunFolderError, run_training
+
+    bar = None if args.quiet else ProgressBar()
+    cancel = threading.Event()
+    try:
+        result = run_training(args.data, args.out, preset=args.preset,
+                              config_file=args.config_file, overrides=overrides,
+                              resume=args.resume, progress=bar, cancel=cancel)
+    except (ConfigError, RunFolderError, TrainDataError) as exc:
+        if bar:
+            bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        if bar:
+            bar.close()
+        print("interrupted; the last completed epoch can be resumed with --resume",
+              file=sys.stderr)
+        return 130
+    if bar:
+        bar.close()
+    final = result.get("final") or {}
+    acc = final.get("val_acc_ensemble_balanced")
+    print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "
+          f"validation accuracy (ensemble, balanced): {'-' if acc is None else f'{acc:.3f}'}",
+          file=sys.stderr)
+    return 0

@@ -1,0 +1,185 @@
+"""Plate map widget: colour modes as drawn, tooltips, mouse and keyboard selection."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from deepnoise_app import colours
+from deepnoise_app.plate_map import PlateMapDock, next_well, well_tooltip
+from deepnoise_app.screen_browser import ScreenBrowser
+from deepnoise_app.state import AppState
+from deepnoise_engine.screen import open_screen
+
+pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
+
+
+def _pixel(widget, rect) -> tuple[int, int, int]:
+    image = widget.grab().toImage()
+    colour = image.pixelColor(rect.center().toPoint())
+    return colour.red(), colour.green(), colour.blue()
+
+
+def _grab_array(widget) -> np.ndarray:
+    image = widget.grab().toImage().convertToFormat(widget.grab().toImage().Format.Format_RGB32)
+    ptr = image.constBits()
+    return np.frombuffer(ptr, np.uint8, count=image.sizeInBytes()).reshape(
+        image.height(), image.bytesPerLine() // 4, 4)[:, : image.width(), :3].copy()
+
+
+@pytest.fixture
+def dock(qtbot, small_screen, prediction_frame):
+    state = AppState()
+    state.set_screen(small_screen)
+    plate = next(small_screen.plates())
+    state.select_plate(plate.experiment, plate.index)
+    widget = PlateMapDock(state)
+    widget.resize(520, 420)
+    qtbot.addWidget(widget)
+    widget.show()
+    qtbot.waitExposed(widget)
+    return widget
+
+
+def test_colour_modes_draw_what_they_say(dock, prediction_frame, tmp_path: Path) -> None:
+    state, plate, pmap = dock.state, dock.state.plate, dock.map
+    used = plate.used_wells()
+    treat = next(w for w in used if w.well_type.value == "treatment")
+    ctrl = next(w for w in used if w.well_type.is_control)
+    other = next(w for w in used if w.well_type.value == "treatment" and w is not treat)
+    # well type mode
+    assert _pixel(pmap, pmap.well_rect(plate.key, treat.name)) == colours.WELL_TYPE_RGB[
+        "treatment"]
+    assert _pixel(pmap, pmap.well_rect(plate.key, ctrl.name)) == colours.WELL_TYPE_RGB[
+        ctrl.well_type.value]
+    shots = {"type": pmap.grab().toImage()}
+    # predictions set by hand: confidence 0.95 for one treatment well, 0.05 for another
+    frame = prediction_frame(plate, {treat.name: 0.95, other.name: 0.05}, wrong={other.name},
+                             changed={treat.name})
+    state.set_predictions({plate.key: frame})
+    dock.set_mode("confidence")
+    hi = _pixel(pmap, pmap.well_rect(plate.key, treat.name))
+    lo = _pixel(pmap, pmap.well_rect(plate.key, other.name))
+    assert hi == tuple(int(v) for v in colours.confidence_rgb(0.95))
+    assert lo == tuple(int(v) for v in colours.confidence_rgb(0.05))
+    shots["confidence"] = pmap.grab().toImage()
+    dock.set_mode("correct")
+    assert _pixel(pmap, pmap.well_rect(plate.key, treat.name)) == colours.CORRECT_RGB
+    assert _pixel(pmap, pmap.well_rect(plate.key, other.name)) == colours.WRONG_RGB
+    shots["correct"] = pmap.grab().toImage()
+    dock.set_mode("changed")
+    assert _pixel(pmap, pmap.well_rect(plate.key, treat.name)) == colours.CHANGED_RGB
+    assert _pixel(pmap, pmap.well_rect(plate.key, other.name)) == colours.UNCHANGED_RGB
+    shots["changed"] = pmap.grab().toImage()
+    keys = list(shots)
+    for i, a in enumerate(keys):  # every mode looks different
+        for b in keys[i + 1 :]:
+            assert shots[a] != shots[b], (a, b)
+    for key, image in shots.items():
+        image.save(str(tmp_path / f"plate_map_{key}.png"))
+    # raw / balanced follows the state; the raw call of treat differs (it was "changed")
+    dock.prediction_combo.setCurrentIndex(dock.prediction_combo.findData("raw"))
+    assert state.prediction_mode == "raw"
+    state.set_prediction_mode("balanced")
+    assert dock.prediction_combo.currentData() == "balanced"
+
+
+def test_no_predictions_says_so(dock) -> None:
+    dock.set_mode("confidence")
+    plate = dock.state.plate
+    well = plate.used_wells()[0]
+    # wells without data are drawn in the neutral "no data" colour, not a ramp colour
+    assert _pixel(dock.map, dock.map.well_rect(plate.key, well.name)) == (88, 92, 100)
+
+
+def test_tooltip_lists_the_call_and_top3(small_screen, prediction_frame) -> None:
+    state = AppState()
+    state.set_screen(small_screen)
+    plate = next(small_screen.plates())
+    well = plate.used_wells()[0]
+    state.set_predictions({plate.key: prediction_frame(plate, {well.name: 0.8})})
+    text = well_tooltip(plate, well, well.name, state)
+    assert well.name in text and well.well_type.value.replace("_", " ") in text
+    assert f"true siRNA: {well.sirna}" in text
+    assert f"predicted (balanced): {well.sirna}, confidence 0.80 (right)" in text
+    assert "top-3:" in text and "7 0.10" in text
+    assert "not used" in well_tooltip(plate, None, "A01", state)
+
+
+def test_click_and_arrow_keys_select(dock, qtbot) -> None:
+    state, plate, pmap = dock.state, dock.state.plate, dock.map
+    used = plate.used_wells()
+    target = used[3]
+    rect = pmap.well_rect(plate.key, target.name)
+    qtbot.mouseClick(pmap, Qt.MouseButton.LeftButton, pos=rect.center().toPoint())
+    assert state.well is target
+    # the selection is drawn: a white frame at the well's edge
+    edge = _grab_array(pmap)[int(rect.top()) + 1, int(rect.center().x())]
+    assert tuple(edge) == colours.SELECTION_RGB
+    for key, step in ((Qt.Key.Key_Right, (0, 1)), (Qt.Key.Key_Down, (1, 0)),
+                      (Qt.Key.Key_Left, (0, -1)), (Qt.Key.Key_Up, (-1, 0))):
+        before = state.well
+        expected = next_well(plate, before, step)
+        qtbot.keyClick(pmap, key)
+        assert state.well is (plate.wells[expected] if expected else before)
+    # skipping unused positions: from the first used well, Up leaves the plate -> stays
+    state.select_well(used[0].name)
+    qtbot.keyClick(pmap, Qt.Key.Key_Up)
+    assert state.well is used[0]
+    # clicking an unused position selects nothing
+    empty = QPoint(int(pmap.well_rect(plate.key, used[0].name).center().x()),
+                   int(pmap.well_rect(plate.key, used[0].name).top() - 3))
+    qtbot.mouseClick(pmap, Qt.MouseButton.LeftButton, pos=empty)
+    assert state.well is used[0]
+
+
+def test_side_by_side_selects_across_plates(dock, qtbot) -> None:
+    state = dock.state
+    first = state.plate
+    exp = state.screen.experiments[first.experiment]
+    dock.side_by_side.setChecked(True)
+    assert [p.key for p in dock.map.plates] == [exp.plates[i].key for i in sorted(exp.plates)]
+    second = exp.plates[sorted(exp.plates)[1]]
+    well = second.used_wells()[2]
+    rect = dock.map.well_rect(second.key, well.name)
+    qtbot.mouseClick(dock.map, Qt.MouseButton.LeftButton, pos=rect.center().toPoint())
+    assert state.plate is second and state.well is well
+
+
+def test_problem_wells_hatched_and_flagged(small_screen_path: Path, tmp_path: Path,
+                                           qtbot) -> None:
+    root = Path(shutil.copytree(small_screen_path, tmp_path / "screen"))
+    screen = open_screen(root)
+    plate = next(screen.plates())
+    gone, partial = plate.used_wells()[1], plate.used_wells()[2]
+    for site in gone.sites:
+        for path in site.channels.values():
+            path.unlink()
+    partial.sites[1].channels[6].unlink()
+    screen = open_screen(root)
+    state = AppState()
+    state.set_screen(screen)
+    state.select_plate(plate.experiment, plate.index)
+    dock = PlateMapDock(state)
+    dock.resize(520, 420)
+    qtbot.addWidget(dock)
+    dock.show()
+    qtbot.waitExposed(dock)
+    pixels = _grab_array(dock.map)
+    rect = dock.map.well_rect(plate.key, gone.name)
+    tile = pixels[int(rect.top()) + 3 : int(rect.bottom()) - 3,
+                  int(rect.left()) + 3 : int(rect.right()) - 3].reshape(-1, 3)
+    assert len({tuple(p) for p in tile}) >= 2  # hatched, not a flat fill
+    assert tuple(colours.WELL_TYPE_RGB[gone.well_type.value]) not in {tuple(p) for p in tile}
+    # the browser flags the plate with the problems in its tooltip
+    browser = ScreenBrowser(state)
+    qtbot.addWidget(browser)
+    item = browser.plate_item(plate.key)
+    assert int(item.text(3)) >= 3  # 2 missing sites + 1 missing channel
+    assert gone.name in item.toolTip(0) and partial.name in item.toolTip(0)
+    clean = browser.plate_item(list(screen.plates())[1].key)
+    assert clean.text(3) == ""

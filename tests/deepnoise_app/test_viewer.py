@@ -1,0 +1,200 @@
+"""The docks in a real napari viewer: channel layers, site choice, missing data, the mosaic,
+the plugin widgets and readers in a plain napari."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from qtpy.QtCore import QPoint, Qt
+
+from deepnoise_app import colours
+from deepnoise_app.docks import install_docks, open_screen_path
+from deepnoise_app.state import state_for
+from deepnoise_app.thumbnails import tile_origin
+from deepnoise_app.well_viewer import ALL_SITES, SITE_GAP
+from deepnoise_engine.screen import open_screen
+from deepnoise_engine.screen.images import read_site
+
+pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
+
+
+def _wait_loaded(qtbot, docks, state) -> None:
+    qtbot.waitUntil(lambda: state.well is not None
+                    and docks.well_viewer.loaded_well == state.well.name, timeout=10_000)
+
+
+def _opened(make_napari_viewer, qtbot, path: Path):
+    viewer = make_napari_viewer()
+    state = state_for(viewer)
+    docks = install_docks(viewer, state)
+    open_screen_path(state, path)
+    _wait_loaded(qtbot, docks, state)
+    return viewer, state, docks
+
+
+def test_channel_layers_colours_limits_and_reuse(make_napari_viewer, qtbot, prediction_frame,
+                                                 small_screen_path: Path) -> None:
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, small_screen_path)
+    layers = docks.well_viewer.channel_layers()
+    assert sorted(layers) == [1, 2, 3, 4, 5, 6]
+    pixels = read_site(state.well.sites[0], state.screen.channels)
+    for channel, layer in layers.items():
+        rgb = np.array(colours.channel_rgb(channel)) / 255
+        np.testing.assert_allclose(layer.colormap.colors[-1][:3], rgb, atol=1e-6)
+        np.testing.assert_allclose(layer.colormap.colors[0][:3], 0, atol=1e-6)
+        assert tuple(layer.contrast_limits) == colours.channel_window(channel)
+        assert str(layer.blending) == "additive"
+        np.testing.assert_array_equal(layer.data, pixels[channel - 1])
+    assert f"{state.plate.experiment} plate {state.plate.index} {state.well.name}" in (
+        viewer.text_overlay.text)
+    # another well: the same layer objects, new pixels
+    ids = {c: id(layer) for c, layer in layers.items()}
+    other = state.plate.used_wells()[4]
+    state.select_well(other.name)
+    _wait_loaded(qtbot, docks, state)
+    layers = docks.well_viewer.channel_layers()
+    assert {c: id(layer) for c, layer in layers.items()} == ids
+    assert len(viewer.layers) == 6
+    np.testing.assert_array_equal(layers[1].data, read_site(other.sites[0], [1])[0])
+    # site 2, then both sites side by side
+    docks.well_viewer.set_site(2)
+    qtbot.waitUntil(lambda: np.array_equal(layers[1].data, read_site(other.sites[1], [1])[0]),
+                    timeout=10_000)
+    docks.well_viewer.set_site(ALL_SITES)
+    qtbot.waitUntil(lambda: layers[1].data.shape == (32, 2 * 32 + SITE_GAP), timeout=10_000)
+    np.testing.assert_array_equal(layers[2].data[:, -32:], read_site(other.sites[1], [2])[0])
+    # a prediction appears on the canvas
+    frame = prediction_frame(state.plate)
+    state.set_predictions({state.plate.key: frame})
+    assert f"predicted {other.sirna}" in viewer.text_overlay.text
+
+
+def test_missing_channel_and_missing_well(make_napari_viewer, qtbot, small_screen_path: Path,
+                                          tmp_path: Path) -> None:
+    root = Path(shutil.copytree(small_screen_path, tmp_path / "screen"))
+    plate = next(open_screen(root).plates())
+    partial, gone = plate.used_wells()[1], plate.used_wells()[2]
+    partial.sites[0].channels[5].unlink()
+    for site in gone.sites:
+        for path in site.channels.values():
+            path.unlink()
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, root)
+    wv = docks.well_viewer
+    state.select_well(partial.name)
+    _wait_loaded(qtbot, docks, state)
+    layers = wv.channel_layers()
+    assert not layers[5].visible and layers[4].visible
+    assert not layers[5].data.any()
+    assert "w5 missing" in wv.message.text()
+    assert "missing w5" in viewer.text_overlay.text
+    state.select_well(gone.name)  # every image absent: a message, no crash
+    _wait_loaded(qtbot, docks, state)
+    assert all(not layer.visible for layer in wv.channel_layers().values())
+    state.select_well(plate.used_wells()[0].name)  # back to a complete well: shown again
+    _wait_loaded(qtbot, docks, state)
+    assert all(layer.visible for layer in wv.channel_layers().values())
+    assert wv.message.text() == ""
+
+
+def _click_world(qtbot, viewer, y: float, x: float) -> None:
+    """A real mouse click on the canvas at world position (y, x)."""
+    canvas = viewer.window._qt_viewer.canvas
+    native = canvas.native
+    cy, cx = viewer.camera.center[-2], viewer.camera.center[-1]
+    zoom = viewer.camera.zoom
+    px = (x - cx) * zoom + native.width() / 2
+    py = (y - cy) * zoom + native.height() / 2
+    qtbot.mouseClick(native, Qt.MouseButton.LeftButton, pos=QPoint(int(px), int(py)))
+
+
+def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
+                                  small_screen_path: Path) -> None:
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, small_screen_path)
+    mosaic = docks.mosaic
+    plate = state.plate
+    used = plate.used_wells()
+    frame = prediction_frame(plate, {used[0].name: 0.95, used[1].name: 0.05})
+    state.set_predictions({plate.key: frame})
+    with qtbot.waitSignal(mosaic.mosaic_ready, timeout=20_000):
+        mosaic.set_shown(True)
+    image = mosaic.image_layer()
+    t = mosaic.size
+    assert image.rgb and image.data.shape == (8 * (t + 2) + 2, 12 * (t + 2) + 2, 3)
+    assert all(not layer.visible for layer in docks.well_viewer.channel_layers().values())
+    calls = mosaic.calls_layer()
+    assert len(calls.data) == len(used)
+    table = calls.features.set_index("well")
+    assert table.loc[used[0].name, "sirna"] == used[0].sirna
+    cmap = colours.confidence_colormap()
+    for name, conf in ((used[0].name, 0.95), (used[1].name, 0.05)):
+        i = list(calls.features["well"]).index(name)
+        np.testing.assert_allclose(calls.face_color[i][:3], cmap.map(np.array([conf]))[0][:3],
+                                   atol=0.02)
+    hi = list(calls.features["well"]).index(used[0].name)
+    lo = list(calls.features["well"]).index(used[1].name)
+    assert calls.face_color[hi][:3].sum() > calls.face_color[lo][:3].sum()
+    # click in the middle of a tile: that well is selected everywhere
+    target = used[5]
+    y, x = tile_origin(target.row, target.column, t)
+    viewer.layers.selection.active = image
+    _click_world(qtbot, viewer, y + t / 2, x + t / 2)
+    qtbot.waitUntil(lambda: state.well is target, timeout=5_000)
+    selection = [ly for ly in viewer.layers if ly.name == "mosaic selection"][0]
+    assert selection.data[0][0][0] == pytest.approx(y - 1)
+    # the cached mosaic of the next plate comes back; going back to the well view
+    mosaic.set_shown(False)
+    assert not image.visible and any(ly.visible for ly in
+                                     docks.well_viewer.channel_layers().values())
+
+
+def test_plugin_widgets_share_state_in_plain_napari(make_napari_viewer, qtbot,
+                                                    small_screen_path: Path) -> None:
+    from deepnoise_app.plugin import get_reader, read_site_files
+
+    viewer = make_napari_viewer()
+    _dock, plate_map = viewer.window.add_plugin_dock_widget("deepnoise", "Plate map")
+    _dock, well_viewer = viewer.window.add_plugin_dock_widget("deepnoise", "Well viewer")
+    _dock, _mosaic = viewer.window.add_plugin_dock_widget("deepnoise", "Plate mosaic")
+    assert plate_map.state is well_viewer.state is state_for(viewer)
+    viewer.open(str(small_screen_path), plugin="deepnoise")
+    state = state_for(viewer)
+    assert state.screen is not None and state.plate is not None
+    qtbot.waitUntil(lambda: well_viewer.loaded_well is not None, timeout=10_000)
+    assert len(well_viewer.channel_layers()) == 6
+    assert plate_map.map.plates == [state.plate]
+    assert viewer.title.startswith("DeepNoise - ")
+    # the site reader: one coloured layer per channel file of the site
+    site_file = state.well.sites[0].channels[2]
+    assert get_reader(str(site_file)) is read_site_files
+    layers = read_site_files(str(site_file))
+    assert len(layers) == 6 and layers[1][1]["contrast_limits"] == colours.channel_window(2)
+    assert get_reader(str(small_screen_path / "train.csv")) is None
+
+
+def test_npe2_manifest_validates() -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-m", "npe2", "validate", "deepnoise"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "valid" in (result.stdout + result.stderr).lower()
+
+
+def test_real_rxrx1_sample_browses(make_napari_viewer, qtbot, rxrx1_sample: Path) -> None:
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, rxrx1_sample)
+    state.select_plate("HEPG2-01", 1)
+    state.select_well("B02")
+    _wait_loaded(qtbot, docks, state)
+    layers = docks.well_viewer.channel_layers()
+    assert layers[1].data.shape == (512, 512) and all(ly.visible for ly in layers.values())
+    docks.well_viewer.set_site(2)  # site 2 lacks w5 and w6
+    qtbot.waitUntil(lambda: "w5 missing" in docks.well_viewer.message.text(), timeout=10_000)
+    assert not layers[5].visible and not layers[6].visible and layers[4].visible
+    item = docks.browser.plate_item("HEPG2-01/1")
+    assert int(item.text(3)) > 300  # most sites of the excerpt have no images
+    assert "missing" in item.toolTip(0)
+    assert state.plate.format.rows == 16 and state.plate.format.columns == 24

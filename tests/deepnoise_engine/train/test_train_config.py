@@ -1,0 +1,79 @@
+"""Configuration: presets resolve, overrides are typed, bad values name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from deepnoise_engine.train import config
+
+
+def test_presets_resolve_with_paper_values() -> None:
+    paper = config.resolve("paper")
+    assert paper["model"]["names"] == ["xception", "xception_wide"]
+    assert paper["data"]["image_size"] == 512 and paper["model"]["batch_size"] == 64
+    assert paper["optim"]["lr_values"] == [3e-4, 1e-4, 1e-5]
+    assert paper["optim"]["lr_milestones"] == [100, 140] and paper["model"]["epochs"] == 160
+    assert paper["model"]["arcface_s"] == 30.0 and paper["model"]["arcface_m"] == 0.1
+    assert paper["finetune"]["epochs_by_cell_type"]["U2OS"] == 165
+    tiny = config.resolve("tiny")
+    assert tiny["model"]["names"] == ["xception_tiny"]
+    assert tiny["data"]["image_size"] < paper["data"]["image_size"]
+
+
+def test_overrides_are_typed() -> None:
+    cfg = config.resolve("tiny", overrides=["model.epochs=3", "data.normalisation=none",
+                                            "mean_teacher.enabled=false",
+                                            "model.names=[\"resnet18\", \"xception_tiny\"]",
+                                            "optim.weight_decay=0"])
+    assert cfg["model"]["epochs"] == 3
+    assert cfg["data"]["normalisation"] == "none"
+    assert cfg["mean_teacher"]["enabled"] is False
+    assert cfg["model"]["names"] == ["resnet18", "xception_tiny"]
+    assert cfg["optim"]["weight_decay"] == 0.0 and isinstance(cfg["optim"]["weight_decay"], float)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ("model.epochs=abc", "model.epochs: expected an integer"),
+    ("model.epochs=2.5", "model.epochs: expected an integer"),
+    ("model.epochs=0", "model.epochs: 0 is out of range"),
+    ("model.colour=3", "model.colour: unknown key"),
+    ("modle.epochs=3", "modle.epochs: unknown section"),
+    ("data.normalisation=batch", "data.normalisation: 'batch' is not one of"),
+    ("mean_teacher.enabled=1", "mean_teacher.enabled: expected true or false"),
+    ("optim.weight_decay=x", "optim.weight_decay: expected a number"),
+    ("model.names=[]", "model.names: expected one to four"),
+    ("optim.lr_values=[1e-3]", "optim.lr_values: expected 3 values"),
+    ("augment.erase_area=[0.5, 0.1]", "augment.erase_area: expected [low, high]"),
+    ("model.epochs", "expected section.key=value"),
+])
+def test_bad_override_names_the_key(override: str, message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        config.resolve("tiny", overrides=[override])
+
+
+def test_config_file_errors_name_file_and_key(tmp_path) -> None:
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[model]\nepochs = \"ten\"\n")
+    with pytest.raises(config.ConfigError) as err:
+        config.resolve("tiny", config_file=bad)
+    assert str(bad) in str(err.value) and "model.epochs: expected an integer" in str(err.value)
+    broken = tmp_path / "broken.toml"
+    broken.write_text("[model\n")
+    with pytest.raises(config.ConfigError, match="not valid TOML"):
+        config.resolve("tiny", config_file=broken)
+    with pytest.raises(config.ConfigError, match="unknown preset 'huge'"):
+        config.resolve("huge")
+
+
+def test_config_file_overrides_preset_and_set_overrides_file(tmp_path) -> None:
+    f = tmp_path / "c.toml"
+    f.write_text("[model]\nepochs = 7\nbatch_size = 8\n")
+    cfg = config.resolve("tiny", config_file=f, overrides=["model.epochs=9"])
+    assert cfg["model"]["epochs"] == 9 and cfg["model"]["batch_size"] == 8
+
+
+def test_resolved_config_round_trips_through_toml() -> None:
+    import tomllib
+
+    cfg = config.resolve("paper")
+    assert config.validate(tomllib.loads(config.dumps(cfg))) == cfg

@@ -1,0 +1,149 @@
+"""End-to-end training runs on a tiny synthetic screen: loss goes down, run folder
+contents, metrics keys, refusing to overwrite, cancel + resume give identical weights."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from conftest import FAST
+from safetensors.torch import load_file
+
+from deepnoise_engine.train.loop import RunFolderError, run_training
+
+METRIC_KEYS = {"epoch", "stage", "lr", "train_loss", "train_loss_sup", "train_loss_cons",
+               "train_loss_pl", "val_loss", "val_acc_student_raw", "val_acc_student_balanced",
+               "val_acc_teacher_raw", "val_acc_teacher_balanced", "val_acc_ensemble_raw",
+               "val_acc_ensemble_balanced", "images_per_s", "time_s", "per_model"}
+RUN = [*FAST, "model.epochs=2", "finetune.epochs=1", "runtime.progress_every_s=0"]
+
+
+def _records(run: Path) -> list[dict]:
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+def _weights(run: Path) -> dict[str, dict]:
+    return {p.name: load_file(p) for p in sorted((run / "models").glob("*.safetensors"))}
+
+
+def test_short_run_lowers_the_loss(tiny_screen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    run_training(tiny_screen, out, overrides=[*FAST, "model.epochs=5", "finetune.enabled=false",
+                                              "mean_teacher.enabled=false",
+                                              "pseudo_labels.enabled=false"])
+    recs = _records(out)
+    assert [r["epoch"] for r in recs] == [1, 2, 3, 4, 5]
+    assert recs[-1]["train_loss_sup"] < 0.9 * recs[0]["train_loss_sup"]
+    assert recs[-1]["val_loss"] < recs[0]["val_loss"]
+    assert all(r["train_loss_cons"] == 0 for r in recs)
+
+
+def test_run_folder_metrics_and_models(tiny_screen: Path, tmp_path: Path) -> None:
+    from deepnoise_engine.model.checkpoint import load_checkpoint, resolve_models
+
+    out = tmp_path / "run"
+    events: list[dict] = []
+    result = run_training(tiny_screen, out, overrides=RUN, progress=events.append)
+    assert result["cancelled"] is False
+    for name in ("config.toml", "train.log", "metrics.jsonl", "run.json",
+                 "checkpoints/last.state.json", "checkpoints/last.state.safetensors"):
+        assert (out / name).is_file(), name
+    recs = _records(out)
+    assert [r["stage"] for r in recs] == ["shared", "shared", "finetune:HEPG2", "finetune:U2OS"]
+    for r in recs:
+        assert set(r) >= METRIC_KEYS, METRIC_KEYS - set(r)
+        assert set(r["per_model"]) == {"xception_tiny"}
+        assert 0.0 <= r["val_acc_ensemble_balanced"] <= 1.0 and r["images_per_s"] > 0
+    assert recs[1]["train_loss_cons"] > 0  # mean teacher is on in the tiny preset
+    run = json.loads((out / "run.json").read_text())
+    assert run["format"] == "deepnoise-run" and run["status"] == "complete"
+    assert run["ensembles"] == {"*": ["models/shared_xception_tiny"],
+                                "HEPG2": ["models/HEPG2_xception_tiny"],
+                                "U2OS": ["models/U2OS_xception_tiny"]}
+    stems = resolve_models(out)
+    _, meta = load_checkpoint(stems["HEPG2"][0])
+    assert meta["classes"] == run["classes"] and meta["role"] == "teacher"
+    assert meta["cell_types"] == ["HEPG2"] and meta["normalisation"]["mode"] == "plate"
+    assert meta["image_size"] == 32 and meta["channels"] == [1, 2, 3, 4, 5, 6]
+    kinds = {e["event"] for e in events}
+    assert kinds == {"progress", "metrics", "log"}
+    prog = [e for e in events if e["event"] == "progress"]
+    assert prog[-1]["done"] == prog[-1]["total"] and prog[-1]["eta_s"] == 0
+    assert {"stage", "done", "total", "eta_s"} <= set(prog[0])
+    # a pseudo-label refresh happened on the unlabelled wells
+    assert any(r["pseudo_labels_refreshed"] > 0 for r in recs)
+
+    # the folder now holds a run: refused without resume, and with another config
+    with pytest.raises(RunFolderError, match=r"pass --resume"):
+        run_training(tiny_screen, out, overrides=RUN)
+    with pytest.raises(RunFolderError, match=r"model\.epochs"):
+        run_training(tiny_screen, out, overrides=[*RUN, "model.epochs=3"], resume=True)
+    # resuming a finished run trains nothing and keeps the models
+    before = _weights(out)
+    again = run_training(tiny_screen, out, overrides=RUN, resume=True)
+    assert again["epochs_done"] == 4 and len(_records(out)) == 4
+    after = _weights(out)
+    assert before.keys() == after.keys()
+
+
+def test_refuses_a_foreign_folder(tiny_screen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "precious"
+    out.mkdir()
+    (out / "thesis.txt").write_text("do not touch")
+    with pytest.raises(RunFolderError, match="not a training run folder"):
+        run_training(tiny_screen, out, overrides=RUN, resume=True)
+    assert (out / "thesis.txt").read_text() == "do not touch"
+    assert sorted(p.name for p in out.iterdir()) == ["thesis.txt"]
+
+
+def _cancel_at(step: int, cancel: threading.Event):
+    def progress(event: dict) -> None:
+        if event["event"] == "progress" and event["done"] >= step:
+            cancel.set()
+    return progress
+
+
+def test_cancel_then_resume_gives_identical_weights(tiny_screen: Path, tmp_path: Path) -> None:
+    full = tmp_path / "full"
+    run_training(tiny_screen, full, overrides=RUN)
+    steps_shared = sum(1 for line in (full / "metrics.jsonl").read_text().splitlines()
+                       if '"shared"' in line)
+    assert steps_shared == 2
+
+    part = tmp_path / "part"
+    cancel = threading.Event()
+    res = run_training(tiny_screen, part, overrides=RUN, cancel=cancel,
+                       progress=_cancel_at(3, cancel))  # mid-way through shared epoch 1
+    assert res["cancelled"] is True
+    assert (part / "checkpoints" / "last.state.json").is_file()
+    assert not (part / "run.json").exists()  # no stage finished yet
+    assert "resume with --resume" in (part / "train.log").read_text()
+
+    # resume, cancel again inside the first fine-tuning stage, then finish
+    total_shared = len(_records(full)[:2]) * 0 + 2
+    cancel2 = threading.Event()
+    events: list[dict] = []
+
+    def progress2(event: dict) -> None:
+        events.append(event)
+        if event["event"] == "metrics" and event["stage"].startswith("finetune"):
+            cancel2.set()
+
+    res = run_training(tiny_screen, part, overrides=RUN, resume=True, cancel=cancel2,
+                       progress=progress2)
+    assert res["cancelled"] is True and res["stage"].startswith("finetune")
+    assert total_shared == 2
+    res = run_training(tiny_screen, part, overrides=RUN, resume=True)
+    assert res["cancelled"] is False
+
+    a, b = _weights(full), _weights(part)
+    assert a.keys() == b.keys() and len(a) == 3
+    for name in a:
+        assert a[name].keys() == b[name].keys()
+        for key in a[name]:
+            assert (a[name][key] == b[name][key]).all(), f"{name}:{key} differs after resume"
+    ra, rb = _records(full), _records(part)
+    assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
+    assert [r["val_acc_ensemble_raw"] for r in ra] == [r["val_acc_ensemble_raw"] for r in rb]
