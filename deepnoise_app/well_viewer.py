@@ -250,7 +250,8 @@ class WellViewer(QWidget):
         if well is None or self.pixels is None or self._screen is None:
             return
         channels = list(self._screen.channels)
-        site = self.site_combo.currentData() or 1
+        site = self.site_combo.currentData()
+        site = 1 if site is None else int(site)
         self._generation += 1
         generation = self._generation
         started = time.perf_counter()

@@ -28,7 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import DEAD, READY, STARTING, EngineBridge
-from deepnoise_app.workflow.demo_flow import DemoFlow, user_data_dir
+from deepnoise_app.workflow.demo_flow import DemoFlow, run_complete, user_data_dir
 from deepnoise_app.workflow.export_dialog import ExportDialog
 from deepnoise_app.workflow.model_panel import ModelPanel
 from deepnoise_app.workflow.score_panel import ScorePanel
@@ -125,7 +125,7 @@ class WorkflowDock(QWidget):
 
         self.demo = DemoFlow(self.bridge, state, data_dir=self.data_dir, parent=self)
         self.demo.status_changed.connect(self._demo_status)
-        self.demo.done.connect(lambda _p: self.demo_label.setStyleSheet(""))
+        self.demo.done.connect(self._demo_done)
 
         self.restart_button.clicked.connect(self.bridge.restart)
         self.train_button.clicked.connect(self.open_train_dialog)
@@ -173,6 +173,10 @@ class WorkflowDock(QWidget):
     def _demo_status(self, text: str) -> None:
         self.demo_label.setVisible(bool(text))
         self.demo_label.setText(text)
+
+    def _demo_done(self, _predictions: str) -> None:
+        if run_complete(self.demo.run_dir) and not self.model_panel.models:
+            self.model_panel.load(self.demo.run_dir)  # score again or export in one click
 
     def _screen_root(self) -> str | None:
         screen = getattr(self.state, "screen", None)

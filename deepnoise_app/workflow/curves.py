@@ -131,11 +131,12 @@ class CurvesWidget(QWidget):
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor("white"))
         w, h = self.width(), self.height()
-        half = w / 2
-        self._draw_panel(painter, QRectF(0, 0, half, h), "Loss", LOSS_SERIES, None)
-        self._draw_panel(
-            painter, QRectF(half, 0, w - half, h), "Validation accuracy", ACC_SERIES, (0.0, 1.0)
-        )
+        if w >= 600 or w < h * 0.8:  # side by side when wide, stacked in a narrow dock
+            loss_area, acc_area = QRectF(0, 0, w / 2, h), QRectF(w / 2, 0, w - w / 2, h)
+        else:
+            loss_area, acc_area = QRectF(0, 0, w, h / 2), QRectF(0, h / 2, w, h - h / 2)
+        self._draw_panel(painter, loss_area, "Loss", LOSS_SERIES, None)
+        self._draw_panel(painter, acc_area, "Validation accuracy", ACC_SERIES, (0.0, 1.0))
         painter.end()
 
     def _draw_panel(
@@ -152,7 +153,11 @@ class CurvesWidget(QWidget):
         fm = p.fontMetrics()
         line_h = fm.height()
         present = [s for s in series if self.series(s.key)]
-        legend_rows = math.ceil(len(present) / 2) if present else 0
+        legend_rows = 0
+        if present:
+            entry_w = max(fm.horizontalAdvance(s.label) for s in present) + 34
+            cols = max(1, min(len(present), int((area.width() - 10) // entry_w)))
+            legend_rows = math.ceil(len(present) / cols)
         left, right = area.left() + fm.horizontalAdvance("0.000") + 10, area.right() - 10
         top = area.top() + line_h + 6
         bottom = area.bottom() - line_h - 8 - legend_rows * line_h
@@ -210,7 +215,7 @@ class CurvesWidget(QWidget):
                 str(int(t)),
             )
         p.drawText(  # under the y labels, clear of the x ticks
-            QRectF(area.left(), plot.bottom() + 2, plot.left() - area.left() - 4, line_h),
+            QRectF(area.left(), plot.bottom() + 2, plot.left() - area.left() - 10, line_h),
             Qt.AlignmentFlag.AlignRight,
             "epoch",
         )
@@ -241,11 +246,12 @@ class CurvesWidget(QWidget):
             for pt in pts:
                 p.drawEllipse(pt, 2.5, 2.5)
             p.setBrush(Qt.BrushStyle.NoBrush)
-        # legend: two columns under the plot
-        col_w = area.width() / 2
+        # legend under the plot: as many columns as the widest label allows
+        entry_w = max(fm.horizontalAdvance(s.label) for s in present) + 34
+        cols = max(1, min(len(present), int((area.width() - 10) // entry_w)))
         for i, s in enumerate(present):
-            x = area.left() + 10 + (i % 2) * col_w
-            y = plot.bottom() + line_h + 6 + (i // 2) * line_h
+            x = area.left() + 10 + (i % cols) * entry_w
+            y = plot.bottom() + line_h + 6 + (i // cols) * line_h
             pen = QPen(QColor(s.colour), 2)
             if s.dashed:
                 pen.setStyle(Qt.PenStyle.DashLine)

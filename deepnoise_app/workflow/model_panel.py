@@ -120,6 +120,9 @@ class ModelPanel(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Value"])
         self.tree.setMinimumHeight(90)
+        # room for the longest label ("Validation accuracy") beside the indentation
+        label_w = self.tree.fontMetrics().horizontalAdvance("Validation accuracy")
+        self.tree.setColumnWidth(0, label_w + 2 * self.tree.indentation() + 12)
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.run_button = QPushButton("Load run…")
@@ -164,13 +167,14 @@ class ModelPanel(QWidget):
             return False
         entry = {**desc, "path": path}
         self.models.append(entry)
-        item = QTreeWidgetItem([Path(path).name, str(path)])
-        item.setToolTip(1, str(path))
+        item = QTreeWidgetItem([f"{Path(path).name}  ({path})"])
+        item.setToolTip(0, str(path))
         for label, text in describe_rows(desc):
             child = QTreeWidgetItem([label, text])
             child.setToolTip(1, text)
             item.addChild(child)
         self.tree.addTopLevelItem(item)
+        item.setFirstColumnSpanned(True)
         item.setExpanded(True)
         self._say(f"Loaded {Path(path).name}.")
         self._publish()

@@ -85,6 +85,7 @@ class ScorePanel(QWidget):
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
+        self.progress_bar.setTextVisible(False)  # no "0%" before anything ran
         self.status = QLabel("")
         self.status.setWordWrap(True)
         self.balanced_radio = QRadioButton("Balanced")
@@ -258,6 +259,7 @@ class ScorePanel(QWidget):
         self.score_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setRange(0, 0)
+        self.progress_bar.setTextVisible(True)
         self._say("Scoring… (waiting for the engine)")
         return self.request
 

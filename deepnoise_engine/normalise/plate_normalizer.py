@@ -39,7 +39,9 @@ def _field(row: Any, name: str) -> Any:
     try:
         return row[name]
     except (KeyError, IndexError, TypeError):
-        raise KeyError(f"row has no {name!r} field (needed to find its normalisation group)") from None
+        raise KeyError(
+            f"row has no {name!r} field (needed to find its normalisation group)"
+        ) from None
 
 
 def group_key_of(mode: str, row: Mapping[str, Any]) -> str:
@@ -206,7 +208,7 @@ class Normalizer:
 
     # -- persistence ------------------------------------------------------------------------
     def to_dict(self) -> dict:
-        """JSON-safe: ``{"mode", "channels", "groups": {key: {"mean": [...], "std": [...]}}, ...}``."""
+        """JSON-safe ``{"mode", "channels", "groups": {key: {"mean", "std"}}, "fallbacks"}``."""
         return {
             "version": 1,
             "mode": self.mode,

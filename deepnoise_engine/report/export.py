@@ -23,7 +23,7 @@ PlateKey = tuple[str, int]
 def parse_plates(plates: Iterable[str | tuple[str, int]] | str | None) -> list[PlateKey] | None:
     """``"HEPG2-01:1,HEPG2-01:2"`` or ``["HEPG2-01:1", ("U2OS-01", 3)]`` -> keys; None = all.
 
-    Raises ``ValueError`` naming the bad item.
+    ``EXP/P`` (``Plate.key``) is accepted too. Raises ``ValueError`` naming the bad item.
     """
     if plates is None:
         return None
@@ -34,7 +34,7 @@ def parse_plates(plates: Iterable[str | tuple[str, int]] | str | None) -> list[P
             keys.append((str(item[0]), int(item[1])))
             continue
         text = str(item).strip()
-        exp, sep, plate = text.rpartition(":")
+        exp, sep, plate = text.rpartition(":") if ":" in text else text.rpartition("/")
         if not sep or not exp or not plate.strip().isdigit():
             raise ValueError(f"bad plate {text!r}: expected EXPERIMENT:PLATE, e.g. HEPG2-01:1")
         keys.append((exp.strip(), int(plate)))

@@ -7,6 +7,7 @@ Torch is imported only when the models are loaded (inside ``_predict``).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import threading
 import time
@@ -222,6 +223,17 @@ def _choose_plates(screen: Screen, plates: Iterable[str | PlateKey] | str | None
     return list(dict.fromkeys(wanted))
 
 
+def _experiments_of(screen: Screen, plates: Sequence[PlateKey]) -> Screen:
+    """The screen restricted to the experiments of ``plates`` (whole experiments, so that
+    experiment-level normalisation statistics stay right), so scoring a few plates of a
+    big screen packs only those experiments. Experiments and plates are shared, not copied."""
+    names = {e for e, _ in plates}
+    if names >= set(screen.experiments):
+        return screen
+    return dataclasses.replace(
+        screen, experiments={n: e for n, e in screen.experiments.items() if n in names})
+
+
 def output_paths(out: Path, plates: Sequence[PlateKey], submission: Path | None) -> list[Path]:
     """Every file a scoring run writes into ``out`` (and the extra submission copy)."""
     paths = [out / plate_report_name(e, p) for e, p in plates]
@@ -305,7 +317,7 @@ def run_scoring(
     classes = model_set.classes
 
     _log(progress, "opening the pack cache (packing what is missing)")
-    cache = PackCache.open(screen, progress=progress, cancel=cancel)
+    cache = PackCache.open(_experiments_of(screen, chosen), progress=progress, cancel=cancel)
     if cancel is not None and cancel.is_set():
         return {"cancelled": True, "stage": "pack"}
     chosen_set = set(chosen)

@@ -1,4 +1,4 @@
-"""``deepnoise-engine make-demo --out DIR [...]``: write a synthetic screen (screen/synthetic.py)."""
+"""``deepnoise-engine make-demo --out DIR [...]``: write a synthetic screen (synthetic.py)."""
 
 from __future__ import annotations
 
@@ -19,23 +19,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="folder to create")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
-        "--cell-types", nargs="+", default=["HEPG2", "U2OS"], metavar="NAME",
+        "--cell-types",
+        nargs="+",
+        default=["HEPG2", "U2OS"],
+        metavar="NAME",
         help="cell types (experiment prefixes), default HEPG2 U2OS",
     )
-    parser.add_argument("--experiments-per-cell-type", type=int, default=2, metavar="N",
-                        help="labelled (train) experiments per cell type")
-    parser.add_argument("--test-experiments-per-cell-type", type=int, default=1, metavar="N",
-                        help="unlabelled (test) experiments per cell type")
-    parser.add_argument("--plates-per-experiment", type=int, default=4, metavar="N",
-                        help="plates per experiment = number of siRNA plate groups")
+    parser.add_argument(
+        "--experiments-per-cell-type",
+        type=int,
+        default=2,
+        metavar="N",
+        help="labelled (train) experiments per cell type",
+    )
+    parser.add_argument(
+        "--test-experiments-per-cell-type",
+        type=int,
+        default=1,
+        metavar="N",
+        help="unlabelled (test) experiments per cell type",
+    )
+    parser.add_argument(
+        "--plates-per-experiment",
+        type=int,
+        default=4,
+        metavar="N",
+        help="plates per experiment = number of siRNA plate groups",
+    )
     parser.add_argument("--plate-format", type=int, choices=(96, 384, 1536), default=96)
     parser.add_argument("--sirnas-per-plate", type=int, default=12, metavar="N")
     parser.add_argument("--positive-controls", type=int, default=2, metavar="N")
     parser.add_argument("--image-size", type=int, default=64, metavar="N", help="pixels (square)")
     parser.add_argument("--sites", type=int, default=2, metavar="N", help="sites per well")
     parser.add_argument("--channels", type=int, default=6, metavar="N")
-    parser.add_argument("--missing-wells", type=int, default=2, metavar="N",
-                        help="treatment wells left out of the screen")
+    parser.add_argument(
+        "--missing-wells",
+        type=int,
+        default=2,
+        metavar="N",
+        help="treatment wells left out of the screen",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace a non-empty DIR")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(func=run)
@@ -50,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
     def progress(event: dict) -> None:
         if show:
             end = "\n" if event["done"] == event["total"] else ""
-            print(f"\rmake-demo: {event['done']}/{event['total']} sites", end=end,
-                  file=sys.stderr, flush=True)
+            print(
+                f"\rmake-demo: {event['done']}/{event['total']} sites",
+                end=end,
+                file=sys.stderr,
+                flush=True,
+            )
 
     try:
         out = make_demo(
@@ -79,6 +106,8 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({"out": str(out), "seconds": round(seconds, 3), **meta}))
     else:
-        print(f"wrote {out} ({len(meta['experiments'])} experiments, {meta['n_classes']} classes) "
-              f"in {seconds:.1f} s")
+        print(
+            f"wrote {out} ({len(meta['experiments'])} experiments, {meta['n_classes']} classes) "
+            f"in {seconds:.1f} s"
+        )
     return 0

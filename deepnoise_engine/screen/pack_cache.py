@@ -118,18 +118,18 @@ def _plate_sites(plate: Plate) -> list[_SiteRef]:
     return refs
 
 
-def _fingerprint(
-    refs: list[_SiteRef], channels: list[int], size: tuple[int, int] | None
-) -> str:
+def _fingerprint(refs: list[_SiteRef], channels: list[int], size: tuple[int, int] | None) -> str:
     """Hash of what the plate's pixels come from: ids, file names, sizes, mtimes."""
     digest = hashlib.sha1()
     digest.update(json.dumps([CACHE_VERSION, channels, list(size or ())]).encode())
     for ref in refs:
         # not ``site.ok``: packing itself adds read problems to the sites
         digest.update(f"|{ref.site_id}".encode())
-        paths = [ref.site.tiff] if ref.site.tiff is not None else [
-            ref.site.channels.get(c) for c in channels
-        ]
+        paths = (
+            [ref.site.tiff]
+            if ref.site.tiff is not None
+            else [ref.site.channels.get(c) for c in channels]
+        )
         for path in paths:
             if path is None:
                 digest.update(b";none")
@@ -173,12 +173,24 @@ def _remove_stale_temps(folder: Path) -> None:
             entry.unlink(missing_ok=True)
 
 
-def _add_problem(screen: Screen, site: Site, problem: Problem) -> None:
-    key = (problem.kind, problem.file, problem.site_id, problem.message)
-    if all((p.kind, p.file, p.site_id, p.message) != key for p in site.problems):
-        site.problems.append(problem)
-    if all((p.kind, p.file, p.site_id, p.message) != key for p in screen.problems):
-        screen.problems.append(problem)
+def _problem_key(p: Problem) -> tuple:
+    return (p.kind, p.file, p.site_id, p.message)
+
+
+class _Problems:
+    """Adds problems to a screen and its sites once (a set, the screen may list 100k)."""
+
+    def __init__(self, screen: Screen):
+        self.screen = screen
+        self.seen = {_problem_key(p) for p in screen.problems}
+
+    def add(self, site: Site, problem: Problem) -> None:
+        key = _problem_key(problem)
+        if all(_problem_key(p) != key for p in site.problems):
+            site.problems.append(problem)
+        if key not in self.seen:
+            self.seen.add(key)
+            self.screen.problems.append(problem)
 
 
 @dataclass
@@ -231,6 +243,7 @@ class PackCache:
         means: list[np.ndarray] = []
         stds: list[np.ndarray] = []
         n_channels = len(self.channels)
+        known = _Problems(screen)
         for entry in entries:
             key = f"{entry.experiment}/{entry.plate}"
             if entry.meta is None:
@@ -239,10 +252,11 @@ class PackCache:
             meta = entry.meta
             if meta.get("image_size") and self.image_size is None:
                 self.image_size = tuple(meta["image_size"])
+            by_id = {r.site_id: r for r in entry.refs}
             for problem in meta.get("problems", []):
-                ref = next((r for r in entry.refs if r.site_id == problem.get("site_id")), None)
+                ref = by_id.get(problem.get("site_id"))
                 if ref is not None:
-                    _add_problem(screen, ref.site, Problem(**problem))
+                    known.add(ref.site, Problem(**problem))
             exp = screen.experiments[entry.experiment]
             for i, ref in enumerate(entry.refs):
                 ok = bool(meta["ok"][i]) and ref.site.ok
@@ -339,8 +353,10 @@ class PackCache:
 
     def read_many(self, rows: list[int] | np.ndarray) -> np.ndarray:
         """Rows -> ``(N, C, H, W)`` uint8."""
-        return np.stack([self.read(int(i)) for i in rows]) if len(rows) else np.zeros(
-            (0, len(self.channels), *(self.image_size or (0, 0))), np.uint8
+        return (
+            np.stack([self.read(int(i)) for i in rows])
+            if len(rows)
+            else np.zeros((0, len(self.channels), *(self.image_size or (0, 0))), np.uint8)
         )
 
     def usable_rows(self) -> np.ndarray:
@@ -385,7 +401,9 @@ def _entries(screen: Screen) -> list[_PlateEntry]:
     for plate in screen.plates():
         refs = _plate_sites(plate)
         entries.append(
-            _PlateEntry(plate.experiment, plate.index, refs, _fingerprint(refs, screen.channels, size))
+            _PlateEntry(
+                plate.experiment, plate.index, refs, _fingerprint(refs, screen.channels, size)
+            )
         )
     return entries
 
@@ -444,6 +462,7 @@ def _pack_plate(
     workers: int,
     cancel: threading.Event | None,
     on_site: Callable[[], None],
+    known: _Problems,
 ) -> dict | None:
     """Decode every site of a plate into ``{stem}.npy`` + ``{stem}.json``; None if cancelled."""
     channels = screen.channels
@@ -464,7 +483,9 @@ def _pack_plate(
     problems: list[Problem] = []
     problems_lock = threading.Lock()
     try:
-        array = np.lib.format.open_memmap(tmp_array, mode="w+", dtype=np.uint8, shape=(len(usable), c, height, width))
+        array: np.ndarray | None = np.lib.format.open_memmap(
+            tmp_array, mode="w+", dtype=np.uint8, shape=(len(usable), c, height, width)
+        )
 
         def work(i: int) -> bool:
             if cancel is not None and cancel.is_set():
@@ -483,7 +504,7 @@ def _pack_plate(
                     with problems_lock:
                         problems.append(problem)
                 else:
-                    array[slots[i]] = pixels
+                    array[slots[i]] = pixels  # type: ignore[index]
                     flat = pixels.reshape(c, -1).astype(np.float32)
                     means[i] = flat.mean(axis=1)
                     stds[i] = flat.std(axis=1)
@@ -491,7 +512,9 @@ def _pack_plate(
             elif ref.site.ok:  # no readable image anywhere in the screen
                 with problems_lock:
                     problems.append(
-                        Problem("missing_image", "no readable image in the screen", site_id=ref.site_id)
+                        Problem(
+                            "missing_image", "no readable image in the screen", site_id=ref.site_id
+                        )
                     )
             on_site()
             return True
@@ -502,12 +525,12 @@ def _pack_plate(
         else:
             finished = [work(i) for i in range(n)]
         array.flush()
-        del array
+        array = None  # unmap before the rename (Windows cannot rename a mapped file)
         if not all(finished):
             return None
+        by_id = {r.site_id: r for r in entry.refs}
         for problem in problems:
-            ref = next(r for r in entry.refs if r.site_id == problem.site_id)
-            _add_problem(screen, ref.site, problem)
+            known.add(by_id[problem.site_id].site, problem)
         # keep every problem of a flagged site, so reopening the cache reports them again
         kept = [
             Problem(p.kind, p.message, p.file, p.row, p.site_id or r.site_id)
@@ -579,6 +602,7 @@ def pack_screen(
     result.skipped = [f"{e.experiment}/{e.plate}" for e in entries if e.meta is not None]
     total = sum(len(e.refs) for e in todo)
     workers = workers or min(8, os.cpu_count() or 1)
+    known = _Problems(screen)
     done = 0
     last = 0.0
     count_lock = threading.Lock()
@@ -614,7 +638,7 @@ def pack_screen(
                 done += 1
             report(key)
 
-        meta = _pack_plate(screen, entry, folder, size, workers, cancel, on_site)
+        meta = _pack_plate(screen, entry, folder, size, workers, cancel, on_site, known)
         if meta is None:
             result.cancelled = True
             break

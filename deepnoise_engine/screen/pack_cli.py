@@ -35,14 +35,19 @@ def run(args: argparse.Namespace) -> int:
         if show:
             eta = event.get("eta_s")
             eta_text = f", {eta:.0f} s left" if eta is not None else ""
-            print(f"\rpack: {event['done']}/{event['total']} sites{eta_text}   ", end="",
-                  file=sys.stderr, flush=True)
+            print(
+                f"\rpack: {event['done']}/{event['total']} sites{eta_text}   ",
+                end="",
+                file=sys.stderr,
+                flush=True,
+            )
 
     cancel = threading.Event()
     try:
         screen = open_screen(args.dataset)
-        cache = pack_screen(screen, args.out, progress=progress, cancel=cancel,
-                            workers=args.workers)
+        cache = pack_screen(
+            screen, args.out, progress=progress, cancel=cancel, workers=args.workers
+        )
     except ScreenError as exc:
         print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
         return 2
@@ -62,10 +67,14 @@ def run(args: argparse.Namespace) -> int:
     packed = run_info.get("sites_packed", 0)
     rate = f" ({packed / seconds:.0f} sites/s)" if seconds > 0 and packed else ""
     print(f"cache: {info['cache']}")
-    print(f"plates: {len(run_info.get('packed', []))} packed, "
-          f"{len(run_info.get('skipped', []))} already current{rate}")
-    print(f"sites: {info['sites']} ({info['sites_flagged']} flagged), "
-          f"{info['bytes'] / 1e6:.1f} MB, image size {info['image_size']}")
+    print(
+        f"plates: {len(run_info.get('packed', []))} packed, "
+        f"{len(run_info.get('skipped', []))} already current{rate}"
+    )
+    print(
+        f"sites: {info['sites']} ({info['sites_flagged']} flagged), "
+        f"{info['bytes'] / 1e6:.1f} MB, image size {info['image_size']}"
+    )
     if info["problems"]:
         print(f"problems: {info['problems']} (see `deepnoise-engine inspect {args.dataset}`)")
     return 0

@@ -602,7 +602,7 @@ def _attach_images(
                         f"{folder}{os.sep}{name}_s{index}_w{missing[0]}.png",
                         site=site,
                     )
-            elif any_files:
+            else:
                 log.add(
                     "missing_image",
                     f"site {site.site_id} has no image files (listed at {source})",

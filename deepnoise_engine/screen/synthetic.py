@@ -120,6 +120,17 @@ def _soft_disc(d: np.ndarray, sharpness: float) -> np.ndarray:
     return 1.0 / (1.0 + np.exp(np.clip(sharpness * (d - 1.0), -30.0, 30.0)))
 
 
+def _upsample(grid: np.ndarray, size: int) -> np.ndarray:
+    """Bilinear, wrapping ``(C, g, g)`` -> ``(C, size, size)`` (numpy only: no scipy import)."""
+    g = grid.shape[-1]
+    pos = (np.arange(size, dtype=np.float32) + 0.5) * g / size - 0.5
+    low = np.floor(pos).astype(np.int64)
+    frac = (pos - low).astype(np.float32)
+    low, high = low % g, (low + 1) % g
+    rows = grid[:, low, :] * (1 - frac)[None, :, None] + grid[:, high, :] * frac[None, :, None]
+    return rows[:, :, low] * (1 - frac) + rows[:, :, high] * frac
+
+
 def _render_site(
     rng: np.random.Generator,
     size: int,
@@ -128,8 +139,6 @@ def _render_site(
     effect: _Effect,
 ) -> np.ndarray:
     """One field of view before batch effects -> ``(C, size, size)`` float32 grey levels."""
-    from scipy.ndimage import zoom
-
     roles = _ROLES[np.arange(channels) % len(_ROLES)]
     tex_amp = _TEXTURE_AMP[np.arange(channels) % len(_TEXTURE_AMP)] * np.exp(effect.texture)
     layers = np.zeros((3, size, size), np.float32)  # cytoplasm, nucleus, edge
@@ -166,7 +175,7 @@ def _render_site(
         layers[2, y0:y1, x0:x1] += bright * edge
     # organelle texture: smooth random field, finer than a cell, scaled to the image size
     grid = rng.normal(0.0, 1.0, (channels, _TEXTURE_GRID, _TEXTURE_GRID)).astype(np.float32)
-    field = zoom(grid, (1, size / _TEXTURE_GRID, size / _TEXTURE_GRID), order=1, mode="wrap")
+    field = _upsample(grid, size)
     texture = np.clip(1.0 + tex_amp[:, None, None] * field, 0.0, None)
     signal = np.einsum("cr,rhw->chw", roles, layers)
     gains = cell_type.intensity * np.exp(effect.intensity)
@@ -206,13 +215,17 @@ def _check_params(
 ) -> tuple[int, int]:
     """Validate; returns (rows, columns) of the plate format."""
     if plate_format not in STANDARD_FORMATS:
-        raise ValueError(f"plate_format: expected one of {sorted(STANDARD_FORMATS)}, got {plate_format}")
+        raise ValueError(
+            f"plate_format: expected one of {sorted(STANDARD_FORMATS)}, got {plate_format}"
+        )
     rows, cols = STANDARD_FORMATS[plate_format]
     if not cell_types:
         raise ValueError("cell_types: give at least one cell type")
     for name in cell_types:
         if not name or any(ch in name for ch in "_-/\\ ,") or name != name.strip():
-            raise ValueError(f"cell_types: {name!r} must be a plain name without '_', '-', '/', spaces")
+            raise ValueError(
+                f"cell_types: {name!r} must be a plain name without '_', '-', '/', spaces"
+            )
     if len(set(cell_types)) != len(cell_types):
         raise ValueError(f"cell_types: duplicate names in {list(cell_types)}")
     checks = {
@@ -243,7 +256,9 @@ def _check_params(
         )
     total_treatments = len(cell_types) * (train_exps + test_exps) * plates * sirnas_per_plate
     if missing_wells >= total_treatments:
-        raise ValueError(f"missing_wells: {missing_wells} is not below {total_treatments} treatment wells")
+        raise ValueError(
+            f"missing_wells: {missing_wells} is not below {total_treatments} treatment wells"
+        )
     return rows, cols
 
 
@@ -363,7 +378,9 @@ def make_demo(
                     "name": name,
                     "cell_type": ct,
                     "split": split,
-                    "plate_groups": {str(p + 1): int(perm[p]) for p in range(plates_per_experiment)},
+                    "plate_groups": {
+                        str(p + 1): int(perm[p]) for p in range(plates_per_experiment)
+                    },
                 }
             )
             for p in range(plates_per_experiment):
@@ -404,7 +421,9 @@ def make_demo(
     # a few treatment wells are missing altogether (as in RxRx1's HUVEC-14)
     treatment_idx = [i for i, w in enumerate(wells) if w.well_type == "treatment"]
     missing = set(rng.choice(treatment_idx, size=missing_wells, replace=False).tolist())
-    missing_ids = sorted(id_code(wells[i].experiment, wells[i].plate, wells[i].well) for i in missing)
+    missing_ids = sorted(
+        id_code(wells[i].experiment, wells[i].plate, wells[i].well) for i in missing
+    )
     wells = [w for i, w in enumerate(wells) if i not in missing]
 
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -422,14 +441,18 @@ def make_demo(
             folder.mkdir(parents=True, exist_ok=True)
             gain, offset = batch[(well.experiment, well.plate)]
             effect = effects[(well.cell_type, well.sirna)]
-            well_rng = np.random.default_rng([seed, 1, well.exp_index, well.plate, well.row, well.column])
+            well_rng = np.random.default_rng(
+                [seed, 1, well.exp_index, well.plate, well.row, well.column]
+            )
             well_noise = np.exp(well_rng.normal(0.0, _WELL_NOISE_SD, channels)).astype(np.float32)
             dim = _EDGE_DIM if well.edge else 1.0
             for s in range(1, sites + 1):
                 site_rng = np.random.default_rng(
                     [seed, 2, well.exp_index, well.plate, well.row, well.column, s]
                 )
-                raw = _render_site(site_rng, image_size, channels, cell_specs[well.cell_type], effect)
+                raw = _render_site(
+                    site_rng, image_size, channels, cell_specs[well.cell_type], effect
+                )
                 raw *= (well_noise * gain * dim)[:, None, None]
                 raw += offset[:, None, None]
                 noise_sd = _PIXEL_NOISE_SD + 0.08 * np.sqrt(np.clip(raw, 0.0, None))
@@ -488,7 +511,12 @@ def make_demo(
 
 def _write_tables(root: Path, wells: list[_WellSpec]) -> None:
     """The four Kaggle CSVs plus ``answers/test_answers.csv`` (rows in plate/well order)."""
-    tables: dict[str, list[list]] = {"train": [], "test": [], "train_controls": [], "test_controls": []}
+    tables: dict[str, list[list]] = {
+        "train": [],
+        "test": [],
+        "train_controls": [],
+        "test_controls": [],
+    }
     answers: list[list] = []
     for w in wells:
         code = id_code(w.experiment, w.plate, w.well)

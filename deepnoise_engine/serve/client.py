@@ -155,7 +155,7 @@ class EngineClient:
             stderr=subprocess.PIPE,
             env=env,
             cwd=self.cwd,
-            bufsize=0,
+            bufsize=-1,
             **kwargs,
         )
         for target, name in (
@@ -175,7 +175,15 @@ class EngineClient:
                     f"the engine refused this app's protocol version {PROTOCOL_VERSION}: "
                     f"{exc.message}"
                 ) from None
+            self.kill()
             raise
+        except EngineTimeoutError:
+            self.kill()  # never leave a hung engine behind
+            tail = self.stderr_tail().strip().splitlines()[-5:]
+            raise EngineTimeoutError(
+                f"the engine did not answer hello within {timeout} s"
+                + ("; last lines of its log:\n" + "\n".join(tail) if tail else "")
+            ) from None
         version = hello.get("protocol") if isinstance(hello, dict) else None
         if version != PROTOCOL_VERSION:
             self.kill()
@@ -250,7 +258,12 @@ class EngineClient:
             waiter = queue.Queue()
             with self._lock:
                 self._waiters[rid] = waiter
-        self.send_raw(encode(make_request(rtype, rid, params)))
+        try:
+            self.send_raw(encode(make_request(rtype, rid, params)))
+        except BaseException:
+            with self._lock:
+                self._waiters.pop(rid, None)
+            raise
         return rid, waiter
 
     def submit(self, type: str, **params: Any) -> str:

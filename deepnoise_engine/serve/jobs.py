@@ -10,11 +10,13 @@ job emits ``accepted`` at once, ``started`` when it runs, then any number of
 from __future__ import annotations
 
 import collections
+import gc
 import itertools
 import json
 import logging
 import os
 import re
+import sys
 import threading
 import time
 import traceback
@@ -194,24 +196,26 @@ class JobContext:
         ``(done, total[, stage])`` positionally or ``done=, total=, stage=`` keywords."""
 
         def report(*args: Any, **kwargs: Any) -> None:
-            if args and isinstance(args[0], dict):
-                event = dict(args[0])
-            else:
-                names = ("done", "total", "stage")
-                event = {**dict(zip(names, args, strict=False)), **kwargs}
-            name = event.pop("event", "progress")
-            if name == "metrics":
-                record = event.get("record", event)
-                self.metrics(record)
-            elif name == "log":
-                self.log(event.get("message", ""), event.get("level", "info"))
-            else:
-                self.progress(
-                    str(event.get("stage") or default_stage),
-                    event.get("done", 0) or 0,
-                    event.get("total"),
-                    event.get("eta_s"),
-                )
+            try:
+                if args and isinstance(args[0], dict):
+                    event = dict(args[0])
+                else:
+                    names = ("done", "total", "stage")
+                    event = {**dict(zip(names, args, strict=False)), **kwargs}
+                name = event.pop("event", "progress")
+                if name == "metrics":
+                    self.metrics(event.get("record", event))
+                elif name == "log":
+                    self.log(event.get("message", ""), event.get("level", "info"))
+                else:
+                    self.progress(
+                        str(event.get("stage") or default_stage),
+                        event.get("done", 0) or 0,
+                        event.get("total"),
+                        event.get("eta_s"),
+                    )
+            except Exception as exc:  # reporting must never break the step
+                log.warning("unreadable progress report %r %r: %s", args, kwargs, exc)
 
         return report
 
@@ -332,11 +336,12 @@ class JobManager:
             with self._lock:
                 self._end(job, "failed", error_fields(exc))
         else:
-            cancelled = job.cancel.is_set() or (
-                isinstance(result, dict) and bool(result.get("cancelled"))
-            )
+            # Only the step says whether it stopped early: a step that finished its work
+            # despite a late cancel (export) reports success, truthfully.
+            cancelled = isinstance(result, dict) and bool(result.get("cancelled"))
             with self._lock:
                 self._end(job, "cancelled" if cancelled else "succeeded", to_jsonable(result))
+        release_gpu_memory()  # the exception (and its frames' tensors) is gone by now
 
     def _end(self, job: Job, status: str, payload: Any) -> None:
         """Emit the terminal events of ``job`` (caller holds the lock or owns the job)."""
@@ -351,6 +356,19 @@ class JobManager:
         self._history.append(job.id)
         while len(self._history) > HISTORY:
             self._jobs.pop(self._history.popleft(), None)
+
+
+def release_gpu_memory() -> None:
+    """Return cached CUDA memory after a job (an OOM must not starve the next job)."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return
+    try:
+        if torch.cuda.is_initialized():
+            gc.collect()
+            torch.cuda.empty_cache()
+    except Exception as exc:  # never let cleanup break the queue
+        log.warning("could not release GPU memory: %s", exc)
 
 
 class JobLogHandler(logging.Handler):

@@ -70,6 +70,18 @@ def broadcast_object(info: DistInfo, obj: Any) -> Any:
     return box[0]
 
 
+def sync_buffers(info: DistInfo, modules: list[Any]) -> None:
+    """Broadcast rank 0's buffers (batch-norm statistics) to all ranks: each rank's
+    last forward updated them from its own shard, and teachers are never DDP-wrapped."""
+    if not info.enabled:
+        return
+    import torch.distributed as dist
+
+    for m in modules:
+        for b in m.buffers():
+            dist.broadcast(b, src=0)
+
+
 def max_divergence(info: DistInfo, modules: list[Any]) -> float:
     """Largest difference between ranks of a per-tensor checksum of ``modules``' state
     (0.0 when every rank holds the same weights, as DDP should guarantee)."""

@@ -37,6 +37,7 @@ from deepnoise_engine.train.ddp import (
     init_from_env,
     max_divergence,
     shutdown,
+    sync_buffers,
 )
 from deepnoise_engine.train.mean_teacher import (
     arcface_margin,
@@ -741,6 +742,7 @@ class Trainer:
         train_s = time.perf_counter() - train_t0
         self.acc["images"] = self.acc.get("images", 0.0) + images
         self.acc["train_s"] = self.acc.get("train_s", 0.0) + train_s
+        sync_buffers(self.dist, self.students + self.teachers)
         val = self.validate(stage)
         score = val["val_acc_ensemble_balanced"]
         improved = score is None or score > self.best_val

@@ -1,22 +1,50 @@
 """Entry point of the desktop bundle: one executable for the app and the engine.
 
-``DeepNoise`` starts the napari app; ``DeepNoise engine ARGS`` runs the engine CLI, which
-is how the frozen app starts its engine process (see deepnoise_engine.serve.client).
+``DeepNoise [ARGS]`` starts the napari app (``deepnoise_app.main``);
+``DeepNoise engine ARGS`` runs the engine CLI, which is how the frozen app starts its
+engine process (``DeepNoise engine serve``, see deepnoise_engine.serve.client).
+``DeepNoise -m MODULE ARGS`` runs a bundled module like ``python -m`` does, so commands
+built as ``[sys.executable, "-m", ...]`` (the engine client before it knows about frozen
+bundles, torchrun for multi-process training) also work from the bundle.
 """
 
+from __future__ import annotations
+
 import multiprocessing
+import runpy
 import sys
 
 
-def main() -> int:
+def run_module(module: str, args: list[str]) -> int:
+    """``python -m MODULE ARGS`` inside the bundle; returns the exit status."""
+    sys.argv = [sys.argv[0], *args]
+    try:
+        runpy.run_module(module, run_name="__main__", alter_sys=True)
+    except SystemExit as exc:  # modules end with sys.exit(...)
+        code = exc.code
+        if code is None:
+            return 0
+        if isinstance(code, int):
+            return code
+        print(code, file=sys.stderr)
+        return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Dispatch on the first argument: ``engine``, ``-m MODULE`` or the app."""
+    # multiprocessing children (spawn) re-enter this executable; freeze_support runs them.
     multiprocessing.freeze_support()
-    if len(sys.argv) > 1 and sys.argv[1] == "engine":
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args[:1] == ["engine"]:
         from deepnoise_engine.cli import main as engine_main
 
-        return engine_main(sys.argv[2:])
+        return engine_main(args[1:])
+    if args[:1] == ["-m"] and len(args) > 1:
+        return run_module(args[1], args[2:])
     from deepnoise_app.main import main as app_main
 
-    return app_main(sys.argv[1:]) or 0
+    return app_main(args) or 0
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_bad_score_folder_names_the_file(tmp_path: Path) -> None:
         state.load_predictions(tmp_path / "absent")
     bad = tmp_path / "HEPG2-01_Plate1.csv"
     bad.write_text("id_code,experiment\nx,y\n")
-    with pytest.raises(ValueError, match="HEPG2-01_Plate1.csv"):
+    with pytest.raises(ValueError, match=r"HEPG2-01_Plate1\.csv"):
         state.load_predictions(tmp_path)
 
 

@@ -34,7 +34,7 @@ def test_pixels_from_files_and_from_pack_agree(screen_copy: Path) -> None:
     from deepnoise_engine.screen.pack_cache import pack_screen
 
     screen = open_screen(screen_copy)
-    _, plate, well = next(screen.wells())
+    _, _plate, well = next(screen.wells())
     site = well.sites[0]
     from_files = PixelSource(screen)
     assert not from_files.has_pack

@@ -26,8 +26,8 @@ def _wait_loaded(qtbot, docks, state) -> None:
                     and docks.well_viewer.loaded_well == state.well.name, timeout=10_000)
 
 
-def _opened(make_napari_viewer, qtbot, path: Path):
-    viewer = make_napari_viewer()
+def _opened(make_napari_viewer, qtbot, path: Path, *, show: bool = False):
+    viewer = make_napari_viewer(show=show)
     state = state_for(viewer)
     docks = install_docks(viewer, state)
     open_screen_path(state, path)
@@ -112,7 +112,8 @@ def _click_world(qtbot, viewer, y: float, x: float) -> None:
 
 def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
                                   small_screen_path: Path) -> None:
-    viewer, state, docks = _opened(make_napari_viewer, qtbot, small_screen_path)
+    # shown: vispy only delivers mouse events to a visible canvas
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, small_screen_path, show=True)
     mosaic = docks.mosaic
     plate = state.plate
     used = plate.used_wells()
@@ -142,7 +143,7 @@ def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
     viewer.layers.selection.active = image
     _click_world(qtbot, viewer, y + t / 2, x + t / 2)
     qtbot.waitUntil(lambda: state.well is target, timeout=5_000)
-    selection = [ly for ly in viewer.layers if ly.name == "mosaic selection"][0]
+    selection = next(ly for ly in viewer.layers if ly.name == "mosaic selection")
     assert selection.data[0][0][0] == pytest.approx(y - 1)
     # the cached mosaic of the next plate comes back; going back to the well view
     mosaic.set_shown(False)
@@ -185,7 +186,7 @@ def test_npe2_manifest_validates() -> None:
 
 
 def test_real_rxrx1_sample_browses(make_napari_viewer, qtbot, rxrx1_sample: Path) -> None:
-    viewer, state, docks = _opened(make_napari_viewer, qtbot, rxrx1_sample)
+    _viewer, state, docks = _opened(make_napari_viewer, qtbot, rxrx1_sample)
     state.select_plate("HEPG2-01", 1)
     state.select_well("B02")
     _wait_loaded(qtbot, docks, state)

@@ -89,6 +89,9 @@ def test_train_score_export(qtbot, dock, tmp_path):
     panel = dock.score_panel
     panel.tta_combo.setCurrentText("1")
     exp = sorted(state.screen.experiments)[0]
+    panel.select_plates(None)
+    assert panel.chosen_plates() is None  # the whole screen: no plates parameter
+    assert "plates" not in panel.request_params()
     panel.select_plates([f"{exp}:1", f"{exp}:2"])
     assert panel.chosen_plates() == [f"{exp}:1", f"{exp}:2"]
     panel.out_edit.setText(str(tmp_path / "scores"))
@@ -96,6 +99,9 @@ def test_train_score_export(qtbot, dock, tmp_path):
     qtbot.waitUntil(lambda: bool(state.predictions), timeout=120_000)
     assert set(state.predictions) == {f"{exp}/1", f"{exp}/2"}
     assert "Scored 2 plate(s)" in panel.status.text()
+    if SHOTS:
+        dock.tabs.setCurrentIndex(0)
+        dock.grab().save(os.path.join(SHOTS, "workflow_dock.png"))
     plate = state.screen.plate(exp, 1)
     frame = state.predictions[f"{exp}/1"]
     assert set(frame["well"]) == set(plate.wells)
@@ -192,6 +198,9 @@ def test_demo_flow_trains_scores_caches_and_reloads(
         assert len(state.predictions) == len(list(state.screen.plates()))
         assert (data_dir / "demo-predictions-v1").is_dir()
         assert "loaded" in dock.demo_label.text()
+        # the demo run is loaded as a model: scoring again is one click
+        qtbot.waitUntil(lambda: bool(dock.model_panel.models), timeout=30_000)
+        assert dock.model_panel.model_paths() == [str(dock.demo.run_dir)]
     finally:
         dock.bridge.shutdown(timeout=2.0)
     # a later start loads the cache at once, with no engine job

@@ -293,3 +293,16 @@ def test_export_dialog_lists_plates_and_keeps_files(qtbot, tmp_path):
                        "result": {"files": [str(out / "a.csv"), str(out / "b.png")]}})
     assert dialog.written == [str(out / "a.csv"), str(out / "b.png")]
     assert "b.png" in dialog.files_view.toPlainText()
+
+
+def test_workflow_modules_never_import_torch():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, deepnoise_app.engine, deepnoise_app.workflow\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision'))\n"
+        "print(bad); sys.exit(1 if bad else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -158,5 +158,6 @@ def test_export_selected_plates_with_figures(tmp_path: Path) -> None:
 def test_parse_plates() -> None:
     assert parse_plates(None) is None
     assert parse_plates("HEPG2-01:1, U2OS-02:3") == [("HEPG2-01", 1), ("U2OS-02", 3)]
+    assert parse_plates(["HEPG2-01/2"]) == [("HEPG2-01", 2)]
     with pytest.raises(ValueError, match="HEPG2-01"):
         parse_plates(["HEPG2-01"])

@@ -48,6 +48,9 @@ def test_score_subprocess_writes_reports(screen_and_model: tuple[Path, Path],
                    "--submission", extra, "--plates", "U2OS-02:1,U2OS-02:3", "--batch-size", "4")
     assert proc.returncode == 0, proc.stderr
     assert "scored 2 plate(s)" in proc.stdout
+    # only the chosen plates' experiment was packed (not the training experiment)
+    packed = list((root / ".deepnoise" / "pack").rglob("*.npy"))
+    assert packed and all("U2OS-02" in p.name for p in packed)
     assert [p.name for p in list_plate_reports(out).values()] == ["U2OS-02_Plate1.csv",
                                                                    "U2OS-02_Plate3.csv"]
     frame = read_plate_report(out / "U2OS-02_Plate3.csv")

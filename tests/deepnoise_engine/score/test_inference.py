@@ -269,3 +269,33 @@ def test_ddp_shards_wells_and_gathers_on_rank0(cache, tmp_path: Path) -> None:  
     gathered = np.load(tmp_path / "out.rank0.npz")
     for well in rows:
         assert np.allclose(gathered[well], single[well], atol=1e-5)
+
+
+SAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "rxrx1-sample"
+# method-notes: global RxRx1 per-channel statistics (raw grey levels)
+_RXRX1_MEAN = [6.747, 14.746, 10.513, 10.454, 5.500, 9.815]
+_RXRX1_STD = [7.959, 12.173, 5.862, 7.835, 4.701, 5.431]
+
+
+def test_real_rxrx1_site_through_a_six_channel_model() -> None:
+    from PIL import Image
+
+    site = SAMPLE / "images" / "train" / "HEPG2-01" / "Plate1"
+    if not site.is_dir():
+        pytest.skip(f"RxRx1 sample not found at {SAMPLE}")
+    planes = [np.asarray(Image.open(site / f"B02_s1_w{c}.png")) for c in range(1, 7)]
+    x = np.stack(planes).astype(np.float32)  # (6, 512, 512)
+    assert x.shape == (6, 512, 512)
+    x = (x - np.array(_RXRX1_MEAN)[:, None, None]) / np.array(_RXRX1_STD)[:, None, None]
+    torch.manual_seed(0)
+    model = create_model("xception_tiny", in_chans=6, num_classes=1139).eval()
+    with torch.no_grad():
+        out = tta_logits(model, torch.from_numpy(x[None].astype(np.float32)), 8)
+    assert out.shape == (1, 1139) and torch.isfinite(out).all()
+    # site 2 of the sample has channels 1-4 only: a 6-channel model must refuse it
+    present = sorted(int(p.stem[-1]) for p in site.glob("B02_s2_w*.png"))
+    from deepnoise_engine.model import check_fits
+
+    expected = r"expects 6 channels \(1-6\) but the screen has 4"
+    with pytest.raises(ModelMismatchError, match=expected):
+        check_fits({"channels": [1, 2, 3, 4, 5, 6], "classes": []}, channels=present)

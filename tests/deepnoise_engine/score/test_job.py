@@ -125,3 +125,34 @@ def test_bad_plate_method_and_class_mismatch(setup: dict, tmp_path: Path) -> Non
     with pytest.raises(ModelMismatchError, match="disagree on their classes"):
         run_scoring(setup["root"], [setup["ckpt"], tmp_path / "other"], tmp_path / "c")
     assert not (tmp_path / "b").exists()
+
+
+def test_planted_predictions_infer_groups_and_balancing_helps(setup: dict) -> None:
+    """Torch-free path of the job: planted log-probs on the demo screen."""
+    import numpy as np
+
+    from deepnoise_engine.score.job import _read_answers, score_plates_from_log_probs
+
+    screen = open_screen(setup["root"])
+    classes = screen.classes()
+    answers = _read_answers(screen.root)
+    rng = np.random.default_rng(0)
+    log_probs = {}
+    for _, _, well in screen.wells():
+        x = rng.normal(size=len(classes))
+        x[classes.index(well.sirna or answers[well.id_code])] += 1.5
+        log_probs[well.id_code] = x
+    frames, groups = score_plates_from_log_probs(screen, log_probs, classes)
+    # each test plate's inferred group is the group of its hidden answers
+    for p in range(1, 5):
+        held = {answers[i] for i in answers if i.startswith(f"HEPG2-02_{p}_")}
+        assert held <= set(groups["groups"][groups["by_plate"][f"HEPG2-02/{p}"]])
+    rows = pd.concat(frames.values())
+    treat = rows[rows["well_type"] == "treatment"]
+    assert treat["correct"].mean() > treat["correct_raw"].mean()
+    none, _ = score_plates_from_log_probs(screen, log_probs, classes, balance="none")
+    plain = pd.concat(none.values())
+    plain_treat = plain[plain["well_type"] == "treatment"]
+    assert not plain_treat["sirna"].isin(["16", "17", "18"]).any()  # never a control label
+    assert plain_treat["plate_group"].isna().all()  # "none" uses no plate prior
+    assert treat["correct"].mean() > plain_treat["correct"].mean()

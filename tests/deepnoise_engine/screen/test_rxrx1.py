@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -382,7 +383,7 @@ def test_verify_finds_truncated_corrupt_shape_and_dtype(tmp_path: Path) -> None:
     assert screen.problems == found
     wells = screen.plate("HEPG2-01", 1).wells
     assert not wells["B03"].usable_sites and [s.ok for s in wells["C03"].sites] == [True, False]
-    with pytest.raises(CorruptImageError, match="B03_s1_w1.png"):
+    with pytest.raises(CorruptImageError, match=r"B03_s1_w1\.png"):
         verify_images(open_screen(root), strict=True, workers=1)
 
 
@@ -396,3 +397,15 @@ def test_check_images_false_decodes_nothing(tmp_path: Path) -> None:
     checked = open_screen(root)  # decoding finds it, then takes the size from the next one
     assert [p.kind for p in checked.problems] == ["corrupt_image"]
     assert checked.image_size == (8, 8)
+
+
+def test_screen_without_any_image(tmp_path: Path) -> None:
+    root = make_screen(tmp_path / "s")
+    for split in ("train", "test"):
+        shutil.rmtree(root / split)
+    screen = open_screen(root)
+    assert screen.channels == [] and screen.image_size is None
+    assert screen.site_count() == 7  # one site per well, all flagged
+    assert not any(s.ok for _, _, w in screen.wells() for s in w.sites)
+    assert kinds(screen) == {"missing_image": 8}
+    assert screen.problems[0].file == str(root) and "no image files" in screen.problems[0].message

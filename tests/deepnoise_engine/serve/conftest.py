@@ -60,8 +60,9 @@ def job_events(client: EngineClient, job: str | list[str], timeout: float = 60.0
     return seen[job] if isinstance(job, str) else seen
 
 
-def wait_for(client: EngineClient, job: str, name: str, timeout: float = 60.0
-             ) -> list[dict[str, Any]]:
+def wait_for(
+    client: EngineClient, job: str, name: str, timeout: float = 60.0
+) -> list[dict[str, Any]]:
     """Events of ``job`` up to and including the first ``name`` event."""
     import time
 

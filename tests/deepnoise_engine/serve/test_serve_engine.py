@@ -41,8 +41,10 @@ def test_hello_reports_versions_and_devices(engine: EngineClient) -> None:
 
 
 def test_client_stays_torch_free() -> None:
-    code = ("import sys; import deepnoise_engine.serve.client; "
-            "sys.exit(int('torch' in sys.modules or 'PySide6' in sys.modules))")
+    code = (
+        "import sys; import deepnoise_engine.serve.client; "
+        "sys.exit(int('torch' in sys.modules or 'PySide6' in sys.modules))"
+    )
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
@@ -58,8 +60,10 @@ def _raw_answer(engine: EngineClient, data: bytes, timeout: float = 10) -> dict:
         (b"[1, 2, 3]\n", "bad_request"),
         (b'{"v": 1, "id": "q1"}\n', "bad_request"),
         (b'{"v": 1, "id": "q2", "type": "teleport"}\n', "unknown_request"),
-        (b'{"v": 1, "id": "q3", "type": "train", "params": {"data": 5, "out": "x"}}\n',
-         "bad_request"),
+        (
+            b'{"v": 1, "id": "q3", "type": "train", "params": {"data": 5, "out": "x"}}\n',
+            "bad_request",
+        ),
         (b'{"v": 1, "id": "q4", "type": "cancel", "params": {"job": "job-999"}}\n', "not_found"),
     ],
 )
@@ -73,7 +77,7 @@ def test_bad_lines_get_error_events(engine: EngineClient, raw: bytes, kind: str)
 def test_error_names_the_request(engine: EngineClient) -> None:
     with pytest.raises(EngineRequestError) as info:
         engine.request("describe_model", path="/nonexistent/model", timeout=10)
-    assert info.value.kind == "not_found"
+    assert info.value.kind == "checkpoint_error"
     assert "/nonexistent/model" in info.value.message
 
 
@@ -86,13 +90,15 @@ def test_protocol_version_mismatch_is_clear(engine: EngineClient) -> None:
 def test_client_refuses_engine_of_another_version(tmp_path: Path) -> None:
     """A (real, tiny) engine answering hello with protocol 99 -> ProtocolMismatchError."""
     fake = tmp_path / "old_engine.py"
-    fake.write_text(textwrap.dedent("""
+    fake.write_text(
+        textwrap.dedent("""
         import json, sys
         for line in sys.stdin:
             req = json.loads(line)
             print(json.dumps({"v": 99, "event": "result", "job": None,
                               "request": req["id"], "result": {"protocol": 99}}), flush=True)
-    """))
+    """)
+    )
     client = EngineClient(command=[sys.executable, str(fake)])
     with pytest.raises(ProtocolMismatchError) as info:
         client.start(timeout=30)
@@ -112,21 +118,25 @@ def test_oversized_line_is_refused_and_engine_keeps_serving(engine: EngineClient
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
-                                                                max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
     max_leaves=10,
 )
 # Request-like objects: any envelope, quick or unknown types only (a valid job request would
 # legitimately start a job), ids that cannot collide with the client's own ("r<n>").
-_envelopes = st.fixed_dictionaries({}, optional={
-    "v": st.sampled_from([1, 1, 1, 0, 2, "1", None, 1.0, True]),
-    "id": st.text(max_size=8).map(lambda s: "h" + s) | _json,
-    "type": st.sampled_from(["hello", "list_jobs", "echo", "cancel", "teleport", ""])
-    | st.text(max_size=8),
-    "params": _json | st.dictionaries(st.sampled_from(["job", "payload", "data", "x"]), _json,
-                                      max_size=3),
-    "extra": _json,
-})
+_envelopes = st.fixed_dictionaries(
+    {},
+    optional={
+        "v": st.sampled_from([1, 1, 1, 0, 2, "1", None, 1.0, True]),
+        "id": st.text(max_size=8).map(lambda s: "h" + s) | _json,
+        "type": st.sampled_from(["hello", "list_jobs", "echo", "cancel", "teleport", ""])
+        | st.text(max_size=8),
+        "params": _json
+        | st.dictionaries(st.sampled_from(["job", "payload", "data", "x"]), _json, max_size=3),
+        "extra": _json,
+    },
+)
 _messages = st.one_of(
     st.binary(max_size=200).map(lambda b: b.replace(b"\n", b" ")),
     st.text(max_size=100).map(lambda s: s.replace("\n", " ").encode("utf-8", "surrogatepass")),
@@ -139,8 +149,9 @@ def test_thousand_random_messages_leave_it_serving(fresh_engine: EngineClient) -
     engine = fresh_engine
     counts = {"sent": 0}
 
-    @settings(max_examples=1000, deadline=None, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(
+        max_examples=1000, deadline=None, database=None, suppress_health_check=list(HealthCheck)
+    )
     @given(_messages)
     def send(message: bytes) -> None:
         engine.send_raw(message + b"\n")
@@ -150,12 +161,17 @@ def test_thousand_random_messages_leave_it_serving(fresh_engine: EngineClient) -
     assert counts["sent"] >= 1000
     # Every line got at most one answer; all are errors or quick results, none is a crash.
     assert engine.request("echo", payload="still here", timeout=60) == {
-        "params": {"payload": "still here"}}
+        "params": {"payload": "still here"}
+    }
     answers = list(engine.events(timeout=1))
     assert answers, "malformed lines must be answered"
     assert all(a["event"] in ("error", "result") for a in answers), answers[:5]
     assert {a.get("kind") for a in answers if a["event"] == "error"} <= {
-        "bad_request", "unknown_request", "protocol_mismatch", "not_found"}
+        "bad_request",
+        "unknown_request",
+        "protocol_mismatch",
+        "not_found",
+    }
     assert engine.request("hello", timeout=30)["protocol"] == PROTOCOL_VERSION
     assert engine.alive
 
@@ -169,14 +185,26 @@ def test_shutdown_exits_zero(fresh_engine: EngineClient) -> None:
 
 
 def test_stdin_closing_stops_the_engine() -> None:
-    proc = subprocess.Popen([sys.executable, "-m", "deepnoise_engine", "serve"],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, env=engine_env())
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "deepnoise_engine", "serve"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=engine_env(),
+    )
     out, err = proc.communicate(b'{"v": 1, "id": "a", "type": "echo"}\n', timeout=60)
     assert proc.returncode == 0, err
     events = [json.loads(x) for x in out.splitlines()]
-    assert events == [{"v": 1, "event": "result", "job": None, "request": "a", "type": "echo",
-                       "result": {"params": {}}}]
+    assert events == [
+        {
+            "v": 1,
+            "event": "result",
+            "job": None,
+            "request": "a",
+            "type": "echo",
+            "result": {"params": {}},
+        }
+    ]
     assert b"serving protocol" in err  # the log goes to stderr, never stdout
 
 
@@ -192,3 +220,51 @@ def test_stray_prints_never_reach_the_protocol_stream(engine: EngineClient, coll
     tail = engine.stderr_tail()
     assert tail.count("hello from a job") == 2  # print() and os.write(1, ...)
     assert "unparseable engine output" not in tail
+
+
+def test_engine_that_cannot_start_reports_its_log() -> None:
+    """An engine dying at start-up (here: exit 3 after a log line) fails start() at once."""
+    code = "import sys; sys.stderr.write('boom: engine could not start\\n'); sys.exit(3)"
+    client = EngineClient(command=[sys.executable, "-c", code])
+    t0 = time.monotonic()
+    with pytest.raises(EngineDiedError) as info:
+        client.start(timeout=60)
+    assert time.monotonic() - t0 < 10
+    assert info.value.returncode == 3
+    assert "boom: engine could not start" in str(info.value)
+    assert "boom" in client.stderr_tail()
+
+
+SAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "rxrx1-sample"
+
+
+def test_inspect_real_rxrx1_sample(engine: EngineClient) -> None:
+    """The real sample through the engine: 6 channels, 1,139 classes, problems counted."""
+    if not (SAMPLE / "train.csv").is_file():
+        pytest.skip(f"the RxRx1 sample is not at {SAMPLE}")
+    pending = engine.submit("inspect", data=str(SAMPLE))
+    # A slow inspect never blocks the engine: quick requests still answer meanwhile.
+    assert engine.request("echo", payload="meanwhile", timeout=30)["params"] == {
+        "payload": "meanwhile"
+    }
+    event = next(e for e in engine.events(timeout=120) if e["request"] == pending)
+    assert event["event"] == "result", event
+    summary = event["result"]
+    assert summary["channels"] == [1, 2, 3, 4, 5, 6]
+    assert summary["counts"]["classes"] == 1139
+    assert summary["problems"]["by_kind"]["missing_image"] > 0
+
+
+def test_engine_that_never_answers_is_killed_after_timeout(tmp_path: Path) -> None:
+    mute = tmp_path / "mute_engine.py"
+    mute.write_text(
+        "import sys, time\nprint('mute engine up', file=sys.stderr, flush=True)\ntime.sleep(60)\n"
+    )
+    client = EngineClient(command=[sys.executable, str(mute)])
+    with pytest.raises(TimeoutError) as info:
+        client.start(timeout=3)
+    assert "hello" in str(info.value)
+    deadline = time.monotonic() + 5
+    while client.returncode is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert client.returncode == -9 and not client.alive

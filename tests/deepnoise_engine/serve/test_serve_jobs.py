@@ -72,8 +72,9 @@ def test_cancel_running_job(engine: EngineClient, collect, wait_event) -> None:
         ("screen", "missing_image", "image missing"),
     ],
 )
-def test_failures_become_typed_error_events(engine: EngineClient, collect, fail: str,
-                                            kind: str, words: str) -> None:
+def test_failures_become_typed_error_events(
+    engine: EngineClient, collect, fail: str, kind: str, words: str
+) -> None:
     job = engine.request("sleep", seconds=0.05, steps=1, fail=fail, timeout=10)
     events = collect(engine, job, timeout=30)
     assert names(events)[-2:] == ["error", "finished"]
@@ -89,8 +90,9 @@ def test_failures_become_typed_error_events(engine: EngineClient, collect, fail:
     assert engine.request("echo", timeout=10) == {"params": {}}
 
 
-def test_sigkill_mid_job_is_noticed_within_two_seconds(fresh_engine: EngineClient,
-                                                       wait_event) -> None:
+def test_sigkill_mid_job_is_noticed_within_two_seconds(
+    fresh_engine: EngineClient, wait_event
+) -> None:
     engine = fresh_engine
     job = engine.request("sleep", seconds=60, steps=600, timeout=10)
     wait_event(engine, job, "progress", timeout=30)

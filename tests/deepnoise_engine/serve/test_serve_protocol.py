@@ -47,18 +47,45 @@ def test_valid_request_round_trip() -> None:
         (line({"v": 1, "id": "a", "type": "fly"}), "unknown_request", "'fly'"),
         (line({"v": 1, "id": "a", "type": "hello", "params": []}), "bad_request", "params"),
         (line({"v": 1, "id": "a", "type": "hello", "x": 1}), "bad_request", "x"),
-        (line({"v": 1, "id": "a", "type": "train", "params": {"data": "d"}}),
-         "bad_request", "'out'"),
-        (line({"v": 1, "id": "a", "type": "train", "params": {"data": 1, "out": "o"}}),
-         "bad_request", "train.data: expected a string"),
-        (line({"v": 1, "id": "a", "type": "score",
-               "params": {"data": "d", "models": ["m"], "out": "o", "tta": 3}}),
-         "bad_request", "score.tta"),
-        (line({"v": 1, "id": "a", "type": "pack", "params": {"data": "d", "speed": 9}}),
-         "bad_request", "unknown parameter 'speed'"),
-        (line({"v": 1, "id": "a", "type": "train",
-               "params": {"data": "d", "out": "o", "overrides": "a=1"}}),
-         "bad_request", "list of strings"),
+        (
+            line({"v": 1, "id": "a", "type": "train", "params": {"data": "d"}}),
+            "bad_request",
+            "'out'",
+        ),
+        (
+            line({"v": 1, "id": "a", "type": "train", "params": {"data": 1, "out": "o"}}),
+            "bad_request",
+            "train.data: expected a string",
+        ),
+        (
+            line(
+                {
+                    "v": 1,
+                    "id": "a",
+                    "type": "score",
+                    "params": {"data": "d", "models": ["m"], "out": "o", "tta": 3},
+                }
+            ),
+            "bad_request",
+            "score.tta",
+        ),
+        (
+            line({"v": 1, "id": "a", "type": "pack", "params": {"data": "d", "speed": 9}}),
+            "bad_request",
+            "unknown parameter 'speed'",
+        ),
+        (
+            line(
+                {
+                    "v": 1,
+                    "id": "a",
+                    "type": "train",
+                    "params": {"data": "d", "out": "o", "overrides": "a=1"},
+                }
+            ),
+            "bad_request",
+            "list of strings",
+        ),
         (line({"v": True, "id": "a", "type": "hello"}), "protocol_mismatch", "True"),
     ],
 )
@@ -90,11 +117,25 @@ def test_oversized_line_is_too_large() -> None:
 
 
 def test_encode_is_strict_json() -> None:
-    data = encode({"a": math.nan, "b": np.float32(1.5), "c": Path("/x"), "d": (1, 2),
-                   "e": np.arange(3), "f": "é"})
+    data = encode(
+        {
+            "a": math.nan,
+            "b": np.float32(1.5),
+            "c": Path("/x"),
+            "d": (1, 2),
+            "e": np.arange(3),
+            "f": "é",
+        }
+    )
     assert data.endswith(b"\n") and data.count(b"\n") == 1
-    assert json.loads(data) == {"a": None, "b": 1.5, "c": "/x", "d": [1, 2], "e": [0, 1, 2],
-                                "f": "é"}
+    assert json.loads(data) == {
+        "a": None,
+        "b": 1.5,
+        "c": "/x",
+        "d": [1, 2],
+        "e": [0, 1, 2],
+        "f": "é",
+    }
 
 
 def test_error_kinds() -> None:
@@ -117,22 +158,31 @@ def test_error_kinds() -> None:
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner,
-                                                                max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
     max_leaves=8,
 )
 
 
-@settings(max_examples=300, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(
-    st.binary(max_size=64),
-    _json.map(lambda v: json.dumps(v).encode()),
-    st.fixed_dictionaries({}, optional={
-        "v": _json, "id": _json, "type": st.sampled_from(sorted(REQUESTS)) | st.text(max_size=6),
-        "params": _json,
-    }).map(lambda v: json.dumps(v).encode()),
-))
+@settings(
+    max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
+)
+@given(
+    st.one_of(
+        st.binary(max_size=64),
+        _json.map(lambda v: json.dumps(v).encode()),
+        st.fixed_dictionaries(
+            {},
+            optional={
+                "v": _json,
+                "id": _json,
+                "type": st.sampled_from(sorted(REQUESTS)) | st.text(max_size=6),
+                "params": _json,
+            },
+        ).map(lambda v: json.dumps(v).encode()),
+    )
+)
 def test_parse_never_raises_anything_else(raw: bytes) -> None:
     try:
         req = parse_request(raw)

@@ -18,13 +18,28 @@ import pytest
 from deepnoise_engine.serve.client import EngineClient, EngineDiedError, EngineRequestError
 
 #: 32 px, one cell type, 3 experiments x 2 plates, 4 siRNAs per plate, 3 channels.
-DEMO = {"seed": 5, "cell_types": ["HEPG2"], "train_experiments_per_cell_type": 2,
-        "test_experiments_per_cell_type": 1, "plates_per_experiment": 2,
-        "sirnas_per_plate": 4, "positive_controls": 1, "image_size": 32, "sites": 1,
-        "channels": 3, "missing_wells": 1}
+DEMO = {
+    "seed": 5,
+    "cell_types": ["HEPG2"],
+    "train_experiments_per_cell_type": 2,
+    "test_experiments_per_cell_type": 1,
+    "plates_per_experiment": 2,
+    "sirnas_per_plate": 4,
+    "positive_controls": 1,
+    "image_size": 32,
+    "sites": 1,
+    "channels": 3,
+    "missing_wells": 1,
+}
 #: A seconds-long CPU training run.
-FAST = ["data.image_size=32", "data.workers=0", "model.batch_size=16", "runtime.threads=1",
-        "model.eval_batch_size=64", "finetune.enabled=false"]
+FAST = [
+    "data.image_size=32",
+    "data.workers=0",
+    "model.batch_size=16",
+    "runtime.threads=1",
+    "model.eval_batch_size=64",
+    "finetune.enabled=false",
+]
 
 
 def need(*modules: str) -> None:
@@ -42,8 +57,7 @@ def names(events: list[dict]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def screen(engine: EngineClient, collect: Any, tmp_path_factory: pytest.TempPathFactory
-           ) -> Path:
+def screen(engine: EngineClient, collect: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny demo screen written by the engine's make_demo job."""
     need("deepnoise_engine.screen.synthetic")
     out = tmp_path_factory.mktemp("serve") / "demo"
@@ -80,33 +94,48 @@ def test_pack_job(engine: EngineClient, screen: Path, collect: Any) -> None:
     assert any(e["event"] == "progress" for e in events)
 
 
-def test_bad_training_requests_fail_with_named_errors(engine: EngineClient, screen: Path,
-                                                      collect: Any, tmp_path: Path) -> None:
+def test_bad_training_requests_fail_with_named_errors(
+    engine: EngineClient, screen: Path, collect: Any, tmp_path: Path
+) -> None:
     need("deepnoise_engine.train.loop")
-    job = engine.request("train", data=str(screen), out=str(tmp_path / "run"),
-                         overrides=["model.epochs=abc"], timeout=30)
+    job = engine.request(
+        "train",
+        data=str(screen),
+        out=str(tmp_path / "run"),
+        overrides=["model.epochs=abc"],
+        timeout=30,
+    )
     error = collect(engine, job, timeout=120)[-2]
     assert error["event"] == "error" and error["kind"] == "config_error"
     assert "model.epochs" in error["message"]
     (tmp_path / "full").mkdir()
     (tmp_path / "full" / "precious.txt").write_text("keep me")
-    job = engine.request("train", data=str(screen), out=str(tmp_path / "full"),
-                         overrides=FAST, timeout=30)
+    job = engine.request(
+        "train", data=str(screen), out=str(tmp_path / "full"), overrides=FAST, timeout=30
+    )
     error = collect(engine, job, timeout=120)[-2]
     assert error["event"] == "error" and "not empty" in error["message"]
     assert (tmp_path / "full" / "precious.txt").read_text() == "keep me"
 
 
 @pytest.fixture(scope="module")
-def trained(screen: Path, collect: Any, wait_event: Any,
-            tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+def trained(
+    screen: Path, collect: Any, wait_event: Any, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
     """Train 2 epochs; SIGKILL the engine after epoch 1; resume in a new engine."""
     need("deepnoise_engine.train.loop")
     out = tmp_path_factory.mktemp("serve-run") / "run"
     first = EngineClient(env=env())
     first.start(timeout=120)
-    job = first.request("train", data=str(screen), out=str(out), preset="tiny",
-                        overrides=[*FAST, "model.epochs=2"], device="cpu", timeout=30)
+    job = first.request(
+        "train",
+        data=str(screen),
+        out=str(out),
+        preset="tiny",
+        overrides=[*FAST, "model.epochs=2"],
+        device="cpu",
+        timeout=30,
+    )
     before = wait_event(first, job, "metrics", timeout=300)
     os.kill(first.pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -119,8 +148,14 @@ def trained(screen: Path, collect: Any, wait_event: Any,
     second.start(timeout=120)
     resume = second.request("resume", out=str(out), data=str(screen), timeout=30)
     after = collect(second, resume, timeout=300)
-    yield {"out": out, "before": before, "after": after, "died": died,
-           "died_after": died_after, "engine": second}
+    yield {
+        "out": out,
+        "before": before,
+        "after": after,
+        "died": died,
+        "died_after": died_after,
+        "engine": second,
+    }
     second.shutdown(timeout=10)
 
 
@@ -130,8 +165,9 @@ def test_training_streams_progress_metrics_and_result(trained: dict[str, Any]) -
     progress = [e for e in before if e["event"] == "progress"]
     assert progress and all(e["total"] and e["done"] <= e["total"] for e in progress)
     metrics = [e for e in before if e["event"] == "metrics"]
-    assert metrics[0]["record"]["epoch"] == 1 and "val_acc_ensemble_balanced" in metrics[0][
-        "record"]
+    assert (
+        metrics[0]["record"]["epoch"] == 1 and "val_acc_ensemble_balanced" in metrics[0]["record"]
+    )
     assert names(after)[-2:] == ["result", "finished"], after[-3:]
     assert after[-2]["result"]["cancelled"] is False
     assert any(e["event"] == "metrics" and e["record"]["epoch"] == 2 for e in after)
@@ -146,13 +182,20 @@ def test_sigkill_mid_training_then_resume(trained: dict[str, Any]) -> None:
     assert json.loads((trained["out"] / "run.json").read_text())["status"] == "complete"
 
 
-def test_cancel_training_leaves_resumable_checkpoint(engine: EngineClient, screen: Path,
-                                                     collect: Any, wait_event: Any,
-                                                     tmp_path: Path) -> None:
+def test_cancel_training_leaves_resumable_checkpoint(
+    engine: EngineClient, screen: Path, collect: Any, wait_event: Any, tmp_path: Path
+) -> None:
     need("deepnoise_engine.train.loop")
     out = tmp_path / "run"
-    job = engine.request("train", data=str(screen), out=str(out), preset="tiny",
-                         overrides=[*FAST, "model.epochs=50"], device="cpu", timeout=30)
+    job = engine.request(
+        "train",
+        data=str(screen),
+        out=str(out),
+        preset="tiny",
+        overrides=[*FAST, "model.epochs=50"],
+        device="cpu",
+        timeout=30,
+    )
     wait_event(engine, job, "progress", timeout=300)
     t0 = time.monotonic()
     assert engine.cancel(job)["status"] == "cancelling"
@@ -178,26 +221,70 @@ def test_describe_model(trained: dict[str, Any]) -> None:
     assert one["kind"] == "checkpoint" and one["classes_count"] == n_classes
 
 
-def test_score_and_export(trained: dict[str, Any], screen: Path, collect: Any,
-                          tmp_path: Path) -> None:
+def test_score_and_export(
+    trained: dict[str, Any], screen: Path, collect: Any, tmp_path: Path
+) -> None:
     need("deepnoise_engine.score.job", "deepnoise_engine.report.export")
     engine = trained["engine"]
     scored = tmp_path / "scores"
-    job = engine.request("score", data=str(screen), models=[str(trained["out"])],
-                         out=str(scored), tta=1, device="cpu", timeout=30)
+    job = engine.request(
+        "score",
+        data=str(screen),
+        models=[str(trained["out"])],
+        out=str(scored),
+        tta=1,
+        device="cpu",
+        timeout=30,
+    )
     events = collect(engine, job, timeout=300)
     assert names(events)[-2:] == ["result", "finished"], events[-2:]
     csvs = sorted(p.name for p in scored.glob("*_Plate*.csv"))
     assert "HEPG2-03_Plate1.csv" in csvs and len(csvs) == 6
     # Scoring again into the same folder is refused unless overwrite; nothing is lost.
-    job = engine.request("score", data=str(screen), models=[str(trained["out"])],
-                         out=str(scored), tta=1, device="cpu", timeout=30)
+    job = engine.request(
+        "score",
+        data=str(screen),
+        models=[str(trained["out"])],
+        out=str(scored),
+        tta=1,
+        device="cpu",
+        timeout=30,
+    )
     error = collect(engine, job, timeout=300)[-2]
     assert error["event"] == "error" and error["kind"] == "file_exists"
     exported = tmp_path / "export"
-    job = engine.request("export", score_dir=str(scored), out=str(exported),
-                         plates=["HEPG2-03:1"], figures=False, timeout=30)
+    job = engine.request(
+        "export",
+        score_dir=str(scored),
+        out=str(exported),
+        plates=["HEPG2-03:1"],
+        figures=False,
+        timeout=30,
+    )
     result = collect(engine, job, timeout=120)[-2]["result"]
     files = sorted(Path(f).name for f in result["files"])
     assert "HEPG2-03_Plate1.csv" in files and "HEPG2-03_Plate2.csv" not in files
     assert all(Path(f).is_file() for f in result["files"])
+
+
+def test_model_that_does_not_fit_is_refused(
+    trained: dict[str, Any], collect: Any, tmp_path: Path
+) -> None:
+    need("deepnoise_engine.score.job")
+    engine = trained["engine"]
+    other = tmp_path / "two-channels"  # the model was trained on 3
+    job = engine.request("make_demo", out=str(other), timeout=30, **{**DEMO, "channels": 2})
+    assert collect(engine, job, timeout=180)[-1]["status"] == "succeeded"
+    job = engine.request(
+        "score",
+        data=str(other),
+        models=[str(trained["out"])],
+        out=str(tmp_path / "s"),
+        tta=1,
+        device="cpu",
+        timeout=30,
+    )
+    error = collect(engine, job, timeout=300)[-2]
+    assert error["event"] == "error" and error["kind"] == "model_mismatch", error
+    assert "channel" in error["message"] and error["suggestion"]
+    assert not (tmp_path / "s").exists() or not any((tmp_path / "s").iterdir())

@@ -1,0 +1,218 @@
+"""App speed: plate map, a well's channels, the plate mosaic, event-loop stalls, memory.
+
+Needs a display (``xvfb-run -a python benchmarks/bench_app.py``). The screen is a make_demo
+screen in 384-well format with 512 px images (generated once into /tmp, a few minutes).
+Goals (docs/performance.md, "## App"): plate map ready <= 0.5 s after choosing a plate; a
+well's 6 channels at 512 px <= 0.3 s; a 308-well mosaic from the pack cache <= 3 s and from
+cached thumbnails <= 0.5 s; the event loop never blocked > 100 ms while loading; memory
+bounded while browsing every plate of an experiment.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SCREEN = Path(tempfile.gettempdir()) / "deepnoise-bench-app-384"
+
+
+def make_bench_screen(path: Path) -> Path:
+    """One HEPG2 experiment, 2 plates x 308 wells (277 siRNAs + 30 + 1 controls), 512 px."""
+    from deepnoise_engine.screen.synthetic import make_demo
+
+    if (path / "demo.json").is_file():
+        return path
+    print(f"generating the benchmark screen in {path} (once, a few minutes) ...", flush=True)
+    return make_demo(path, seed=1, cell_types=("HEPG2",), train_experiments_per_cell_type=1,
+                     test_experiments_per_cell_type=0, plates_per_experiment=2,
+                     plate_format=384, sirnas_per_plate=277, positive_controls=30,
+                     image_size=512, sites=1, missing_wells=0)
+
+
+def rss_mb() -> float:
+    """Resident memory of this process in MiB (Linux /proc)."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class Heartbeat:
+    """A 10 ms QTimer; ``max_gap_ms`` is the longest time the event loop did not run it."""
+
+    def __init__(self) -> None:
+        from qtpy.QtCore import QTimer
+
+        self.timer = QTimer()
+        self.timer.setInterval(10)
+        self.timer.timeout.connect(self._tick)
+        self.last = time.perf_counter()
+        self.max_gap_ms = 0.0
+
+    def _tick(self) -> None:
+        now = time.perf_counter()
+        self.max_gap_ms = max(self.max_gap_ms, (now - self.last) * 1000)
+        self.last = now
+
+    def reset(self) -> None:
+        self.last = time.perf_counter()
+        self.max_gap_ms = 0.0
+
+    def start(self) -> None:
+        self.reset()
+        self.timer.start()
+
+
+def wait_until(condition: Any, timeout: float = 60.0) -> float:
+    """Run the event loop until ``condition()``; returns the seconds waited."""
+    from qtpy.QtWidgets import QApplication
+
+    start = time.perf_counter()
+    while not condition():
+        QApplication.processEvents()
+        time.sleep(0.001)
+        if time.perf_counter() - start > timeout:
+            raise TimeoutError("condition not met in time")
+    return time.perf_counter() - start
+
+
+def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
+    os.environ.setdefault("DEEPNOISE_NO_ENGINE_AUTOSTART", "1")
+    os.environ.setdefault("DEEPNOISE_NO_AUTO_DEMO", "1")
+    os.environ["DEEPNOISE_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepnoise-bench-cache-")
+    import napari
+
+    from deepnoise_app.docks import install_docks
+    from deepnoise_app.state import state_for
+    from deepnoise_app.thumbnails import PixelSource, ThumbnailCache
+    from deepnoise_engine.screen import open_screen
+    from deepnoise_engine.screen.pack_cache import pack_screen
+
+    results: dict[str, Any] = {"screen": str(screen_path)}
+    t = time.perf_counter()
+    screen = open_screen(screen_path)
+    results["open_screen_s"] = time.perf_counter() - t
+    t = time.perf_counter()
+    pack_screen(screen)
+    results["pack_s"] = time.perf_counter() - t
+    screen = open_screen(screen_path)
+    plates = list(screen.plates())
+    results["plates"] = len(plates)
+    results["wells_per_plate"] = len(plates[0].wells)
+    results["image_size"] = list(screen.image_size or ())
+
+    viewer = napari.Viewer(show=True)
+    viewer.window._qt_window.resize(1500, 950)
+    state = state_for(viewer)
+    docks = install_docks(viewer, state)
+    state.set_screen(screen)
+    heartbeat = Heartbeat()
+    heartbeat.start()
+    wv, pmap, mosaic = docks.well_viewer, docks.plate_map, docks.mosaic
+
+    # 1. plate map ready after choosing a plate (state change + a synchronous repaint)
+    times = []
+    for plate in plates * 3:
+        t = time.perf_counter()
+        state.select_plate(plate.experiment, plate.index)
+        pmap.map.repaint()
+        times.append(time.perf_counter() - t)
+    results["plate_map_ready_s"] = {"median": statistics.median(times), "max": max(times)}
+
+    # 2. a well's 6 channels (read + layer update), blocking, from the pack cache and from PNG
+    plate = plates[0]
+    state.select_plate(plate.experiment, plate.index)
+    wells = plate.used_wells()[:: max(1, len(plate.wells) // wells_per_test)][:wells_per_test]
+    for label, pixels in (("pack", PixelSource(screen)), ("png", PixelSource(screen,
+                                                                             use_pack=False))):
+        wv.pixels = pixels
+        times = []
+        for well in wells:
+            state.well = well  # select without triggering the async load
+            t = time.perf_counter()
+            wv.reload(block=True)
+            times.append(time.perf_counter() - t)
+        results[f"well_6ch_{label}_s"] = {"median": statistics.median(times), "max": max(times),
+                                          "pack_used": pixels.has_pack}
+    wv.pixels = PixelSource(screen)
+
+    # 3. wells loaded asynchronously: latency to pixels on screen, event-loop stalls
+    heartbeat.reset()
+    times = []
+    for well in reversed(wells):
+        t = time.perf_counter()
+        state.select_well(well.name)
+        wait_until(lambda w=well: wv.loaded_well == w.name)
+        times.append(time.perf_counter() - t)
+    results["well_async_s"] = {"median": statistics.median(times), "max": max(times)}
+    results["well_async_max_stall_ms"] = heartbeat.max_gap_ms
+
+    # 4. mosaic: from the pack cache (no thumbnails yet), from disk thumbnails, from memory
+    heartbeat.reset()
+    ready: list[str] = []
+    mosaic.mosaic_ready.connect(ready.append)
+    t = time.perf_counter()
+    mosaic.set_shown(True)
+    wait_until(lambda: plate.key in ready, timeout=120)
+    results["mosaic_from_pack_s"] = time.perf_counter() - t
+    results["mosaic_from_pack_max_stall_ms"] = heartbeat.max_gap_ms
+    mosaic.cache = ThumbnailCache(screen, size=mosaic.size)  # a new session: disk copy only
+    heartbeat.reset()
+    ready.clear()
+    t = time.perf_counter()
+    mosaic.load_plate(plate)
+    wait_until(lambda: plate.key in ready)
+    results["mosaic_from_disk_thumbnails_s"] = time.perf_counter() - t
+    ready.clear()
+    t = time.perf_counter()
+    mosaic.load_plate(plate)
+    wait_until(lambda: plate.key in ready)
+    results["mosaic_from_memory_s"] = time.perf_counter() - t
+    results["mosaic_cached_max_stall_ms"] = heartbeat.max_gap_ms
+
+    # 5. memory while browsing every plate of the experiment (mosaic + 20 wells each), twice
+    rss = [rss_mb()]
+    heartbeat.reset()
+    for _round in range(2):
+        for p in plates:
+            if state.plate is not p:
+                ready.clear()
+                state.select_plate(p.experiment, p.index)
+                wait_until(lambda p=p: p.key in ready, timeout=120)
+            for well in p.used_wells()[:wells_per_test]:
+                state.select_well(well.name)
+                wait_until(lambda w=well: wv.loaded_well == w.name)
+            rss.append(rss_mb())
+    results["browse_max_stall_ms"] = heartbeat.max_gap_ms
+    results["rss_mb_after_each_plate"] = [round(r, 1) for r in rss]
+    results["rss_growth_second_round_mb"] = round(rss[-1] - rss[len(plates)], 1)
+    heartbeat.timer.stop()
+    viewer.close()
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--screen", type=Path, default=DEFAULT_SCREEN)
+    parser.add_argument("--wells", type=int, default=20, help="wells per timing loop")
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args(argv)
+    make_bench_screen(args.screen)
+    results = run(args.screen, args.wells)
+    text = json.dumps(results, indent=2, default=float)
+    print(text)
+    if args.json:
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

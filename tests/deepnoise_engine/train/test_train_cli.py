@@ -1,0 +1,49 @@
+"""The ``deepnoise-engine train`` command: errors name the key, progress on stderr."""
+
+from __future__ import annotations
+
+import io
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import FAST
+
+from deepnoise_engine.train.cli import ProgressBar
+
+
+def _train(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run([sys.executable, "-m", "deepnoise_engine.cli", "train", *args],
+                          capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_bad_set_value_names_the_key(tmp_path: Path) -> None:
+    proc = _train("--data", str(tmp_path), "--out", str(tmp_path / "run"),
+                  "--set", "model.epochs=abc")
+    assert proc.returncode == 2
+    assert "model.epochs: expected an integer" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_trains_and_refuses_to_overwrite(tiny_screen: Path, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    args = ["--data", str(tiny_screen), "--out", str(out), "--preset", "tiny"]
+    for s in [*FAST, "model.epochs=1", "finetune.enabled=false"]:
+        args += ["--set", s]
+    proc = _train(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "shared epoch 1/1" in proc.stderr and "step " in proc.stderr  # log + bar
+    assert (out / "run.json").is_file()
+    again = _train(*args)
+    assert again.returncode == 2 and "pass --resume" in again.stderr
+
+
+def test_progress_bar_text() -> None:
+    stream = io.StringIO()
+    bar = ProgressBar(stream)
+    bar({"event": "log", "message": "hello"})
+    bar({"event": "progress", "stage": "shared", "done": 5, "total": 5, "eta_s": 0})
+    text = stream.getvalue()
+    assert "hello" in text and "100.0%" in text and "step 5/5" in text and "ETA 0m00s" in text
