@@ -87,7 +87,9 @@ class EngineTimeoutError(EngineError, TimeoutError):
 
 
 def default_command() -> list[str]:
-    """The engine command of a Python install: ``python -m deepnoise_engine serve``."""
+    """``python -m deepnoise_engine serve``; in the desktop bundle ``DeepNoise engine serve``."""
+    if getattr(sys, "frozen", False):  # PyInstaller: the bundle's launcher dispatches "engine"
+        return [sys.executable, "engine", "serve"]
     return [sys.executable, "-m", "deepnoise_engine", "serve"]
 
 
