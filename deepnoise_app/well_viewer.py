@@ -109,6 +109,12 @@ def prediction_text(state: AppState, well: Well | None) -> str:
     return text
 
 
+def _same_array_kind(old: Any, new: np.ndarray) -> bool:
+    """True when ``new`` can be copied into ``old`` (same shape and dtype, writable numpy)."""
+    return (isinstance(old, np.ndarray) and old.shape == new.shape and old.dtype == new.dtype
+            and old.flags.writeable)
+
+
 def show_text(viewer: Any, text: str) -> None:
     """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
     overlay = viewer.text_overlay
@@ -185,6 +191,11 @@ class WellViewer(QWidget):
                 data, kwargs, _kind = channel_layer_data(planes[i : i + 1], [channel])[0]
                 layer = self.viewer.add_image(data, **kwargs)
                 reset = True
+            elif _same_array_kind(layer.data, planes[i]):
+                # in place + refresh without extent: half the cost of the .data setter,
+                # which recomputes the viewer's dims for every layer
+                np.copyto(layer.data, planes[i])
+                layer.refresh(extent=False)
             else:
                 layer.data = planes[i]
             # hide absent channels; show them again once present, unless the user hid them

@@ -183,6 +183,8 @@ def save_checkpoint(
     full.update({"channels": list(range(1, model.in_chans + 1)), "config": {}, "metrics": {},
                  "normalisation": {"mode": "none"}, "cell_types": [], "role": "student"})
     full.update(meta)
+    if full.get("channels") is None:
+        full["channels"] = list(range(1, model.in_chans + 1))
     classes = full.get("classes")
     if classes is None:
         full["classes"] = [str(i) for i in range(model.num_classes)]
@@ -306,7 +308,8 @@ def check_fits(
         classes = classes if classes is not None else screen.classes()
     if channels is None:
         raise ValueError("check_fits needs the screen's channels")
-    name = meta.get("architecture", {}).get("name", "model")
+    arch = meta.get("architecture")
+    name = arch.get("name", "model") if isinstance(arch, dict) else "model"
     wanted = [int(c) for c in meta.get("channels") or range(1, int(meta.get("in_chans", 0)) + 1)]
     have = [int(c) for c in channels]
     missing = [c for c in wanted if c not in have]

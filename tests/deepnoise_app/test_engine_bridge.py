@@ -114,3 +114,16 @@ def test_engine_that_cannot_start_is_an_error_not_a_crash(qtbot):
     assert "could not start" in died.args[0]["message"]
     assert died.args[0]["returncode"] == 3
     bridge.shutdown()
+
+
+def test_out_of_memory_reaches_the_training_view(qtbot, bridge):
+    from deepnoise_app.workflow.training_view import TrainingView
+
+    view = TrainingView(bridge)
+    qtbot.addWidget(view)
+    request = bridge.submit("sleep", seconds=0.2, steps=2, fail="out_of_memory")
+    view.follow(request, None, title="Diagnostic")
+    qtbot.waitUntil(lambda: view.status == "failed", timeout=60_000)
+    text = view.log_view.toPlainText()
+    assert "out_of_memory" in text and "Suggestion:" in text
+    assert bridge.state == READY  # the engine keeps serving after a failed job

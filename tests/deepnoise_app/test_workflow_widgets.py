@@ -301,7 +301,8 @@ def test_workflow_modules_never_import_torch():
 
     code = (
         "import sys, deepnoise_app.engine, deepnoise_app.workflow\n"
-        "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'timm', 'torchvision'))\n"
+        "heavy = ('torch', 'timm', 'torchvision')\n"
+        "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(bad); sys.exit(1 if bad else 0)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)

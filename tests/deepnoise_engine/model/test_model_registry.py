@@ -155,6 +155,7 @@ class _Evil:
         return (Path.touch, (self.marker,))
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pretrained_file_with_pickled_code_is_refused(tmp_path: Path) -> None:
     marker = tmp_path / "executed"
     path = tmp_path / "evil.pth"
