@@ -162,8 +162,9 @@ class PlateMosaic(QWidget):
             self.well_viewer.set_shown(not shown)
         for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG):
             layer = self._layer(tag)
-            if layer is not None:
-                layer.visible = self.shown
+            visible = self.shown and (tag != POINTS_TAG or len(getattr(layer, "data", ())) > 0)
+            if layer is not None and layer.visible != visible:
+                layer.visible = visible
         if shown:
             self.load_plate(self.state.plate)
         else:
@@ -256,6 +257,10 @@ class PlateMosaic(QWidget):
                 image, name="plate mosaic", rgb=True, visible=self.shown,
                 metadata={"deepnoise": IMAGE_TAG},
             )
+        elif (layer.data.shape == image.shape and isinstance(layer.data, np.ndarray)
+              and layer.data.flags.writeable):
+            np.copyto(layer.data, image)  # cheaper than the .data setter (no dims update)
+            layer.refresh(extent=False)
         else:
             layer.data = image
         self._update_calls()
@@ -275,22 +280,29 @@ class PlateMosaic(QWidget):
 
     def _update_calls(self) -> None:
         plate = self._plate
-        old = self.calls_layer()
         if plate is None or self.thumbs is None:
             return
         coords, features = call_features(plate, self.state, self.thumbs.size)
-        index = None
-        if old is not None:
-            index = list(self.viewer.layers).index(old)
-            self.viewer.layers.remove(old)
+        layer = self.calls_layer()
+        size = max(4.0, self.thumbs.size * 0.22)
+        if layer is not None:
+            # update in place: removing and re-adding a layer costs napari a gc pass (~1 s)
+            layer.data = coords
+            layer.features = features
+            if len(coords) and not np.allclose(layer.size, size):
+                layer.size = size
+            visible = self.shown and len(coords) > 0
+            if layer.visible != visible:  # napari refreshes even when unchanged
+                layer.visible = visible
+            return
         if len(coords) == 0:
             return
-        layer = self.viewer.add_points(
+        self.viewer.add_points(
             coords,
             features=features,
             name="mosaic calls",
             symbol="square",
-            size=max(4.0, self.thumbs.size * 0.22),
+            size=size,
             face_color="confidence",
             face_colormap=colours.confidence_colormap(),
             face_contrast_limits=(0.0, 1.0),
@@ -305,8 +317,6 @@ class PlateMosaic(QWidget):
             visible=self.shown,
             metadata={"deepnoise": POINTS_TAG},
         )
-        if index is not None:
-            self.viewer.layers.move(list(self.viewer.layers).index(layer), index)
 
     def _well_changed(self, _well: Well | None) -> None:
         self._update_selection()
@@ -335,7 +345,8 @@ class PlateMosaic(QWidget):
             layer.shape_type = ["rectangle"]
             layer.edge_color = "white"
             layer.face_color = "transparent"
-            layer.visible = self.shown
+            if layer.visible != self.shown:
+                layer.visible = self.shown
 
     # -- mouse ------------------------------------------------------------------------------
     def well_at_world(self, position: tuple[float, ...]) -> str | None:

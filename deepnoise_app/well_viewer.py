@@ -202,11 +202,12 @@ class WellViewer(QWidget):
             if channel in missing:
                 if layer.visible:
                     self._hidden_missing.add(channel)
-                layer.visible = False
+                    layer.visible = False
             elif channel in self._hidden_missing:
                 self._hidden_missing.discard(channel)
-                layer.visible = self.shown
-            elif not self.shown:
+                if layer.visible != self.shown:
+                    layer.visible = self.shown
+            elif not self.shown and layer.visible:
                 layer.visible = False
         self._shape = planes.shape[1:]
         if reset and self.shown:
@@ -216,7 +217,9 @@ class WellViewer(QWidget):
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
         self.shown = shown
         for channel, layer in self.channel_layers().items():
-            layer.visible = shown and channel not in self._hidden_missing
+            visible = shown and channel not in self._hidden_missing
+            if layer.visible != visible:
+                layer.visible = visible
         if shown:
             self._update_text()
 

@@ -24,7 +24,8 @@ def arcface_logits(
         return s * cosine
     cosine = cosine.float()  # the margin is computed in float32 even under autocast
     labels = labels.to(device=cosine.device, dtype=torch.long)
-    sine = torch.sqrt((1.0 - cosine * cosine).clamp(0.0, 1.0))
+    # the floor keeps the gradient of sqrt finite where cos = +-1 exactly
+    sine = torch.sqrt((1.0 - cosine * cosine).clamp(1e-7, 1.0))
     phi = cosine * math.cos(m) - sine * math.sin(m)  # cos(theta + m)
     threshold = math.cos(math.pi - m)
     phi = torch.where(cosine > threshold, phi, cosine - m * math.sin(math.pi - m))

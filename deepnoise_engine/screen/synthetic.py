@@ -269,11 +269,13 @@ def _prepare_target(out: Path, overwrite: bool) -> None:
         raise FileExistsError(f"{out}: folder is not empty (use --overwrite to replace it)")
 
 
-def _install(tmp: Path, out: Path) -> None:
+def _install(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move the finished ``tmp`` folder to ``out``; an old ``out`` is removed only afterwards."""
     old = None
     if out.is_dir():
         if any(out.iterdir()):
+            if not overwrite:  # appeared while we were generating (another process)
+                raise FileExistsError(f"{out}: folder is not empty (use --overwrite to replace it)")
             old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
             os.replace(out, old)
         else:
@@ -501,8 +503,7 @@ def make_demo(
             "missing_wells": missing_ids,
         }
         (tmp / "demo.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        _prepare_target(out, overwrite)  # re-check: something may have appeared meanwhile
-        _install(tmp, out)
+        _install(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

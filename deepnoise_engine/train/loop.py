@@ -188,7 +188,9 @@ class Trainer:
         self.size = cfg["data"]["image_size"]
         self.mt = cfg["mean_teacher"]["enabled"]
         self.names = list(cfg["model"]["names"])
-        self.stages = plan_stages(cfg, sd.cell_types)
+        # a cell type without labelled training wells has nothing to fine-tune on
+        self.stages = [s for s in plan_stages(cfg, sd.cell_types) if s.cell_type is None
+                       or len(sd.select("train", s.cell_type, labelled=True))]
         self.amp = (self.cuda and cfg["runtime"]["amp"] and torch.cuda.is_bf16_supported())
         self.channels_last = self.cuda and cfg["runtime"]["channels_last"]
         self.mean_t = torch.as_tensor(sd.mean, device=device)

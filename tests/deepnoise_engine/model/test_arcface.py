@@ -81,3 +81,12 @@ def test_cosines_stay_float32_under_autocast() -> None:
         out = head(x, torch.tensor([0]))
     assert cos.dtype == torch.float32 and out.dtype == torch.float32
     assert out[0, 0].item() == pytest.approx(S * math.cos(math.radians(60) + M), abs=1e-4)
+
+
+def test_gradient_is_finite_at_cosine_one() -> None:
+    head = _toy_head()
+    x = torch.tensor([_unit(60)], requires_grad=True)  # exactly on the class-0 centre
+    out = head(x, torch.tensor([0]))
+    out.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all()
+    assert out[0, 0].item() == pytest.approx(S * math.cos(M), abs=1e-3)

@@ -224,7 +224,8 @@ def test_real_sample_site_with_missing_channels_is_flagged(tmp_path: Path) -> No
         pytest.skip(f"RxRx1 sample not found at {SAMPLE}")
     screen = open_screen(SAMPLE)
     # keep the experiments that have images, so the test stays fast
-    screen.experiments = {k: v for k, v in screen.experiments.items() if k in ("HEPG2-01", "RPE-01")}
+    keep = ("HEPG2-01", "RPE-01")
+    screen.experiments = {k: v for k, v in screen.experiments.items() if k in keep}
     cache = pack_screen(screen, tmp_path / "cache")
     by_id = cache.sites.set_index("site_id")
     assert by_id.loc["HEPG2-01_1_B02_1", "ok"] and not by_id.loc["HEPG2-01_1_B02_2", "ok"]
@@ -236,3 +237,19 @@ def test_real_sample_site_with_missing_channels_is_flagged(tmp_path: Path) -> No
     assert cache.sites["ok"].sum() == 8  # B02 site 1 of 4 plates x 2 experiments
     # image-less sites take no space in the arrays
     assert cache.plate_array("HEPG2-01", 1).shape == (1, 6, 512, 512)
+
+
+def test_unwritable_location_falls_back_to_user_cache(
+    screen_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``<root>/.deepnoise`` cannot be a folder here (a file is in the way): the user cache."""
+    monkeypatch.setenv("DEEPNOISE_CACHE_DIR", str(tmp_path / "usercache"))
+    (screen_dir / ".deepnoise").write_text("not a folder")
+    folder = default_cache_dir(screen_dir)
+    assert folder.parent == tmp_path / "usercache" / "pack"
+    assert folder == default_cache_dir(str(screen_dir) + "/")  # same root, same folder
+    cache = pack_screen(open_screen(screen_dir))
+    assert cache.folder == folder and cache.complete
+    assert (screen_dir / ".deepnoise").read_text() == "not a folder"
+    opened = PackCache.open(str(screen_dir), build=False)  # a path works as well
+    assert opened.folder == folder and opened.complete and len(opened.sites) == 40

@@ -80,7 +80,8 @@ def test_kaggle_columns_and_files(demo: Path) -> None:
     wells = _all_wells(demo)
     assert wells["sirna"].dtype.kind == "i"  # labels written as integers
     assert wells["id_code"].is_unique
-    assert (wells["id_code"] == wells.experiment + "_" + wells.plate.astype(str) + "_" + wells.well).all()
+    expected_ids = wells.experiment + "_" + wells.plate.astype(str) + "_" + wells.well
+    assert (wells["id_code"] == expected_ids).all()
     # every well has `sites` x `channels` 8-bit PNGs of image_size
     for row in wells.itertuples():
         folder = demo / row.split / row.experiment / f"Plate{row.plate}"
@@ -93,7 +94,8 @@ def test_kaggle_columns_and_files(demo: Path) -> None:
     assert n_png == len(wells) * 2 * 6
     meta = json.loads((demo / "demo.json").read_text())
     assert meta["seed"] == 7 and meta["parameters"]["sirnas_per_plate"] == 5
-    assert [e["name"] for e in meta["experiments"]] == ["HEPG2-01", "HEPG2-02", "U2OS-01", "U2OS-02"]
+    names = [e["name"] for e in meta["experiments"]]
+    assert names == ["HEPG2-01", "HEPG2-02", "U2OS-01", "U2OS-02"]
 
 
 def test_plate_groups_disjoint_and_once_per_plate(demo: Path) -> None:
