@@ -118,12 +118,11 @@ def _same_array_kind(old: Any, new: np.ndarray) -> bool:
 def show_text(viewer: Any, text: str) -> None:
     """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
     overlay = viewer.text_overlay
-    overlay.position = "top_left"
-    overlay.box = True
-    overlay.color = "white"
-    overlay.font_size = 10
-    overlay.text = text
-    overlay.visible = bool(text)
+    wanted = {"position": "top_left", "box": True, "font_size": 10, "text": text,
+              "visible": bool(text)}
+    for key, value in wanted.items():  # each assignment redraws: only set what changed
+        if getattr(overlay, key) != value:
+            setattr(overlay, key, value)
 
 
 class WellViewer(QWidget):
@@ -183,32 +182,41 @@ class WellViewer(QWidget):
         return out
 
     def _apply(self, planes: np.ndarray, missing: dict[int, str], channels: list[int]) -> None:
-        layers = self.channel_layers()
-        reset = self._shape != planes.shape[1:]
-        for i, channel in enumerate(channels):
-            layer = layers.get(channel)
-            if layer is None:
-                data, kwargs, _kind = channel_layer_data(planes[i : i + 1], [channel])[0]
-                layer = self.viewer.add_image(data, **kwargs)
-                reset = True
-            elif _same_array_kind(layer.data, planes[i]):
-                # in place + refresh without extent: half the cost of the .data setter,
-                # which recomputes the viewer's dims for every layer
-                np.copyto(layer.data, planes[i])
-                layer.refresh(extent=False)
-            else:
-                layer.data = planes[i]
-            # hide absent channels; show them again once present, unless the user hid them
-            if channel in missing:
-                if layer.visible:
-                    self._hidden_missing.add(channel)
-                    layer.visible = False
-            elif channel in self._hidden_missing:
-                self._hidden_missing.discard(channel)
-                if layer.visible != self.shown:
-                    layer.visible = self.shown
-            elif not self.shown and layer.visible:
+        """Put all channels on screen now."""
+        for i in range(len(channels)):
+            self._apply_channel(planes, missing, channels, i)
+        self._finish_apply(planes)
+
+    def _apply_channel(
+        self, planes: np.ndarray, missing: dict[int, str], channels: list[int], i: int
+    ) -> None:
+        channel = channels[i]
+        layer = self.channel_layers().get(channel)
+        if layer is None:
+            data, kwargs, _kind = channel_layer_data(planes[i : i + 1], [channel])[0]
+            layer = self.viewer.add_image(data, **kwargs)
+            self._shape = None  # new layer: reset the view afterwards
+        elif _same_array_kind(layer.data, planes[i]):
+            # in place + refresh without extent: half the cost of the .data setter,
+            # which recomputes the viewer's dims for every layer
+            np.copyto(layer.data, planes[i])
+            layer.refresh(extent=False)
+        else:
+            layer.data = planes[i]
+        # hide absent channels; show them again once present, unless the user hid them
+        if channel in missing:
+            if layer.visible:
+                self._hidden_missing.add(channel)
                 layer.visible = False
+        elif channel in self._hidden_missing:
+            self._hidden_missing.discard(channel)
+            if layer.visible != self.shown:
+                layer.visible = self.shown
+        elif not self.shown and layer.visible:
+            layer.visible = False
+
+    def _finish_apply(self, planes: np.ndarray) -> None:
+        reset = self._shape != planes.shape[1:]
         self._shape = planes.shape[1:]
         if reset and self.shown:
             self.viewer.reset_view()
@@ -276,15 +284,34 @@ class WellViewer(QWidget):
             planes, missing, shown = load_well_planes(pixels, well, channels, site)
             return generation, well, planes, missing, shown
 
-        def done(result: tuple[int, Well, np.ndarray, dict[int, str], list[int]]) -> None:
-            gen, w, planes, missing, shown = result
-            if gen != self._generation:  # a newer selection won
-                return
-            self._apply(planes, missing, channels)
+        def finish(w: Well, planes: np.ndarray, missing: dict[int, str], shown: list[int]) -> None:
+            self._finish_apply(planes)
             self.last_load_s = time.perf_counter() - started
             self.loaded_well = w.name
             self._show_result(w, missing, shown)
             self.loaded.emit(w.name)
+
+        def done(result: tuple[int, Well, np.ndarray, dict[int, str], list[int]]) -> None:
+            gen, w, planes, missing, shown = result
+            if gen != self._generation:  # a newer selection won
+                return
+            if block:
+                self._apply(planes, missing, channels)
+                finish(w, planes, missing, shown)
+                return
+            # one channel per event-loop turn: the UI never waits for all six layer updates
+            from qtpy.QtCore import QTimer
+
+            def step(i: int) -> None:
+                if gen != self._generation:
+                    return
+                self._apply_channel(planes, missing, channels, i)
+                if i + 1 < len(channels):
+                    QTimer.singleShot(0, lambda: step(i + 1))
+                else:
+                    finish(w, planes, missing, shown)
+
+            step(0)
 
         if block:
             done(work())
