@@ -62,6 +62,11 @@ class Heartbeat:
         self.max_gap_ms = max(self.max_gap_ms, (now - self.last) * 1000)
         self.last = now
 
+    def finish(self) -> float:
+        """Count the time since the last tick too (synchronous work at the end of a phase)."""
+        self._tick()
+        return self.max_gap_ms
+
     def reset(self) -> None:
         self.last = time.perf_counter()
         self.max_gap_ms = 0.0
@@ -123,7 +128,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     for plate in plates * 3:
         t = time.perf_counter()
         state.select_plate(plate.experiment, plate.index)
-        pmap.map.repaint()
+        pmap.map.grab()  # forces the paint (repaint() may be skipped when obscured)
         times.append(time.perf_counter() - t)
     results["plate_map_ready_s"] = {"median": statistics.median(times), "max": max(times)}
 
@@ -153,7 +158,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
         wait_until(lambda w=well: wv.loaded_well == w.name)
         times.append(time.perf_counter() - t)
     results["well_async_s"] = {"median": statistics.median(times), "max": max(times)}
-    results["well_async_max_stall_ms"] = heartbeat.max_gap_ms
+    results["well_async_max_stall_ms"] = heartbeat.finish()
 
     # 4. mosaic: from the pack cache (no thumbnails yet), from disk thumbnails, from memory
     heartbeat.reset()
@@ -163,7 +168,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     mosaic.set_shown(True)
     wait_until(lambda: plate.key in ready, timeout=120)
     results["mosaic_from_pack_s"] = time.perf_counter() - t
-    results["mosaic_from_pack_max_stall_ms"] = heartbeat.max_gap_ms
+    results["mosaic_from_pack_max_stall_ms"] = heartbeat.finish()
     mosaic.cache = ThumbnailCache(screen, size=mosaic.size)  # a new session: disk copy only
     heartbeat.reset()
     ready.clear()
@@ -176,7 +181,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     mosaic.load_plate(plate)
     wait_until(lambda: plate.key in ready)
     results["mosaic_from_memory_s"] = time.perf_counter() - t
-    results["mosaic_cached_max_stall_ms"] = heartbeat.max_gap_ms
+    results["mosaic_cached_max_stall_ms"] = heartbeat.finish()
 
     # 5. memory while browsing every plate of the experiment (mosaic + 20 wells each), twice
     rss = [rss_mb()]
@@ -191,7 +196,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
                 state.select_well(well.name)
                 wait_until(lambda w=well: wv.loaded_well == w.name)
             rss.append(rss_mb())
-    results["browse_max_stall_ms"] = heartbeat.max_gap_ms
+    results["browse_max_stall_ms"] = heartbeat.finish()
     results["rss_mb_after_each_plate"] = [round(r, 1) for r in rss]
     results["rss_growth_second_round_mb"] = round(rss[-1] - rss[len(plates)], 1)
     heartbeat.timer.stop()

@@ -83,6 +83,7 @@ def main() -> None:
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--model", default="xception_tiny")
+    ap.add_argument("--repeats", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
@@ -96,14 +97,18 @@ def main() -> None:
         PackCache.open(screen)
         common = [f"runtime.threads={args.threads}", f"model.names=[\"{args.model}\"]",
                   "runtime.device=cpu"]
-        same = trainer(screen, Path(tmp) / "plain", size=args.size, batch=args.batch,
-                       epochs=args.epochs, extra=[*common, "mean_teacher.enabled=false",
-                                                  "pseudo_labels.enabled=false"])
-        mt = trainer(screen, Path(tmp) / "mt", size=args.size, batch=args.batch,
-                     epochs=args.epochs, extra=common)
+        plain = [*common, "mean_teacher.enabled=false", "pseudo_labels.enabled=false"]
         steps = max(10, args.epochs * 8)
-        bare = bare_loop(screen, size=args.size, batch=args.batch, steps=steps,
-                         model_name=args.model)
+        bare, same, mt = [], [], []
+        # alternate the measurements: a shared machine's load changes over minutes
+        for r in range(args.repeats):
+            bare.append(bare_loop(screen, size=args.size, batch=args.batch, steps=steps,
+                                  model_name=args.model))
+            same.append(trainer(screen, Path(tmp) / f"plain{r}", size=args.size,
+                                batch=args.batch, epochs=args.epochs, extra=plain))
+            mt.append(trainer(screen, Path(tmp) / f"mt{r}", size=args.size, batch=args.batch,
+                              epochs=args.epochs, extra=common))
+        bare, same, mt = max(bare), max(same), max(mt)  # best of: least disturbed
     print(f"bare PyTorch loop:            {bare:8.1f} images/s")
     print(f"run_training (no MT, no PL):  {same:8.1f} images/s "
           f"(overhead {100 * (bare / same - 1):+.1f} %)")

@@ -295,23 +295,10 @@ class WellViewer(QWidget):
             gen, w, planes, missing, shown = result
             if gen != self._generation:  # a newer selection won
                 return
-            if block:
-                self._apply(planes, missing, channels)
-                finish(w, planes, missing, shown)
-                return
-            # one channel per event-loop turn: the UI never waits for all six layer updates
-            from qtpy.QtCore import QTimer
-
-            def step(i: int) -> None:
-                if gen != self._generation:
-                    return
-                self._apply_channel(planes, missing, channels, i)
-                if i + 1 < len(channels):
-                    QTimer.singleShot(0, lambda: step(i + 1))
-                else:
-                    finish(w, planes, missing, shown)
-
-            step(0)
+            # all channels in one event-loop turn: napari then renders the canvas once
+            # (one channel per turn looked smoother but made software GL draw six frames)
+            self._apply(planes, missing, channels)
+            finish(w, planes, missing, shown)
 
         if block:
             done(work())

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Build the DeepNoise desktop bundle (PyInstaller one-folder) into dist/DeepNoise/.
 #   bash packaging/build_bundle.sh            # uses .venv/ (created by scripts/deepnoise.sh setup)
-# Environment: VENV (default .venv), DIST (default dist), WORK (default build/pyinstaller).
+# Environment: VENV (default .venv), DIST (default dist), WORK (default build/pyinstaller),
+# CLEAN=0 reuses PyInstaller's cache in WORK from an earlier build (faster rebuilds).
 # Takes 10-30 minutes and ~10 GB of disk (torch with its CUDA libraries); see docs/packaging.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -25,7 +26,9 @@ fi
 start=$(date +%s)
 say "freezing (log: $WORK/pyinstaller.log)"
 mkdir -p "$WORK"
-"$VENV/bin/pyinstaller" --noconfirm --clean --log-level WARN --distpath "$DIST" \
+clean=(--clean)
+[ "${CLEAN:-1}" = "0" ] && clean=()
+"$VENV/bin/pyinstaller" --noconfirm "${clean[@]}" --log-level WARN --distpath "$DIST" \
   --workpath "$WORK" packaging/pyinstaller/deepnoise.spec 2>&1 | tee "$WORK/pyinstaller.log" >&2
 bundle="$DIST/DeepNoise"
 install -m 644 resources/deepnoise.desktop "$bundle/deepnoise.desktop"

@@ -67,11 +67,11 @@ def user_cache_dir() -> Path:
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepnoise"
 
 
-def default_cache_dir(root: str | os.PathLike) -> Path:
+def default_cache_dir(root: str | os.PathLike, *, create: bool = True) -> Path:
     """``<root>/.deepnoise/pack`` when it can be written, else the user cache directory.
 
     The fallback is ``user_cache_dir() / "pack" / <sha1 of the resolved root>[:16]`` (for
-    read-only screens such as ../shared).
+    read-only screens such as ../shared). ``create=False`` only looks (nothing is made).
     """
     root = Path(root).resolve()
     local = root / ".deepnoise" / "pack"
@@ -79,6 +79,8 @@ def default_cache_dir(root: str | os.PathLike) -> Path:
     while not probe.exists() and probe != root:
         probe = probe.parent
     if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
+        if not create:
+            return local
         try:
             local.mkdir(parents=True, exist_ok=True)
             return local
@@ -293,6 +295,17 @@ class PackCache:
         self._row_plate = list(zip(self.sites["experiment"], self.sites["plate"], strict=True))
         self._row_index = self.sites["array_row"].to_numpy()
 
+    def __getstate__(self) -> dict:
+        """Picklable for DataLoader workers (spawn): memory maps are reopened on first use."""
+        state = self.__dict__.copy()
+        state["_arrays"] = {}
+        state["_lock"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     # -- opening ----------------------------------------------------------------------------
     @classmethod
     def open(
@@ -311,7 +324,7 @@ class PackCache:
         if build:
             return pack_screen(screen, out, progress=progress, cancel=cancel)
         screen = _as_screen(screen)
-        folder = Path(out) if out is not None else default_cache_dir(screen.root)
+        folder = Path(out) if out is not None else default_cache_dir(screen.root, create=False)
         return cls(screen, folder, _scan(screen, folder))
 
     # -- reading ----------------------------------------------------------------------------

@@ -570,6 +570,8 @@ class Trainer:
                     o = owner[b * bs:(b + 1) * bs]
                     for k, m in enumerate(models):
                         np.add.at(out[k], o, m(x).float().cpu().numpy())
+                    # keep progress events flowing during long validations
+                    self._progress(self.stages[min(self.stage_index, len(self.stages) - 1)])
         finally:
             for m, w in zip(models, was, strict=True):
                 m.train(w)

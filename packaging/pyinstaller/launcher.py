@@ -5,7 +5,9 @@
 engine process (``DeepNoise engine serve``, see deepnoise_engine.serve.client).
 ``DeepNoise -m MODULE ARGS`` runs a bundled module like ``python -m`` does, so commands
 built as ``[sys.executable, "-m", ...]`` (the engine client before it knows about frozen
-bundles, torchrun for multi-process training) also work from the bundle.
+bundles, torchrun for multi-process training) also work from the bundle; interpreter
+flags before ``-m`` (torchrun passes ``-u``) are accepted and ignored, except that ``-u``
+makes stdout and stderr line-buffered.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ from __future__ import annotations
 import multiprocessing
 import runpy
 import sys
+
+#: Python interpreter flags without a value that may precede ``-m`` (``python -u -m ...``).
+INTERPRETER_FLAGS = {"-u", "-B", "-E", "-s", "-S", "-I", "-O", "-OO", "-q"}
 
 
 def run_module(module: str, args: list[str]) -> int:
@@ -40,8 +45,14 @@ def main(argv: list[str] | None = None) -> int:
         from deepnoise_engine.cli import main as engine_main
 
         return engine_main(args[1:])
-    if args[:1] == ["-m"] and len(args) > 1:
-        return run_module(args[1], args[2:])
+    flags = 0
+    while flags < len(args) and args[flags] in INTERPRETER_FLAGS:
+        flags += 1
+    if args[flags : flags + 1] == ["-m"] and len(args) > flags + 1:
+        if "-u" in args[:flags]:
+            for stream in (sys.stdout, sys.stderr):
+                stream.reconfigure(line_buffering=True)  # type: ignore[union-attr]
+        return run_module(args[flags + 1], args[flags + 2 :])
     from deepnoise_app.main import main as app_main
 
     return app_main(args) or 0

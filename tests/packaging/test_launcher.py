@@ -47,6 +47,10 @@ def test_module_role_runs_engine_module(tmp_path: Path) -> None:
     done = _launch("-m", "deepnoise_engine", "inspect", str(tmp_path / "missing"), cwd=tmp_path)
     assert done.returncode != 0
     assert "missing" in done.stderr + done.stdout
+    # torchrun's worker command: interpreter flags, then -m
+    done = _launch("-u", "-m", "deepnoise_engine.cli", "--version", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("deepnoise-engine ")
 
 
 def test_app_role(tmp_path: Path) -> None:

@@ -76,6 +76,11 @@ def test_wheel_in_clean_venv(wheel: Path, tmp_path: Path) -> None:
         return done.stdout
 
     assert "0.1.0" in run("--version")
+    app_help = subprocess.run(
+        [str(venv / "bin" / "deepnoise"), "--help"], env=env, cwd=tmp_path,
+        capture_output=True, text=True, timeout=300,
+    )
+    assert app_help.returncode == 0 and "usage: deepnoise" in app_help.stdout, app_help.stderr
     where = subprocess.check_output(
         [
             str(py), "-c",

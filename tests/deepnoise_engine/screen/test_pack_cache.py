@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import shutil
 import subprocess
 import sys
@@ -66,6 +67,9 @@ def _plate_files(folder: Path) -> list[str]:
 
 def test_round_trip_and_statistics(screen_dir: Path) -> None:
     screen = open_screen(screen_dir)
+    unpacked = PackCache.open(screen, build=False)  # only looks: creates nothing
+    assert len(unpacked.sites) == 0 and len(unpacked.missing_plates) == 4
+    assert not (screen_dir / ".deepnoise").exists()
     events: list[dict] = []
     cache = pack_screen(screen, progress=events.append, workers=2)
     assert cache.folder == screen_dir / ".deepnoise" / "pack"
@@ -91,6 +95,8 @@ def test_round_trip_and_statistics(screen_dir: Path) -> None:
     assert events[-1]["done"] == events[-1]["total"] == 40
     assert set(events[-1]) >= {"event", "stage", "done", "total", "eta_s"}
     assert cache.read_many([0, 3]).shape == (2, 4, 20, 20)
+    clone = pickle.loads(pickle.dumps(cache))  # DataLoader workers started with spawn
+    assert np.array_equal(clone.read(7), cache.read(7)) and clone.sites.equals(cache.sites)
 
 
 def test_second_pack_skips_and_touched_png_repacks_only_its_plate(screen_dir: Path) -> None:
