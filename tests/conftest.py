@@ -11,9 +11,16 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import pytest
+
+# torch imports triton lazily (optimisers, dynamo). Loading triton's LLVM *after* napari's
+# OpenGL canvas has pulled Mesa's LLVM into the same process segfaults; loading it first is
+# fine. Only this test process mixes the two: the app and the engine never share a process.
+with contextlib.suppress(ImportError):
+    import triton  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 RXRX1_SAMPLE = REPO / ".." / "shared" / "rxrx1-sample"
