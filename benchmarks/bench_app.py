@@ -36,11 +36,12 @@ def make_bench_screen(path: Path) -> Path:
                      image_size=512, sites=1, missing_wells=0)
 
 
-def rss_mb() -> float:
-    """Resident memory of this process in MiB (Linux /proc)."""
+def rss_mb(field: str = "VmRSS") -> float:
+    """Resident memory of this process in MiB (Linux /proc): VmRSS (all) or RssAnon (heap,
+    without the pack cache's memory-mapped file pages, which the kernel can drop)."""
     with open("/proc/self/status") as handle:
         for line in handle:
-            if line.startswith("VmRSS:"):
+            if line.startswith(field + ":"):
                 return int(line.split()[1]) / 1024
     return float("nan")
 
@@ -89,13 +90,24 @@ def wait_until(condition: Any, timeout: float = 60.0) -> float:
     return time.perf_counter() - start
 
 
+def settle(seconds: float = 0.5) -> None:
+    """Let the event loop run (queued repaints, deferred refreshes) for a moment."""
+    from qtpy.QtWidgets import QApplication
+
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        QApplication.processEvents()
+        time.sleep(0.005)
+
+
 def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     os.environ.setdefault("DEEPNOISE_NO_ENGINE_AUTOSTART", "1")
     os.environ.setdefault("DEEPNOISE_NO_AUTO_DEMO", "1")
     os.environ["DEEPNOISE_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepnoise-bench-cache-")
     import napari
+    from qtpy.QtWidgets import QApplication
 
-    from deepnoise_app.docks import install_docks
+    from deepnoise_app.docks import install_docks, open_screen_path
     from deepnoise_app.state import state_for
     from deepnoise_app.thumbnails import PixelSource, ThumbnailCache
     from deepnoise_engine.screen import open_screen
@@ -118,7 +130,9 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     viewer.window._qt_window.resize(1500, 950)
     state = state_for(viewer)
     docks = install_docks(viewer, state)
-    state.set_screen(screen)
+    open_screen_path(state, screen_path)  # as the app does (selects plate 1, freezes the GC)
+    screen = state.screen
+    plates = list(screen.plates())
     heartbeat = Heartbeat()
     heartbeat.start()
     wv, pmap, mosaic = docks.well_viewer, docks.plate_map, docks.mosaic
@@ -148,6 +162,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
         results[f"well_6ch_{label}_s"] = {"median": statistics.median(times), "max": max(times),
                                           "pack_used": pixels.has_pack}
     wv.pixels = PixelSource(screen)
+    settle()  # the blocking loads above left repaints queued: not phase 3's stalls
 
     # 3. wells loaded asynchronously: latency to pixels on screen, event-loop stalls
     heartbeat.reset()
@@ -185,6 +200,7 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
 
     # 5. memory while browsing every plate of the experiment (mosaic + 20 wells each), twice
     rss = [rss_mb()]
+    anon = [rss_mb("RssAnon")]
     heartbeat.reset()
     for _round in range(2):
         for p in plates:
@@ -196,9 +212,21 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
                 state.select_well(well.name)
                 wait_until(lambda w=well: wv.loaded_well == w.name)
             rss.append(rss_mb())
+            anon.append(rss_mb("RssAnon"))
     results["browse_max_stall_ms"] = heartbeat.finish()
+    # napari's canvas render alone (software OpenGL under Xvfb here): part of every stall
+    canvas = viewer.window._qt_viewer.canvas.native
+    renders = []
+    for _ in range(10):
+        t = time.perf_counter()
+        canvas.repaint()
+        QApplication.processEvents()
+        renders.append(time.perf_counter() - t)
+    results["canvas_render_ms_median"] = statistics.median(renders) * 1000
     results["rss_mb_after_each_plate"] = [round(r, 1) for r in rss]
+    results["rss_anon_mb_after_each_plate"] = [round(r, 1) for r in anon]
     results["rss_growth_second_round_mb"] = round(rss[-1] - rss[len(plates)], 1)
+    results["rss_anon_growth_second_round_mb"] = round(anon[-1] - anon[len(plates)], 1)
     heartbeat.timer.stop()
     viewer.close()
     return results

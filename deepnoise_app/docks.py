@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
+import gc
 import logging
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,13 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser
-from deepnoise_app.state import AppState, state_for
+from deepnoise_app.state import AppState, state_for, unwrap_viewer
 from deepnoise_app.well_viewer import WellViewer
 from deepnoise_engine.screen.model import Screen
 
 log = logging.getLogger(__name__)
 
-_INSTALLED: dict[int, DeepNoiseDocks] = {}
+_INSTALLED: dict[int, tuple[Any, DeepNoiseDocks]] = {}  # id(viewer) -> (weakref, docks)
 
 
 @dataclass
@@ -44,6 +45,11 @@ def open_screen_path(state: AppState, path: str | Path, *, plate: str | None = N
 
     screen = open_screen(Path(path))
     state.set_screen(screen)
+    # A screen is a large, long-lived object graph (RxRx1: ~0.5 M objects): keep it out of
+    # the cyclic GC's full passes, which otherwise stall the UI ~150 ms now and then.
+    # Collect first so that garbage (an earlier screen, closed widgets) is not frozen too.
+    gc.collect()
+    gc.freeze()
     select_initial_plate(state, plate)
     try:
         from deepnoise_app.settings import Settings
@@ -77,11 +83,17 @@ def select_initial_plate(state: AppState, plate: str | None = None) -> None:
 
 
 def installed_docks(viewer: Any) -> DeepNoiseDocks | None:
-    return _INSTALLED.get(id(viewer))
+    """The docks install_docks put into ``viewer`` (None when there are none)."""
+    viewer = unwrap_viewer(viewer)
+    entry = _INSTALLED.get(id(viewer))
+    if entry is None or entry[0]() is not viewer:  # a dead viewer's id can be reused
+        return None
+    return entry[1]
 
 
 def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     """Add the browser, plate map, well viewer and mosaic docks (and H7b's workflow dock)."""
+    viewer = unwrap_viewer(viewer)
     existing = installed_docks(viewer)
     if existing is not None:
         return existing
@@ -113,9 +125,12 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     else:
         docks.workflow = install_workflow(viewer, state)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
-    _INSTALLED[id(viewer)] = docks
-    with contextlib.suppress(AttributeError, RuntimeError):
-        window._qt_window.destroyed.connect(lambda *_: _INSTALLED.pop(id(viewer), None))
+    key = id(viewer)
+    try:
+        ref = weakref.ref(viewer, lambda _r: _INSTALLED.pop(key, None))
+    except TypeError:
+        ref = lambda viewer=viewer: viewer  # noqa: E731
+    _INSTALLED[key] = (ref, docks)
     return docks
 
 

@@ -24,6 +24,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plate", metavar="EXP:P", help="plate to show first, e.g. HEPG2-01:1")
     parser.add_argument("--well", metavar="WELL", help="well to show first, e.g. B02")
     parser.add_argument("--mosaic", action="store_true", help="start on the plate mosaic")
+    parser.add_argument("--predictions", metavar="SCORE_DIR",
+                        help="load per-plate reports ({EXP}_Plate{p}.csv) from a score folder")
+    parser.add_argument("--colour", choices=["type", "confidence", "correct", "changed"],
+                        help="plate map colour mode to start with")
     parser.add_argument("--screenshot", metavar="PATH",
                         help="save a screenshot of the window once the plate is shown")
     parser.add_argument("--quit-after", action="store_true",
@@ -72,7 +76,7 @@ def _install_file_menu(viewer: Any, state: AppState) -> None:
     qt_window._deepnoise_actions = (open_action, recent_menu)
 
 
-def _open_demo(viewer: Any, state: AppState, plate: str | None, then: Any) -> None:
+def _open_demo(viewer: Any, then: Any) -> None:
     """Open the demo screen; generated in a worker thread on first run, with progress."""
     from deepnoise_engine.screen.synthetic import DEMO_DIRNAME, ensure_demo_screen, user_data_dir
 
@@ -148,6 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     status = {"code": 0}
 
     def finish_startup() -> None:
+        if args.predictions and state.screen is not None:
+            try:
+                state.load_predictions(args.predictions)
+            except (OSError, ValueError) as exc:
+                _show_error(viewer, f"Cannot load predictions: {exc}")
+                status["code"] = 1
+        if args.colour:
+            docks.plate_map.set_mode(args.colour)
         if args.mosaic:
             docks.mosaic.set_shown(True)
         if args.screenshot or args.quit_after:
@@ -169,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.dataset:
         QTimer.singleShot(0, lambda: opened(args.dataset))
     elif not args.no_demo:
-        QTimer.singleShot(0, lambda: _open_demo(viewer, state, args.plate, opened))
+        QTimer.singleShot(0, lambda: _open_demo(viewer, opened))
     else:
         QTimer.singleShot(0, finish_startup)
     napari.run()

@@ -153,7 +153,10 @@ class PlateMapWidget(QWidget):
         self.update()
 
     # -- layout -----------------------------------------------------------------------------
-    _LEGEND_H = 34.0
+    @property
+    def _legend_h(self) -> float:
+        """Two text lines of the widget's font (colour bar + caption) and a margin."""
+        return 2.0 * self.fontMetrics().height() + 10.0
     _TITLE_H = 16.0
 
     def _layout(self) -> list[_PlateGeometry]:
@@ -164,7 +167,7 @@ class PlateMapWidget(QWidget):
         label = 14.0  # room for row letters / column numbers
         gap = 10.0
         avail_w = (width - gap * (n + 1)) / n - label
-        avail_h = height - self._LEGEND_H - self._TITLE_H - label - 6
+        avail_h = height - self._legend_h - self._TITLE_H - label - 6
         geo = []
         x = gap
         for plate in self.plates:
@@ -282,7 +285,7 @@ class PlateMapWidget(QWidget):
             painter.drawRect(rect)
 
     def _paint_legend(self, painter: QPainter) -> None:
-        top = self.height() - self._LEGEND_H + 4
+        top = self.height() - self._legend_h + 4
         left = 10.0
         width = self.width() - 20.0
         painter.setFont(QFont(self.font()))
@@ -302,10 +305,11 @@ class PlateMapWidget(QWidget):
             painter.setBrush(QBrush(gradient))
             painter.drawRect(bar)
             painter.setPen(QColor(200, 200, 200))
-            painter.drawText(QRectF(left, top, 24, 14), Qt.AlignmentFlag.AlignRight, "0")
-            painter.drawText(QRectF(bar.right() + 4, top, 30, 14), Qt.AlignmentFlag.AlignLeft,
+            line = float(painter.fontMetrics().height())
+            painter.drawText(QRectF(left, top - 2, 24, line), Qt.AlignmentFlag.AlignRight, "0")
+            painter.drawText(QRectF(bar.right() + 4, top - 2, 30, line), Qt.AlignmentFlag.AlignLeft,
                              "1")
-            painter.drawText(QRectF(left, top + 13, width, 14), Qt.AlignmentFlag.AlignCenter,
+            painter.drawText(QRectF(left, top + 14, width, line), Qt.AlignmentFlag.AlignCenter,
                              f"confidence of the {self.state.prediction_mode} call")
             return
         items: list[tuple[str, RGB]]

@@ -8,6 +8,7 @@ from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QStyle,
@@ -54,7 +55,7 @@ class ScreenBrowser(QWidget):
 
     open_requested = Signal()
 
-    COLUMNS = ("Screen", "Wells (T/P/N)", "Sites", "Problems")
+    COLUMNS = ("Screen", "Wells T/P/N", "Sites", "Problems")
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -67,6 +68,11 @@ class ScreenBrowser(QWidget):
         self.tree.setColumnCount(len(self.COLUMNS))
         self.tree.setHeaderLabels(list(self.COLUMNS))
         self.tree.setUniformRowHeights(True)
+        header = self.tree.header()
+        header.setStretchLastSection(False)
+        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
+        for col in range(1, len(self.COLUMNS)):
+            header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         top = QHBoxLayout()
         top.addWidget(self.summary, 1)
         top.addWidget(self.open_button)
@@ -140,8 +146,7 @@ class ScreenBrowser(QWidget):
                        problem_tooltip(f"{len(unsited)} problems not tied to a site",
                                        [str(p) for p in unsited]))
             self.tree.addTopLevelItem(item)
-        for col in range(len(self.COLUMNS)):
-            self.tree.resizeColumnToContents(col)
+        self.tree.resizeColumnToContents(0)
         self.tree.blockSignals(False)
 
     def _plate_row(self, plate: Plate) -> QTreeWidgetItem:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import weakref
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -66,6 +67,7 @@ class AppState:
         self.score_dir: Path | None = None
         self.models: list[dict[str, Any]] = []
         self._by_well: dict[str, pd.DataFrame] = {}  # plate key -> frame indexed by well
+        self._calls: dict[tuple[str, str], dict[str, dict[str, Any]]] = {}  # (key, mode)
 
     # -- screen / plate / well ---------------------------------------------------------------
     def set_screen(self, screen: Screen | None) -> None:
@@ -76,6 +78,7 @@ class AppState:
         had_predictions = bool(self.predictions)
         self.predictions = {}
         self._by_well = {}
+        self._calls = {}
         self.score_dir = None
         self.screen_changed.emit(screen)
         self.plate_changed.emit(None)
@@ -121,6 +124,7 @@ class AppState:
         """Replace the predictions: plate key "EXP/P" -> per-plate report frame."""
         self.predictions = {str(k): v for k, v in frames.items()}
         self._by_well = {}
+        self._calls = {}
         if score_dir is not None:
             self.score_dir = Path(score_dir)
         self.predictions_changed.emit()
@@ -175,22 +179,42 @@ class AppState:
             self._by_well[key] = frame.drop_duplicates("well").set_index("well", drop=False)
         return self._by_well[key]
 
+    def plate_calls(self, plate: Plate | str | None = None) -> dict[str, dict[str, Any]]:
+        """Well name -> prediction (see ``well_prediction``) for a plate in the current mode.
+
+        Computed once per plate and mode from the report's records (a per-row ``.loc`` costs
+        pandas ~1 ms; a 384-well plate map must colour in well under 0.5 s).
+        """
+        if plate is None:
+            plate = self.plate
+        if plate is None:
+            return {}
+        key = plate if isinstance(plate, str) else plate.key
+        cached = self._calls.get((key, self.prediction_mode))
+        if cached is None:
+            frame = self.predictions.get(key)
+            cached = {}
+            if frame is not None:
+                for record in frame.to_dict("records"):
+                    name = record.get("well")
+                    if isinstance(name, str) and name not in cached:
+                        cached[name] = prediction_from_row(record, self.prediction_mode)
+            self._calls[(key, self.prediction_mode)] = cached
+        return cached
+
     def well_prediction(self, well: str, plate: Plate | str | None = None) -> dict[str, Any] | None:
         """The prediction of one well in the current mode, or None.
 
         Keys: ``sirna`` (called siRNA), ``confidence``, ``sirna_true``, ``correct``
         (bool | None), ``changed`` (bool | None), ``top`` (list of (siRNA, prob)).
         """
-        frame = self.plate_predictions(plate)
-        if frame is None or well not in frame.index:
-            return None
-        return prediction_from_row(frame.loc[well], self.prediction_mode)
+        return self.plate_calls(plate).get(well)
 
 
-def _value(row: pd.Series, column: str) -> Any:
-    if column not in row.index:
+def _value(row: Mapping[str, Any], column: str) -> Any:
+    value = row.get(column)
+    if value is None:
         return None
-    value = row[column]
     try:
         if pd.isna(value):
             return None
@@ -215,8 +239,8 @@ def _flag(value: Any) -> bool | None:
     return bool(value)
 
 
-def prediction_from_row(row: pd.Series, mode: str = "balanced") -> dict[str, Any]:
-    """One report row -> the prediction shown for a well in ``mode`` ('balanced' | 'raw')."""
+def prediction_from_row(row: Mapping[str, Any], mode: str = "balanced") -> dict[str, Any]:
+    """One report row (Series or dict) -> the prediction shown for a well in ``mode``."""
     if mode == "raw":
         sirna = _label(_value(row, "sirna_raw"))
         confidence = _value(row, "prob_raw")

@@ -109,15 +109,30 @@ def prediction_text(state: AppState, well: Well | None) -> str:
     return text
 
 
+def _set_text(label: QLabel, text: str) -> None:
+    """Set a label's text only when it changes (each change repaints the window)."""
+    if label.text() != text:
+        label.setText(text)
+
+
 def _same_array_kind(old: Any, new: np.ndarray) -> bool:
     """True when ``new`` can be copied into ``old`` (same shape and dtype, writable numpy)."""
     return (isinstance(old, np.ndarray) and old.shape == new.shape and old.dtype == new.dtype
             and old.flags.writeable)
 
 
+def text_overlay(viewer: Any) -> Any:
+    """The canvas text overlay (napari >= 0.9: ``viewer.canvas.overlays.text``)."""
+    canvas = getattr(viewer, "canvas", None)
+    overlays = getattr(canvas, "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return viewer.text_overlay  # older napari
+
+
 def show_text(viewer: Any, text: str) -> None:
     """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
-    overlay = viewer.text_overlay
+    overlay = text_overlay(viewer)
     wanted = {"position": "top_left", "box": True, "font_size": 10, "text": text,
               "visible": bool(text)}
     for key, value in wanted.items():  # each assignment redraws: only set what changed
@@ -277,7 +292,8 @@ class WellViewer(QWidget):
         self._generation += 1
         generation = self._generation
         started = time.perf_counter()
-        self.header.setText(f"Loading {well.name} ...")
+        # no "Loading..." label: every widget repaint recomposes the whole window (a GL
+        # canvas is in it), which costs more than the load itself without a GPU
         pixels = self.pixels
 
         def work() -> tuple[int, Well, np.ndarray, dict[int, str], list[int]]:
@@ -313,7 +329,7 @@ class WellViewer(QWidget):
 
     def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
         sites = ", ".join(str(s) for s in shown) or "none"
-        self.header.setText(f"<b>{well.name}</b> - site(s) {sites}")
+        _set_text(self.header, f"<b>{well.name}</b> - site(s) {sites}")
         lines = []
         if not shown:
             lines.append(f"{well.name} has no such site.")
@@ -321,8 +337,10 @@ class WellViewer(QWidget):
             lines.append(f"w{channel} missing: {reason}")
         problems = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
         lines.extend(problems[:4])
-        self.message.setText("\n".join(lines))
-        self.message.setStyleSheet("color: rgb(230,150,60);" if lines else "")
+        _set_text(self.message, "\n".join(lines))
+        style = "color: rgb(230,150,60);" if lines else ""
+        if self.message.styleSheet() != style:
+            self.message.setStyleSheet(style)
         self._last_missing = dict(missing)
         self._update_text()
 

@@ -6,6 +6,7 @@ Imports torch only when the command runs (the CLI must start fast).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -127,6 +128,16 @@ def _run(args: argparse.Namespace) -> int:
 
     bar = None if args.quiet else ProgressBar()
     cancel = threading.Event()
+
+    def on_sigint(signum: int, frame: Any) -> None:
+        # first Ctrl-C: stop at the next step with a resumable checkpoint; second: abort
+        if cancel.is_set():
+            raise KeyboardInterrupt
+        cancel.set()
+        print("\nstopping at the next step (Ctrl-C again to abort)...", file=sys.stderr)
+
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, on_sigint) if main_thread else None
     try:
         result = run_training(args.data, args.out, preset=args.preset,
                               config_file=args.config_file, overrides=overrides,
@@ -142,8 +153,15 @@ def _run(args: argparse.Namespace) -> int:
         print("interrupted; the last completed epoch can be resumed with --resume",
               file=sys.stderr)
         return 130
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGINT, previous)
     if bar:
         bar.close()
+    if result.get("cancelled"):
+        print(f"stopped; continue with: deepnoise-engine train --data {args.data} "
+              f"--out {args.out} --resume (and the same options)", file=sys.stderr)
+        return 130
     final = result.get("final") or {}
     acc = final.get("val_acc_ensemble_balanced")
     print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "

@@ -201,10 +201,14 @@ class Trainer:
         # pseudo labels: one row per unlabelled training well (any cell type)
         self.unl_wells = sd.select("train", labelled=False)
         self.unl_pos = {int(w): i for i, w in enumerate(self.unl_wells)}
+        self.unl_index = np.full(len(sd.wells), -1, np.int64)  # well -> pseudo-label row
+        self.unl_index[self.unl_wells] = np.arange(len(self.unl_wells))
         self.pl_logits = np.zeros((len(self.unl_wells), self.n_classes), np.float32)
         self.pl_valid = np.zeros(len(self.unl_wells), bool)
         self.pl_labels = np.full(len(self.unl_wells), -1, np.int64)
         self.history: list[dict[str, Any]] = []
+        self.data_path = str(Path(getattr(sd.cache.screen, "root", "")).resolve()) if hasattr(
+            sd.cache, "screen") else ""
         self.served: dict[str, list[str]] = {}
         self.best_val = -1.0
         self.log_lines = 0
@@ -421,7 +425,7 @@ class Trainer:
             return
         doc = {
             "format": "deepnoise-run", "version": 1, "status": status,
-            "ensembles": self.served, "classes": self.sd.classes,
+            "data": self.data_path, "ensembles": self.served, "classes": self.sd.classes,
             "channels": self.sd.channels, "cell_types": self.sd.cell_types,
             "image_size": self.size, "normalisation": self.cfg["data"]["normalisation"],
             "validation_experiments": self.sd.validation_experiments,
@@ -487,8 +491,9 @@ class Trainer:
         wells = plan["wells"][pos]
         rows = plan["rows"][pos]
         labels = torch.as_tensor(self.sd.well_label[wells], device=self.device)
-        pl = np.array([self.pl_labels[self.unl_pos[int(w)]] if int(w) in self.unl_pos else -1
-                       for w in wells], np.int64)
+        idx = self.unl_index[wells]
+        pl = np.where(idx >= 0, self.pl_labels[np.maximum(idx, 0)], -1) if len(
+            self.pl_labels) else np.full(len(wells), -1, np.int64)
         pl_t = torch.as_tensor(pl, device=self.device)
         w_pl = (cfg["pseudo_labels"]["weight"]
                 if cfg["pseudo_labels"]["enabled"] and self.pl_valid.any() else 0.0)
@@ -674,6 +679,7 @@ class Trainer:
             self.log(f"resumed at {self.stages[self.stage_index].name} epoch {self.epoch + 1} "
                      f"step {self.step}")
         self._wrap()
+        self.write_run_json("running")
         self.total_steps = sum(s.epochs * self.steps_per_epoch(s) for s in self.stages)
         self.log(f"training {', '.join(self.names)} on {self.device} (world {self.dist.world}):"
                  f" {len(self.sd.classes)} classes, stages "
@@ -685,6 +691,7 @@ class Trainer:
                 s.train()
             while self.epoch < stage.epochs:
                 if self.run_epoch(stage) == "cancelled":
+                    self.write_run_json("cancelled")
                     return self.result(cancelled=True)
             # stage finished
             if self.dist.enabled:

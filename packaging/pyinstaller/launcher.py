@@ -44,6 +44,9 @@ def main(argv: list[str] | None = None) -> int:
     if args[:1] == ["engine"]:
         from deepnoise_engine.cli import main as engine_main
 
+        # the engine sees the argv of `deepnoise-engine ARGS` (train --devices re-launches
+        # itself from sys.argv[1:])
+        sys.argv = [sys.argv[0], *args[1:]]
         return engine_main(args[1:])
     flags = 0
     while flags < len(args) and args[flags] in INTERPRETER_FLAGS:

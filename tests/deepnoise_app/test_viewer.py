@@ -14,7 +14,7 @@ from deepnoise_app import colours
 from deepnoise_app.docks import install_docks, open_screen_path
 from deepnoise_app.state import state_for
 from deepnoise_app.thumbnails import tile_origin
-from deepnoise_app.well_viewer import ALL_SITES, SITE_GAP
+from deepnoise_app.well_viewer import ALL_SITES, SITE_GAP, text_overlay
 from deepnoise_engine.screen import open_screen
 from deepnoise_engine.screen.images import read_site
 
@@ -49,7 +49,7 @@ def test_channel_layers_colours_limits_and_reuse(make_napari_viewer, qtbot, pred
         assert str(layer.blending) == "additive"
         np.testing.assert_array_equal(layer.data, pixels[channel - 1])
     assert f"{state.plate.experiment} plate {state.plate.index} {state.well.name}" in (
-        viewer.text_overlay.text)
+        text_overlay(viewer).text)
     # another well: the same layer objects, new pixels
     ids = {c: id(layer) for c, layer in layers.items()}
     other = state.plate.used_wells()[4]
@@ -69,7 +69,7 @@ def test_channel_layers_colours_limits_and_reuse(make_napari_viewer, qtbot, pred
     # a prediction appears on the canvas
     frame = prediction_frame(state.plate)
     state.set_predictions({state.plate.key: frame})
-    assert f"predicted {other.sirna}" in viewer.text_overlay.text
+    assert f"predicted {other.sirna}" in text_overlay(viewer).text
 
 
 def test_missing_channel_and_missing_well(make_napari_viewer, qtbot, small_screen_path: Path,
@@ -89,7 +89,7 @@ def test_missing_channel_and_missing_well(make_napari_viewer, qtbot, small_scree
     assert not layers[5].visible and layers[4].visible
     assert not layers[5].data.any()
     assert "w5 missing" in wv.message.text()
-    assert "missing w5" in viewer.text_overlay.text
+    assert "missing w5" in text_overlay(viewer).text
     state.select_well(gone.name)  # every image absent: a message, no crash
     _wait_loaded(qtbot, docks, state)
     assert all(not layer.visible for layer in wv.channel_layers().values())
@@ -199,3 +199,22 @@ def test_real_rxrx1_sample_browses(make_napari_viewer, qtbot, rxrx1_sample: Path
     assert int(item.text(3)) > 300  # most sites of the excerpt have no images
     assert "missing" in item.toolTip(0)
     assert state.plate.format.rows == 16 and state.plate.format.columns == 24
+
+
+def test_demo_sample_data_reuses_its_layers(make_napari_viewer, qtbot, small_screen_path: Path,
+                                            isolated_user_dirs: Path) -> None:
+    from deepnoise_engine.screen.synthetic import DEMO_DIRNAME
+
+    # the built-in demo screen is "already generated": a copy of the small screen
+    shutil.copytree(small_screen_path, isolated_user_dirs / "data" / DEMO_DIRNAME)
+    viewer = make_napari_viewer()
+    viewer.open_sample("deepnoise", "demo_screen")
+    state = state_for(viewer)
+    assert state.screen is not None and state.well is not None
+    from deepnoise_app.docks import installed_docks
+
+    docks = installed_docks(viewer)
+    assert docks is not None  # the sample opened the DeepNoise docks
+    qtbot.waitUntil(lambda: docks.well_viewer.loaded_well == state.well.name, timeout=10_000)
+    # the sample's channel layers are the well viewer's: no duplicates
+    assert len(viewer.layers) == 6 and len(docks.well_viewer.channel_layers()) == 6

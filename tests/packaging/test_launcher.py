@@ -98,3 +98,21 @@ def test_install_desktop_entry(tmp_path: Path) -> None:
     assert entry["Desktop Entry"]["Icon"] == "deepnoise"
     icon = data / "icons" / "hicolor" / "256x256" / "apps" / "deepnoise.png"
     assert icon.read_bytes() == (ROOT / "resources" / "icons" / "deepnoise.png").read_bytes()
+
+
+@pytest.mark.slow
+def test_engine_role_distributed_training(tmp_path: Path) -> None:
+    """``train --devices 2`` re-launches itself from sys.argv: the launcher must hand the
+    engine the argv of ``deepnoise-engine`` (without ``engine``), or every worker fails."""
+    screen = tmp_path / "screen"
+    done = _launch("engine", "make-demo", "--out", str(screen), "--seed", "1",
+                   "--experiments-per-cell-type", "1", "--test-experiments-per-cell-type", "0",
+                   "--plates-per-experiment", "1", "--sirnas-per-plate", "3",
+                   "--image-size", "16", "--sites", "1", "--cell-types", "HEPG2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    run = tmp_path / "run"
+    done = _launch("engine", "train", "--data", str(screen), "--out", str(run), "--preset",
+                   "tiny", "--set", "model.epochs=1", "--set", "finetune.enabled=false",
+                   "--set", "data.image_size=16", "--quiet", "--devices", "2", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (run / "run.json").is_file()

@@ -47,3 +47,31 @@ def test_progress_bar_text() -> None:
     bar({"event": "progress", "stage": "shared", "done": 5, "total": 5, "eta_s": 0})
     text = stream.getvalue()
     assert "hello" in text and "100.0%" in text and "step 5/5" in text and "ETA 0m00s" in text
+
+
+def test_ctrl_c_stops_with_a_resumable_checkpoint(tiny_screen: Path, tmp_path: Path) -> None:
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    cmd = [sys.executable, "-m", "deepnoise_engine.cli", "train", "--data", str(tiny_screen),
+           "--out", str(out), "--quiet"]
+    for s in [*FAST, "model.epochs=500", "finetune.enabled=false"]:
+        cmd += ["--set", s]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while not (out / "metrics.jsonl").is_file():  # first epoch done
+            assert proc.poll() is None and time.monotonic() < deadline
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err[-2000:]
+    assert "--resume" in err
+    assert (out / "checkpoints" / "last.state.json").is_file()
+    assert "cancelled at shared" in (out / "train.log").read_text()

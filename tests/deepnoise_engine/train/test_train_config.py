@@ -77,3 +77,29 @@ def test_resolved_config_round_trips_through_toml() -> None:
 
     cfg = config.resolve("paper")
     assert config.validate(tomllib.loads(config.dumps(cfg))) == cfg
+
+
+def test_lr_schedules() -> None:
+    import math
+
+    from deepnoise_engine.train.loop import Stage, lr_at, plan_stages
+
+    cfg = config.resolve("paper")
+    shared = Stage("shared", 160)
+    assert lr_at(cfg, shared, 0) == lr_at(cfg, shared, 99.9) == 3e-4
+    assert lr_at(cfg, shared, 100) == lr_at(cfg, shared, 139.5) == 1e-4
+    assert lr_at(cfg, shared, 140) == lr_at(cfg, shared, 159.9) == 1e-5
+    # fine-tuning: 4 cosine cycles 0.1 -> 1e-3 over 40 epochs, then 5 epochs at 1e-4
+    ft = Stage("finetune:HUVEC", 45, "HUVEC")
+    assert lr_at(cfg, ft, 0) == pytest.approx(0.1)
+    assert lr_at(cfg, ft, 5) == pytest.approx(1e-3 + 0.5 * (0.1 - 1e-3))
+    assert lr_at(cfg, ft, 9.999) == pytest.approx(1e-3, abs=1e-5)
+    assert lr_at(cfg, ft, 10) == pytest.approx(0.1)  # restart
+    assert lr_at(cfg, ft, 40) == lr_at(cfg, ft, 44.9) == 1e-4
+    assert math.isclose(lr_at(cfg, ft, 25), lr_at(cfg, ft, 5))
+    stages = plan_stages(cfg, ["HEPG2", "HUVEC", "RPE", "U2OS"])
+    assert [(s.name, s.epochs) for s in stages] == [
+        ("shared", 160), ("finetune:HEPG2", 85), ("finetune:HUVEC", 45), ("finetune:RPE", 85),
+        ("finetune:U2OS", 165)]
+    off = config.resolve("paper", overrides=["finetune.enabled=false"])
+    assert [s.name for s in plan_stages(off, ["HEPG2"])] == ["shared"]

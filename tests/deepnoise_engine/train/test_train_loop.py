@@ -121,7 +121,9 @@ def test_cancel_then_resume_gives_identical_weights(tiny_screen: Path, tmp_path:
                        progress=_cancel_at(3, cancel))  # mid-way through shared epoch 1
     assert res["cancelled"] is True
     assert (part / "checkpoints" / "last.state.json").is_file()
-    assert not (part / "run.json").exists()  # no stage finished yet
+    run = json.loads((part / "run.json").read_text())
+    assert run["status"] == "cancelled" and run["ensembles"] == {}  # no stage finished yet
+    assert run["data"] == str(tiny_screen.resolve())
     assert "resume with --resume" in (part / "train.log").read_text()
 
     # resume, cancel again inside the first fine-tuning stage, then finish
@@ -150,3 +152,18 @@ def test_cancel_then_resume_gives_identical_weights(tiny_screen: Path, tmp_path:
     ra, rb = _records(full), _records(part)
     assert [r["train_loss"] for r in ra] == [r["train_loss"] for r in rb]
     assert [r["val_acc_ensemble_raw"] for r in ra] == [r["val_acc_ensemble_raw"] for r in rb]
+
+
+def test_paper_preset_two_model_ensemble(tiny_screen: Path, tmp_path: Path) -> None:
+    """The paper pipeline (two backbones, SGD fine-tuning) scaled down to seconds."""
+    out = tmp_path / "paper"
+    result = run_training(tiny_screen, out, preset="paper", overrides=[
+        *FAST, 'model.names=["xception_tiny", "resnet18"]', "model.epochs=1",
+        "finetune.epochs_by_cell_type={}", "finetune.epochs=1", "finetune.tail_epochs=0"])
+    assert result["cancelled"] is False
+    run = json.loads((out / "run.json").read_text())
+    assert run["ensembles"]["*"] == ["models/shared_xception_tiny", "models/shared_resnet18"]
+    assert run["ensembles"]["U2OS"] == ["models/U2OS_xception_tiny", "models/U2OS_resnet18"]
+    recs = _records(out)
+    assert set(recs[0]["per_model"]) == {"xception_tiny", "resnet18"}
+    assert recs[1]["stage"] == "finetune:HEPG2" and recs[1]["lr"] == pytest.approx(1e-3, 0.01)
