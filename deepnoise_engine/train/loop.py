@@ -548,9 +548,9 @@ class Trainer:
         """Mean plain logits over each well's usable sites: per model (n_wells, K)."""
         import torch
 
-        out = [np.zeros((len(wells), self.n_classes), np.float64) for _ in models]
+        out = [torch.zeros((len(wells), self.n_classes), dtype=torch.float64) for _ in models]
         if len(wells) == 0:
-            return [o.astype(np.float32) for o in out]
+            return [o.numpy().astype(np.float32) for o in out]
         rows = np.concatenate([self.sd.well_sites[w] for w in wells])
         owner = np.concatenate([np.full(len(self.sd.well_sites[w]), i)
                                 for i, w in enumerate(wells)])
@@ -574,13 +574,13 @@ class Trainer:
                                                                       len(self.sd.channels)))
                     o = owner[b * bs:(b + 1) * bs]
                     for k, m in enumerate(models):
-                        np.add.at(out[k], o, m(x).float().cpu().numpy())
+                        out[k].index_add_(0, torch.as_tensor(o), m(x).double().cpu())
                     # keep progress events flowing during long validations
                     self._progress(self.stages[min(self.stage_index, len(self.stages) - 1)])
         finally:
             for m, w in zip(models, was, strict=True):
                 m.train(w)
-        return [(o / counts).astype(np.float32) for o in out]
+        return [(o.numpy() / counts).astype(np.float32) for o in out]
 
     @staticmethod
     def _log_softmax(logits: np.ndarray) -> np.ndarray:
@@ -830,8 +830,10 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
     want_cuda = cfg["runtime"]["device"] == "cuda" or (
         cfg["runtime"]["device"] == "auto" and torch.cuda.is_available())
     dist = init_from_env(want_cuda)
+    threads_before = torch.get_num_threads()
     try:
         if cfg["runtime"]["threads"]:
+            # process-wide: restored below (the engine server runs other jobs afterwards)
             torch.set_num_threads(cfg["runtime"]["threads"])
         device = _device(cfg, dist.local_rank)
         error = None
@@ -859,6 +861,7 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
         trainer = Trainer(cfg, sd, out, dist, device, progress, cancel)
         return trainer.run(do_resume)
     finally:
+        torch.set_num_threads(threads_before)
         shutdown(dist)
 
 
