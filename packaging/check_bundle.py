@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,50 @@ def main(argv: list[str] | None = None) -> int:
         summary[f"{key}_screenshot"] = {"path": str(shot), **detail}
         return f"started, showed the plate and quit in {seconds:.1f} s; {detail}"
 
+    def app_engine(limit_s: float = 400) -> str:
+        """The app starts its own engine from the bundle: the first-start demo flow trains
+        the tiny model and scores the demo screen through it (reports appear in the data
+        folder); then the app is stopped."""
+        data = Path(env["DEEPNOISE_DATA_DIR"])
+        demo_screen = {p.resolve() for p in data.glob("demo-screen*")}
+
+        def reports() -> list[Path]:
+            found = []
+            for path in data.rglob("*_Plate*.csv"):
+                if not any(path.resolve().is_relative_to(d) for d in demo_screen):
+                    found.append(path)
+            return found
+
+        before = set(reports())
+        log = (work / "app-engine.log").open("w")
+        start = time.monotonic()
+        proc = subprocess.Popen([str(exe)], env=env, cwd=work, stdout=log, stderr=log,
+                                start_new_session=True)
+        try:
+            while time.monotonic() - start < limit_s:
+                if proc.poll() is not None:
+                    raise CheckFailed(f"the app exited {proc.returncode}; see {log.name}")
+                new = set(reports()) - before
+                # scoring writes summary.json after the per-plate reports
+                if any((r.parent / "summary.json").is_file() for r in new):
+                    break
+                time.sleep(2)
+            else:
+                raise CheckFailed(f"no reports from the app's engine within {limit_s:.0f} s; "
+                                  f"see {log.name}")
+            seconds = time.monotonic() - start
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+                try:
+                    proc.wait(20)
+                except subprocess.TimeoutExpired:
+                    os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait()
+            log.close()
+        summary["app_demo_flow_s"] = round(seconds, 1)
+        return f"{len(new)} plate reports written by the app's engine after {seconds:.0f} s"
+
     check("size", size)
     check("engine --version", version)
     check("engine serve (DeepNoise engine serve)",
@@ -203,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
         check("app first start (generates the demo screen)",
               lambda: app("app_first_start", work / "first.png"))
         check("app second start", lambda: app("app_start", work / "second.png"))
+        if not args.skip_train:
+            check("app drives its engine (first-start demo: train + score)", app_engine)
 
     summary["failures"] = failures
     text = json.dumps(summary, indent=2)

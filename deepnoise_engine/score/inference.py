@@ -179,6 +179,7 @@ class _Prepared:
     lm: LoadedModel
     channel_index: np.ndarray  # model channel j <- cache channel channel_index[j]
     norm_key: str
+    image_size: tuple[int, int] | None  # (H, W) the model was trained at; None: as read
 
 
 def _prepare(
@@ -204,7 +205,28 @@ def _prepare(
     lm.model.to(device).eval()
     if device.startswith("cuda"):
         lm.model.to(memory_format=torch.channels_last)
-    return _Prepared(lm, index, key)
+    return _Prepared(lm, index, key, _image_size(lm.meta.get("image_size")))
+
+
+def _image_size(value: Any) -> tuple[int, int] | None:
+    """Checkpoint ``image_size`` (an int or ``[H, W]``) -> ``(H, W)``."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value), int(value)
+    height, width = value
+    return int(height), int(width)
+
+
+def _resized(x: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    """Resize ``(N, C, H, W)`` to the training size the way training does (bilinear,
+    ``align_corners=False``); a model scored at another resolution than it learnt at
+    loses most of its accuracy."""
+    import torch.nn.functional as F
+
+    if size is None or tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
 def _batches(
@@ -370,6 +392,7 @@ def predict_wells(
             with torch.inference_mode(), autocast():
                 for p in models:
                     x = _normalised(raw, stats[p.norm_key], p.channel_index, device)
+                    x = _resized(x, p.image_size)
                     acc = torch.zeros(len(well_idx), n_classes, device=device)
                     for turns, flip in transforms:
                         acc += p.lm.model(_apply(x, turns, flip)).float()

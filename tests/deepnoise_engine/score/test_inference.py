@@ -130,6 +130,25 @@ def test_predict_wells_matches_a_manual_computation(cache) -> None:  # type: ign
         assert np.allclose(again[well], bigger[well], atol=1e-5)
 
 
+def test_images_are_resized_to_the_training_size(cache) -> None:  # type: ignore[no-untyped-def]
+    """A model trained at 16 px scores 32 px sites through the same bilinear resize."""
+    lm = _model(cache, 3)
+    small = LoadedModel(lm.model, {**lm.meta, "image_size": 16})
+    rows = _rows_by_well(cache)
+    well = next(iter(rows))
+    got = predict_wells({"*": [small]}, cache, {well: rows[well]}, tta=1)[well]
+    same_size = predict_wells({"*": [lm]}, cache, {well: rows[well]}, tta=1)[well]
+    from deepnoise_engine.normalise.plate_normalizer import Normalizer
+
+    norm = Normalizer.fit(cache, "plate")
+    xs = torch.from_numpy(np.stack([norm(cache.read(r).astype(np.float32), r) for r in rows[well]]))
+    xs = torch.nn.functional.interpolate(xs, size=(16, 16), mode="bilinear", align_corners=False)
+    with torch.no_grad():
+        expected = _log_softmax(lm.model(xs).double().mean(0).numpy())
+    assert np.allclose(got, expected, atol=1e-4)
+    assert not np.allclose(got, same_size, atol=1e-3)
+
+
 def test_channel_subset_model_reads_its_channels(cache) -> None:  # type: ignore[no-untyped-def]
     lm = _model(cache, 1, channels=[5, 1, 3])
     rows = _rows_by_well(cache)
