@@ -58,6 +58,24 @@ def run(cmd: Sequence[str], env: dict[str, str], cwd: Path, timeout: float) -> t
     return done.stdout, seconds
 
 
+def engine_pids(exe: Path, data_dir: str) -> list[int]:
+    """Running ``exe engine serve`` processes whose DEEPNOISE_DATA_DIR is ``data_dir``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+            environ = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:  # ended meanwhile, or not ours
+            continue
+        if cmd[:3] == [str(exe).encode(), b"engine", b"serve"] and (
+            f"DEEPNOISE_DATA_DIR={data_dir}".encode() in environ
+        ):
+            found.append(int(proc.name))
+    return found
+
+
 def plate_colour_pixels(image: np.ndarray, tolerance: int = 12) -> dict[str, int]:
     """Pixels of ``image`` (H, W, 3) uint8 within ``tolerance`` of each well-type colour."""
     rgb = image[..., :3].astype(np.int16)
@@ -110,13 +128,13 @@ def main(argv: list[str] | None = None) -> int:
         XDG_DATA_HOME=str(work / "share"), DEEPNOISE_DATA_DIR=str(work / "data"),
         OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"),
     )
-    summary: dict[str, Any] = {"bundle": str(args.bundle.resolve())}
+    summary: dict[str, Any] = {"bundle": str(args.bundle.resolve()), "work": str(work)}
     failures: list[str] = []
 
     def check(name: str, fn: Any) -> None:
         try:
             detail = fn()
-        except (CheckFailed, OSError, RuntimeError) as exc:
+        except Exception as exc:  # report every failing check, then go on with the next
             failures.append(name)
             print(f"FAIL {name}: {exc}", flush=True)
             return
@@ -228,6 +246,16 @@ def main(argv: list[str] | None = None) -> int:
                     os.killpg(proc.pid, signal.SIGKILL)
                     proc.wait()
             log.close()
+        # the engine notices that the app is gone (its stdin closes) and exits
+        deadline = time.monotonic() + 30
+        while (left := engine_pids(exe, env["DEEPNOISE_DATA_DIR"])) and (
+            time.monotonic() < deadline
+        ):
+            time.sleep(0.5)
+        if left:
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            raise CheckFailed(f"the engine outlived the app by 30 s (killed pids {left})")
         summary["app_demo_flow_s"] = round(seconds, 1)
         return f"{len(new)} plate reports written by the app's engine after {seconds:.0f} s"
 

@@ -255,7 +255,12 @@ class TrainDialog(QDialog):
         self.model2_combo.setCurrentText(str(names[1]) if len(names) > 1 else "xception_wide")
         self.epochs_spin.setValue(int(values["model"]["epochs"]))
         self.batch_spin.setValue(int(values["model"]["batch_size"]))
-        self.size_spin.setValue(int(values["data"]["image_size"]))
+        size = int(values["data"]["image_size"])
+        if self.screen is not None and self.screen.image_size:
+            # never upsample by default: training above the screen's resolution costs time
+            # and adds nothing
+            size = min(size, max(self.screen.image_size))
+        self.size_spin.setValue(size)
         self.norm_combo.setCurrentText(str(values["data"]["normalisation"]))
         self.mean_teacher_check.setChecked(bool(values["mean_teacher"]["enabled"]))
         self.pseudo_check.setChecked(bool(values["pseudo_labels"]["enabled"]))

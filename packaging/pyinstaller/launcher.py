@@ -4,8 +4,8 @@
 ``DeepNoise engine ARGS`` runs the engine CLI, which is how the frozen app starts its
 engine process (``DeepNoise engine serve``, see deepnoise_engine.serve.client).
 ``DeepNoise -m MODULE ARGS`` runs a bundled module like ``python -m`` does, so commands
-built as ``[sys.executable, "-m", ...]`` (the engine client before it knows about frozen
-bundles, torchrun for multi-process training) also work from the bundle; interpreter
+built as ``[sys.executable, "-m", ...]`` (torchrun for multi-process training, the
+engine client's non-frozen command) also work from the bundle; interpreter
 flags before ``-m`` (torchrun passes ``-u``) are accepted and ignored, except that ``-u``
 makes stdout and stderr line-buffered.
 """
