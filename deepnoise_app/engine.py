@@ -25,18 +25,10 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Qt, Signal, Slot
 
-#: Engine event name -> bridge signal name (they are the same; listed to filter).
-_EVENT_SIGNALS = (
-    "accepted",
-    "started",
-    "progress",
-    "metrics",
-    "log",
-    "result",
-    "error",
-    "finished",
-    "cancelled",
-)
+from deepnoise_engine.serve.protocol import EVENTS
+
+#: Engine events relayed as the bridge signals of the same name.
+_EVENT_SIGNALS = EVENTS
 
 #: Bridge states, in the order a healthy engine goes through them.
 STOPPED, STARTING, READY, DEAD = "stopped", "starting", "ready", "dead"

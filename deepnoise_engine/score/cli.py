@@ -38,6 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (default)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N",
                    help="sites per forward pass (default 32)")
+    p.add_argument("--devices", type=int, default=1, metavar="N",
+                   help="processes for distributed scoring: plates' wells are sharded over N "
+                        "GPUs (or CPU processes) through torchrun and gathered on rank 0")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_run)
 
@@ -73,6 +76,13 @@ def _run(args: argparse.Namespace) -> int:
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
         return 2
+    if args.devices < 1:
+        print("error: --devices must be >= 1", file=sys.stderr)
+        return 2
+    from deepnoise_engine.train.ddp import env_world_size, relaunch, strip_devices
+
+    if args.devices > 1 and env_world_size() <= 1:
+        return relaunch(strip_devices(sys.argv[1:]), args.devices)
     try:
         result = run_scoring(
             args.data, args.model, args.out, plates=args.plates, balance=args.balance,
@@ -82,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     except (ModelError, ScreenError, OutputExistsError, ReportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if result.get("rank", 0) != 0:
+        return 0  # another rank of a distributed run: rank 0 reports
     if args.json:
         print(json.dumps(result, indent=2))
         return 0

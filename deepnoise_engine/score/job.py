@@ -41,6 +41,13 @@ from deepnoise_engine.report.plate_report import (
 from deepnoise_engine.report.submission import write_submission
 from deepnoise_engine.report.summary import summarise, summary_paths, write_summary
 from deepnoise_engine.screen.model import Screen, WellType, parse_well
+from deepnoise_engine.train.ddp import (
+    DistInfo,
+    barrier,
+    env_world_size,
+    init_from_env,
+    shutdown,
+)
 
 ProgressFn = Callable[[dict], None]
 PlateKey = tuple[str, int]
@@ -272,6 +279,19 @@ def _predict(
         return None
 
 
+def _join_process_group(device: str) -> DistInfo:
+    """Under torchrun (``WORLD_SIZE`` > 1) join the process group: NCCL on GPUs, else gloo."""
+    if env_world_size() <= 1:
+        return DistInfo()
+    return init_from_env(use_cuda=device != "cpu" and _cuda_available())
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
 def run_scoring(
     data: str | Path | Screen,
     models: str | Path | Sequence[str | Path],
@@ -316,8 +336,17 @@ def run_scoring(
     check_models_fit(model_set, screen, chosen)
     classes = model_set.classes
 
+    dist = _join_process_group(device)
+    if dist.enabled and dist.world > 1 and device != "cpu" and _cuda_available():
+        device = f"cuda:{dist.local_rank}"
+
     _log(progress, "opening the pack cache (packing what is missing)")
-    cache = PackCache.open(_experiments_of(screen, chosen), progress=progress, cancel=cancel)
+    subset = _experiments_of(screen, chosen)
+    if dist.enabled and not dist.is_main:
+        barrier(dist)  # rank 0 packs alone; the others then open the finished cache
+    cache = PackCache.open(subset, progress=progress if dist.is_main else None, cancel=cancel)
+    if dist.enabled and dist.is_main:
+        barrier(dist)
     if cancel is not None and cancel.is_set():
         return {"cancelled": True, "stage": "pack"}
     chosen_set = set(chosen)
@@ -336,6 +365,10 @@ def run_scoring(
                       progress=progress, cancel=cancel)
     if scores is None or (cancel is not None and cancel.is_set()):
         return {"cancelled": True, "stage": "score"}
+    if dist.enabled:
+        shutdown(dist)
+        if not dist.is_main:  # rank 0 gathered every shard and writes the reports
+            return {"cancelled": False, "rank": dist.rank, "out": str(out), "files": []}
     log_probs = {k: log_softmax(np.asarray(v, dtype=np.float64), axis=-1)
                  for k, v in scores.items()}
 

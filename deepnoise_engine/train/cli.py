@@ -85,21 +85,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-def _strip_devices(argv: list[str]) -> list[str]:
-    out, skip = [], False
-    for a in argv:
-        if skip:
-            skip = False
-            continue
-        if a == "--devices":
-            skip = True
-            continue
-        if a.startswith("--devices="):
-            continue
-        out.append(a)
-    return out
-
-
 def _run(args: argparse.Namespace) -> int:
     from deepnoise_engine.train.config import ConfigError
 
@@ -110,7 +95,7 @@ def _run(args: argparse.Namespace) -> int:
         print("error: --devices must be >= 1", file=sys.stderr)
         return 2
     if args.devices > 1:
-        from deepnoise_engine.train.ddp import env_world_size, relaunch
+        from deepnoise_engine.train.ddp import env_world_size, relaunch, strip_devices
 
         if env_world_size() <= 1:
             # validate before launching N processes, so errors appear once
@@ -121,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
-            return relaunch(_strip_devices(sys.argv[1:]), args.devices)
+            return relaunch(strip_devices(sys.argv[1:]), args.devices)
 
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.loop import RunFolderError, run_training

@@ -114,3 +114,16 @@ def relaunch(argv: list[str], devices: int) -> int:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone",
            f"--nproc_per_node={devices}", "-m", "deepnoise_engine.cli", *argv]
     return subprocess.call(cmd)
+
+
+def strip_devices(argv: list[str]) -> list[str]:
+    """``argv`` without ``--devices N`` / ``--devices=N`` (the children must not re-launch)."""
+    out, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg == "--devices":
+            skip = True
+        elif not arg.startswith("--devices="):
+            out.append(arg)
+    return out

@@ -78,3 +78,21 @@ def test_model_with_wrong_channel_count_is_refused(screen_and_model: tuple[Path,
     assert "expects 6 channels (1-6) but the screen has 5 (1-5)" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_distributed_scoring_matches_one_process(screen_and_model: tuple[Path, Path],
+                                                 tmp_path: Path) -> None:
+    """``--devices 2`` shards the wells over 2 gloo processes; rank 0 writes the same reports."""
+    root, ckpt = screen_and_model
+    one, two = tmp_path / "one", tmp_path / "two"
+    common = ["--data", root, "--model", ckpt, "--plates", "U2OS-02:1,U2OS-02:2", "--tta", "1",
+              "--device", "cpu"]
+    assert _engine("score", *common, "--out", one).returncode == 0
+    proc = _engine("score", *common, "--out", two, "--devices", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("scored 2 plate(s)") == 1  # rank 0 alone reports
+    for name in ("U2OS-02_Plate1.csv", "U2OS-02_Plate2.csv"):
+        a, b = read_plate_report(one / name), read_plate_report(two / name)
+        assert list(a["sirna"]) == list(b["sirna"])
+        assert a["confidence"].to_numpy() == pytest.approx(b["confidence"].to_numpy(), abs=1e-5)
