@@ -3,7 +3,8 @@
 #   bash packaging/build_bundle.sh            # uses .venv/ (created by scripts/deepnoise.sh setup)
 # Environment: VENV (default .venv), DIST (default dist), WORK (default build/pyinstaller),
 # CLEAN=0 reuses PyInstaller's cache in WORK from an earlier build (faster rebuilds).
-# Takes 10-30 minutes and ~10 GB of disk (torch with its CUDA libraries); see docs/packaging.md.
+# Takes 3-10 minutes on 2 cores and ~5 GB of disk (torch with its CUDA libraries); see
+# docs/packaging.md.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -19,27 +19,17 @@ from qtpy.QtCore import QObject, Signal
 
 from deepnoise_app.engine import EngineBridge
 from deepnoise_app.workflow.training_view import is_resumable
+from deepnoise_engine.screen.synthetic import DEMO_DIRNAME as DEMO_SCREEN
+from deepnoise_engine.screen.synthetic import user_data_dir
 
-try:  # the demo screen's folder name carries the generator version; so do our caches
-    from deepnoise_engine.screen.synthetic import DEMO_DIRNAME as DEMO_SCREEN
-except ImportError:  # pragma: no cover - the synthetic module is part of the engine
-    DEMO_SCREEN = "demo-screen-v1"
+# the demo screen's folder name carries the generator version; so do our caches
 DEMO_RUN = DEMO_SCREEN.replace("screen", "run")  # demo-run-v1
 DEMO_PREDICTIONS = DEMO_SCREEN.replace("screen", "predictions")  # demo-predictions-v1
 #: The demo's training: the tiny preset, shortened so that predictions show within
 #: 3 minutes on 2 CPU cores (docs/workflow.md has the measured times).
 DEMO_PRESET = "tiny"
-DEMO_OVERRIDES: tuple[str, ...] = ("model.epochs=6", "finetune.enabled=false")
+DEMO_OVERRIDES: tuple[str, ...] = ()  # the full tiny preset: ~1 min on 2 idle cores
 DEMO_TTA = 1
-
-
-def user_data_dir() -> Path:
-    """``$DEEPNOISE_DATA_DIR``, else ``$XDG_DATA_HOME/deepnoise``, else ~/.local/share/deepnoise."""
-    env = os.environ.get("DEEPNOISE_DATA_DIR")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "deepnoise"
 
 
 def auto_demo_enabled() -> bool:
