@@ -168,14 +168,18 @@ def main(argv: list[str] | None = None) -> int:
     def opened(path: Path | str) -> None:
         try:
             screen = open_screen_path(state, path, plate=args.plate)
-            if args.well:
-                state.select_well(args.well)
         except Exception as exc:  # shown, the window stays usable
             _show_error(viewer, f"Cannot open {path}: {exc}")
             status["code"] = 1
             finish_startup()
             return
         viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
+        if args.well:
+            try:
+                state.select_well(args.well)
+            except KeyError as exc:  # the screen is open: say so, keep the plate's first well
+                shown = state.well.name if state.well else "no well"
+                _show_error(viewer, f"{exc.args[0]}; showing {shown}")
         finish_startup()
 
     if args.dataset:

@@ -18,10 +18,12 @@ from typing import Any
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QApplication,
+    QFrame,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -114,8 +116,13 @@ class WorkflowDock(QWidget):
         wl.addStretch(1)
         self.training_view = TrainingView(self.bridge)
         self.training_view.default_data = self._screen_root
+        # scrolls rather than squeezing its boxes over each other in a short dock
+        workflow_scroll = QScrollArea()
+        workflow_scroll.setWidget(workflow)
+        workflow_scroll.setWidgetResizable(True)
+        workflow_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.tabs = QTabWidget()
-        self.tabs.addTab(workflow, "Workflow")
+        self.tabs.addTab(workflow_scroll, "Workflow")
         self.tabs.addTab(self.training_view, "Training")
 
         layout = QVBoxLayout(self)

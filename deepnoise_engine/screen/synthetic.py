@@ -42,6 +42,9 @@ _PLATE_GAIN_SD, _PLATE_OFFSET_SD = 0.25, 3.0
 _EDGE_DIM = 0.75  # wells next to the (unused) edge row/column
 _WELL_NOISE_SD = 0.04  # biological well-to-well variation of the intensities
 _PIXEL_NOISE_SD = 2.0  # grey levels, plus a shot-noise-like term
+# Final scale of the rendered grey levels: brings the demo's channel means and highlights
+# into RxRx1's range (means ~6-15), so the official display windows in method-notes fit.
+_GREY_SCALE = 0.55
 _TEXTURE_GRID = 32  # organelle texture is drawn on a 32 x 32 grid per field of view
 
 # Channel roles (Cell Painting order): weights of (cytoplasm, nucleus, cell edge).
@@ -459,7 +462,7 @@ def make_demo(
                 raw += offset[:, None, None]
                 noise_sd = _PIXEL_NOISE_SD + 0.08 * np.sqrt(np.clip(raw, 0.0, None))
                 raw += site_rng.normal(0.0, 1.0, raw.shape).astype(np.float32) * noise_sd
-                pixels = np.clip(np.rint(raw), 0, 255).astype(np.uint8)
+                pixels = np.clip(np.rint(raw * _GREY_SCALE), 0, 255).astype(np.uint8)
                 for c in range(channels):
                     path = folder / f"{well.well}_s{s}_w{c + 1}.png"
                     path.write_bytes(_png_bytes(pixels[c]))
