@@ -118,6 +118,8 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     layout.addWidget(mosaic)
     docks.dock_widgets["view"] = window.add_dock_widget(view, name="DeepNoise view",
                                                         area="right")
+    for name in ("plate_map", "view"):
+        keep_contents_visible(docks.dock_widgets[name])
     try:
         from deepnoise_app.workflow import install_workflow
     except ImportError as exc:  # the workflow package is optional for browsing
@@ -132,6 +134,17 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
         ref = lambda viewer=viewer: viewer  # noqa: E731
     _INSTALLED[key] = (ref, docks)
     return docks
+
+
+def keep_contents_visible(dock: Any) -> None:
+    """Let a napari dock's minimum height follow its contents' minimum.
+
+    napari gives every dock a fixed 50 px minimum, so a crowded dock area squeezed a dock
+    below its widget's minimum and Qt clipped the widget (the plate map lost its legend,
+    a long site message its second line). With no explicit minimum Qt uses the dock's
+    minimumSizeHint, which follows the contents (a 384-well plate, a message shown).
+    """
+    dock.setMinimumHeight(0)
 
 
 def _tabify_with_layer_controls(window: Any, dock: Any) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from qtpy.QtCore import QPointF, QRectF, QSize, Qt, Signal
-from qtpy.QtGui import QBrush, QColor, QFont, QLinearGradient, QPainter, QPen
+from qtpy.QtGui import QBrush, QColor, QFont, QFontMetrics, QLinearGradient, QPainter, QPen
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -130,15 +130,24 @@ class PlateMapWidget(QWidget):
         self._colours: dict[str, dict[str, RGB | None]] = {}
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
-        self.setMinimumSize(240, 200)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def sizeHint(self) -> QSize:
         return QSize(420, 300)
 
+    def minimumSizeHint(self) -> QSize:
+        """Room for the title, the row / column labels, readable wells and the legend:
+        8 rows of 9 px, 16 of 6 px or 32 of 3 px (the largest plate shown decides)."""
+        rows = max((p.format.rows for p in self.plates), default=8)
+        plate_h = max(72, min(rows * 6, 96))
+        return QSize(240, int(self._TITLE_H + 16 + plate_h + self._legend_h + 0.5))
+
     # -- data -------------------------------------------------------------------------------
     def set_plates(self, plates: list[Plate]) -> None:
+        formats = {p.format.rows for p in self.plates}
         self.plates = list(plates)
+        if formats != {p.format.rows for p in self.plates}:
+            self.updateGeometry()  # the minimum height depends on the plate format
         self.refresh()
 
     def set_mode(self, mode: str) -> None:
@@ -154,28 +163,44 @@ class PlateMapWidget(QWidget):
 
     # -- layout -----------------------------------------------------------------------------
     @property
+    def _legend_row(self) -> float:
+        """Height of the legend's first row (colour bar / swatches with their labels)."""
+        return max(14.0, float(self.fontMetrics().height()))
+
+    @property
     def _legend_h(self) -> float:
-        """Two text lines of the widget's font (colour bar + caption) and a margin."""
-        return 2.0 * self.fontMetrics().height() + 10.0
+        """Legend band at the bottom, inside the widget: margin, row, gap, caption, margin."""
+        return 4.0 + self._legend_row + 2.0 + self.fontMetrics().height() + 4.0
     _TITLE_H = 16.0
 
     def _layout(self) -> list[_PlateGeometry]:
+        """Plates in the grid (1 x n, 2 x 2, ..., n x 1) that gives the largest wells."""
         if not self.plates:
             return []
         width, height = float(self.width()), float(self.height())
         n = len(self.plates)
         label = 14.0  # room for row letters / column numbers
         gap = 10.0
-        avail_w = (width - gap * (n + 1)) / n - label
-        avail_h = height - self._legend_h - self._TITLE_H - label - 6
+        rows = max(p.format.rows for p in self.plates)
+        cols = max(p.format.columns for p in self.plates)
+        avail_h_total = height - self._legend_h
+        best: tuple[float, int] = (-1.0, n)
+        for per_row in range(1, n + 1):
+            grid_rows = -(-n // per_row)
+            avail_w = (width - gap * (per_row + 1)) / per_row - label
+            avail_h = avail_h_total / grid_rows - self._TITLE_H - label - 6
+            cell = min(avail_w / cols, avail_h / rows)
+            if cell > best[0] + 0.25:  # prefer fewer rows unless clearly larger
+                best = (cell, per_row)
+        per_row = best[1]
+        cell = max(2.0, best[0])
+        block_h = self._TITLE_H + label + 6 + cell * rows
+        block_w = label + cell * cols + gap
         geo = []
-        x = gap
-        for plate in self.plates:
-            fmt = plate.format
-            cell = max(2.0, min(avail_w / fmt.columns, avail_h / fmt.rows))
-            origin = QPointF(x + label, self._TITLE_H + label + 2)
+        for i, plate in enumerate(self.plates):
+            r, c = divmod(i, per_row)
+            origin = QPointF(gap + c * block_w + label, r * block_h + self._TITLE_H + label + 2)
             geo.append(_PlateGeometry(plate, origin, cell))
-            x += label + cell * fmt.columns + gap
         return geo
 
     def hit(self, pos: QPointF) -> tuple[Plate, str] | None:
@@ -233,9 +258,10 @@ class PlateMapWidget(QWidget):
         painter.setFont(title_font)
         painter.setPen(QColor(235, 235, 235) if plate.key == selected_plate
                        else QColor(160, 160, 160))
-        painter.drawText(QRectF(ox, 0, cell * fmt.columns, self._TITLE_H),
-                         Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         f"{plate.experiment} plate {plate.index}")
+        title_rect = QRectF(ox - 14, oy - 16 - self._TITLE_H, cell * fmt.columns + 14,
+                            self._TITLE_H)
+        painter.drawText(title_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         plate_title(plate, painter.fontMetrics(), title_rect.width()))
         # row letters / column numbers (only when they fit)
         small = QFont(font)
         small.setPointSizeF(max(5.0, min(8.0, cell * 0.55)))
@@ -285,18 +311,20 @@ class PlateMapWidget(QWidget):
             painter.drawRect(rect)
 
     def _paint_legend(self, painter: QPainter) -> None:
-        top = self.height() - self._legend_h + 4
+        top = self.height() - self._legend_h + 4  # the band ends 4 px above the bottom
         left = 10.0
         width = self.width() - 20.0
         painter.setFont(QFont(self.font()))
         has_predictions = any(self.state.plate_predictions(p) is not None for p in self.plates)
         if self.mode != "type" and not has_predictions:
             painter.setPen(QColor(220, 190, 120))
-            painter.drawText(QRectF(left, top, width, 24), Qt.AlignmentFlag.AlignLeft,
+            painter.drawText(QRectF(left, top, width, self._legend_h - 8),
+                             Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
                              "No predictions for this plate: score it in the workflow dock.")
             return
         if self.mode == "confidence":
-            bar = QRectF(left + 26, top + 2, max(40.0, width - 60), 10)
+            row = self._legend_row
+            bar = QRectF(left + 26, top + (row - 10) / 2, max(40.0, width - 60), 10)
             gradient = QLinearGradient(bar.topLeft(), bar.topRight())
             for i in range(11):
                 gradient.setColorAt(i / 10, QColor(*(int(v) for v in
@@ -306,10 +334,14 @@ class PlateMapWidget(QWidget):
             painter.drawRect(bar)
             painter.setPen(QColor(200, 200, 200))
             line = float(painter.fontMetrics().height())
-            painter.drawText(QRectF(left, top - 2, 24, line), Qt.AlignmentFlag.AlignRight, "0")
-            painter.drawText(QRectF(bar.right() + 4, top - 2, 30, line), Qt.AlignmentFlag.AlignLeft,
-                             "1")
-            painter.drawText(QRectF(left, top + 14, width, line), Qt.AlignmentFlag.AlignCenter,
+            middle = Qt.AlignmentFlag.AlignVCenter
+            painter.drawText(QRectF(left, top, 22, row), Qt.AlignmentFlag.AlignRight | middle,
+                             "0")
+            painter.drawText(QRectF(bar.right() + 4, top, 30, row),
+                             Qt.AlignmentFlag.AlignLeft | middle, "1")
+            # the caption's row ends 4 px above the widget's bottom (see _legend_h)
+            painter.drawText(QRectF(left, top + row + 2, width, line),
+                             Qt.AlignmentFlag.AlignCenter,
                              f"confidence of the {self.state.prediction_mode} call")
             return
         items: list[tuple[str, RGB]]
@@ -321,14 +353,19 @@ class PlateMapWidget(QWidget):
         else:
             items = [("changed", colours.CHANGED_RGB), ("kept", colours.UNCHANGED_RGB)]
         items.append(("no data", (88, 92, 100)))
-        x = left
+        # swatches in up to two rows (the band's second row is free without a colour bar)
+        row = self._legend_row
+        x, y = left, top
         for text, rgb in items:
+            w = painter.fontMetrics().horizontalAdvance(text) + 8
+            if x > left and x + 13 + w > left + width and y == top:
+                x, y = left, top + row + 2
             painter.setPen(Qt.PenStyle.NoPen)
             painter.setBrush(QColor(*rgb))
-            painter.drawRect(QRectF(x, top + 3, 10, 10))
+            painter.drawRect(QRectF(x, y + (row - 10) / 2, 10, 10))
             painter.setPen(QColor(200, 200, 200))
-            w = painter.fontMetrics().horizontalAdvance(text) + 8
-            painter.drawText(QRectF(x + 13, top, w, 16), Qt.AlignmentFlag.AlignLeft, text)
+            painter.drawText(QRectF(x + 13, y, w, row),
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, text)
             x += 13 + w + 6
 
     # -- interaction ------------------------------------------------------------------------
@@ -367,6 +404,15 @@ class PlateMapWidget(QWidget):
         if target is not None:
             self.well_clicked.emit(plate.key, target)
         event.accept()
+
+
+def plate_title(plate: Plate, metrics: QFontMetrics, width: float) -> str:
+    """The longest of 'HEPG2-03 plate 1', 'Plate 1', 'P1' that fits ``width`` pixels."""
+    for text in (f"{plate.experiment} plate {plate.index}", f"Plate {plate.index}",
+                 f"P{plate.index}"):
+        if metrics.horizontalAdvance(text) <= width:
+            return text
+    return f"P{plate.index}"
 
 
 def next_well(plate: Plate, current: Well | None, step: tuple[int, int]) -> str | None:

@@ -45,11 +45,31 @@ POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
 
 
-def call_features(plate: Plate, state: AppState, size: int) -> tuple[np.ndarray, pd.DataFrame]:
+#: the called siRNA's label sits in this part of a tile (fractions of the thumbnail size)
+LABEL_BOX = (0.62, 0.95, 0.0, 0.5)  # y0, y1, x0, x1
+
+
+def label_colour(thumbnail: np.ndarray | None) -> str:
+    """Text colour that reads on ``thumbnail (T, T, 3)`` under the label: black on bright
+    pixels, white on dark ones (napari text has no outline or background box)."""
+    if thumbnail is None:
+        return "white"
+    t = thumbnail.shape[0]
+    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
+    box = thumbnail[y0:y1, x0:x1].astype(np.float32)
+    luma = float((box @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) if box.size else 0.0
+    return "black" if luma > 120.0 else "white"
+
+
+def call_features(
+    plate: Plate, state: AppState, size: int, thumbs: PlateThumbnails | None = None
+) -> tuple[np.ndarray, pd.DataFrame]:
     """Marker positions ``(N, 2)`` (y, x in mosaic pixels) and their features table.
 
-    Only wells with a prediction get a marker; columns: well, sirna, confidence, correct.
+    Only wells with a prediction get a marker; columns: well, sirna, confidence, correct,
+    text_colour (black or white, whichever reads on the tile under the label).
     """
+    index = thumbs.index() if thumbs is not None else {}
     rows, coords = [], []
     for well in plate.used_wells():
         pred = state.well_prediction(well.name, plate)
@@ -64,8 +84,11 @@ def call_features(plate: Plate, state: AppState, size: int) -> tuple[np.ndarray,
             "confidence": float(conf) if conf is not None else 0.0,
             "correct": "" if pred["correct"] is None else ("right" if pred["correct"]
                                                             else "wrong"),
+            "text_colour": label_colour(
+                thumbs.images[index[well.name]] if well.name in index else None),
         })
-    features = pd.DataFrame(rows, columns=["well", "sirna", "confidence", "correct"])
+    features = pd.DataFrame(rows, columns=["well", "sirna", "confidence", "correct",
+                                           "text_colour"])
     return np.array(coords, dtype=float).reshape(-1, 2), features
 
 
@@ -282,7 +305,7 @@ class PlateMosaic(QWidget):
         plate = self._plate
         if plate is None or self.thumbs is None:
             return
-        coords, features = call_features(plate, self.state, self.thumbs.size)
+        coords, features = call_features(plate, self.state, self.thumbs.size, self.thumbs)
         layer = self.calls_layer()
         size = max(4.0, self.thumbs.size * 0.22)
         if layer is not None:
@@ -306,13 +329,14 @@ class PlateMosaic(QWidget):
             face_color="confidence",
             face_colormap=colours.confidence_colormap(),
             face_contrast_limits=(0.0, 1.0),
-            border_width=0,
+            border_width=0.12,  # relative: a light frame keeps dark (low) markers visible
+            border_color="lightgrey",
             text={
                 "string": "{sirna}",
                 "anchor": "upper_left",
                 "translation": [self.thumbs.size * 0.62, -self.thumbs.size * 0.08],
-                "size": 7,
-                "color": "white",
+                "size": 8,
+                "color": {"feature": "text_colour"},
             },
             visible=self.shown,
             metadata={"deepnoise": POINTS_TAG},

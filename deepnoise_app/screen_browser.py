@@ -50,12 +50,29 @@ def problem_tooltip(title: str, lines: list[str], kinds: Counter[str] | None = N
     return "\n".join(text)
 
 
+def _tpn(counts: Counter[str] | dict[str, int]) -> str:
+    """Used wells as 'treatment/positive/negative' (the T/P/N column)."""
+    return "/".join(str(counts.get(k, 0))
+                    for k in ("treatment", "positive_control", "negative_control"))
+
+
+def _compact(n: int) -> str:
+    """Short count for a narrow column: 27088 -> '27k' (the tooltip has the exact count)."""
+    return str(n) if n < 10_000 else f"{n // 1000}k"
+
+
 class ScreenBrowser(QWidget):
     """Tree of the open screen; selecting a plate item selects it in the AppState."""
 
     open_requested = Signal()
 
-    COLUMNS = ("Screen", "Wells T/P/N", "Sites", "Problems")
+    COLUMNS = ("Screen", "T/P/N", "Sites", "!")
+    HEADER_TIPS = (
+        "Cell type > experiment (split) > plate",
+        "Used wells: treatment / positive control / negative control",
+        "Imaged sites",
+        "Problems (missing or unreadable images, bad metadata rows)",
+    )
 
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -68,8 +85,16 @@ class ScreenBrowser(QWidget):
         self.tree.setColumnCount(len(self.COLUMNS))
         self.tree.setHeaderLabels(list(self.COLUMNS))
         self.tree.setUniformRowHeights(True)
+        # names must stay readable in a narrow dock: small indentation, short numeric
+        # headers, and when space still runs out elide in the middle so that the
+        # distinguishing suffix ("HEPG2-03", "Plate 4") stays visible
+        self.tree.setIndentation(12)
+        self.tree.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        for col, tip in enumerate(self.HEADER_TIPS):
+            self.tree.headerItem().setToolTip(col, tip)
         header = self.tree.header()
         header.setStretchLastSection(False)
+        header.setMinimumSectionSize(18)
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         for col in range(1, len(self.COLUMNS)):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
@@ -111,31 +136,34 @@ class ScreenBrowser(QWidget):
         self.summary.setToolTip(str(screen.root))
         for cell_type in screen.cell_types():
             ct_item = QTreeWidgetItem([cell_type])
-            ct_wells = ct_sites = ct_problems = 0
+            ct_counts: Counter[str] = Counter()
+            ct_sites = ct_problems = 0
             self.tree.addTopLevelItem(ct_item)
             exps = [e for e in screen.experiments.values() if e.cell_type == cell_type]
             for exp in sorted(exps, key=lambda e: e.name):
-                exp_item = QTreeWidgetItem([f"{exp.name} ({exp.split})"])
+                # the split is in the tooltip: "(train)" would cost the name its room
+                exp_item = QTreeWidgetItem([exp.name])
                 exp_item.setToolTip(0, f"{exp.name}: cell type {exp.cell_type}, batch "
                                        f"{exp.batch}, split {exp.split}, "
                                        f"{'labelled' if exp.labelled else 'unlabelled'}")
                 ct_item.addChild(exp_item)
-                e_wells = e_sites = e_problems = 0
+                e_counts: Counter[str] = Counter()
+                e_sites = e_problems = 0
                 for index in sorted(exp.plates):
                     plate = exp.plates[index]
                     item = self._plate_row(plate)
                     exp_item.addChild(item)
                     self._items[plate.key] = item
-                    e_wells += len(plate.wells)
+                    e_counts.update(plate.well_counts())
                     e_sites += sum(len(w.sites) for w in plate.wells.values())
                     e_problems += int(item.data(3, PLATE_ROLE) or 0)
-                exp_item.setText(1, str(e_wells))
+                self._counts(exp_item, e_counts)
                 exp_item.setText(2, str(e_sites))
                 self._flag(exp_item, e_problems, f"{exp.name}: {e_problems} site problems")
-                ct_wells += e_wells
+                ct_counts.update(e_counts)
                 ct_sites += e_sites
                 ct_problems += e_problems
-            ct_item.setText(1, str(ct_wells))
+            self._counts(ct_item, ct_counts)
             ct_item.setText(2, str(ct_sites))
             self._flag(ct_item, ct_problems, f"{cell_type}: {ct_problems} site problems")
             ct_item.setExpanded(True)
@@ -154,10 +182,12 @@ class ScreenBrowser(QWidget):
         sites = sum(len(w.sites) for w in plate.wells.values())
         item = QTreeWidgetItem([
             f"Plate {plate.index}",
-            f"{counts['treatment']}/{counts['positive_control']}/{counts['negative_control']}",
+            _tpn(counts),
             str(sites),
         ])
         item.setData(0, PLATE_ROLE, plate.key)
+        item.setToolTip(0, f"{plate.experiment} plate {plate.index} ({plate.format.rows} x "
+                           f"{plate.format.columns})")
         item.setToolTip(1, f"{len(plate.wells)} used wells of {plate.format.well_count} "
                            f"({plate.format.rows} x {plate.format.columns}): "
                            + ", ".join(f"{n} {k.replace('_', ' ')}"
@@ -169,15 +199,24 @@ class ScreenBrowser(QWidget):
                                    plate_problem_kinds(plate)))
         return item
 
+    @staticmethod
+    def _counts(item: QTreeWidgetItem, counts: Counter[str]) -> None:
+        """Aggregate rows: the total of used wells (narrow), T/P/N in the tooltip."""
+        item.setText(1, str(sum(counts.values())))
+        item.setToolTip(1, f"{sum(counts.values())} used wells: treatment/positive/negative "
+                           f"= {_tpn(counts)}")
+
     def _flag(self, item: QTreeWidgetItem, count: int, tooltip: str) -> None:
         if count <= 0:
             item.setText(3, "")
             return
-        item.setText(3, str(count))
+        item.setText(3, _compact(count))
         item.setIcon(3, self._warn_icon)
         item.setForeground(3, QBrush(QColor(230, 120, 40)))
         for col in range(len(self.COLUMNS)):
-            if col != 1:
+            if col == 0 and item.toolTip(0):  # keep the name's own tooltip first
+                item.setToolTip(0, f"{item.toolTip(0)}\n{tooltip}")
+            elif col != 1:
                 item.setToolTip(col, tooltip)
 
     def _item_chosen(self, current: QTreeWidgetItem | None, _prev: object) -> None:

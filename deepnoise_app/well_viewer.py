@@ -153,12 +153,13 @@ class WellViewer(QWidget):
         self.site_combo = QComboBox()
         self.message = QLabel("")
         self.message.setWordWrap(True)
+        self.message.setVisible(False)  # shown only with a message: no empty gap in the dock
         self.header = QLabel("No well selected")
         row = QHBoxLayout()
         row.addWidget(QLabel("Sites:"))
         row.addWidget(self.site_combo, 1)
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
+        layout.setContentsMargins(4, 4, 4, 0)  # the mosaic controls follow directly
         layout.addWidget(self.header)
         layout.addLayout(row)
         layout.addWidget(self.message)
@@ -323,9 +324,13 @@ class WellViewer(QWidget):
 
         worker = create_worker(work, _start_thread=False)
         worker.returned.connect(done)
-        worker.errored.connect(lambda exc: self.message.setText(f"Cannot read {well.name}: {exc}"))
+        worker.errored.connect(lambda exc: self._show_error(f"Cannot read {well.name}: {exc}"))
         self._worker = worker
         worker.start()
+
+    def _show_error(self, text: str) -> None:
+        self.message.setText(text)
+        self.message.setVisible(True)
 
     def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
         sites = ", ".join(str(s) for s in shown) or "none"
@@ -338,6 +343,8 @@ class WellViewer(QWidget):
         problems = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
         lines.extend(problems[:4])
         _set_text(self.message, "\n".join(lines))
+        if self.message.isHidden() == bool(lines):
+            self.message.setVisible(bool(lines))
         style = "color: rgb(230,150,60);" if lines else ""
         if self.message.styleSheet() != style:
             self.message.setStyleSheet(style)

@@ -105,6 +105,7 @@ class WorkflowDock(QWidget):
         self.score_panel = ScorePanel(
             self.bridge, state, self.model_panel.model_paths, scores_dir=self.data_dir / "scores"
         )
+        self.model_panel.models_changed.connect(self.score_panel.show_models)
         score_box = QGroupBox("Score")
         QVBoxLayout(score_box).addWidget(self.score_panel)
 
@@ -180,6 +181,15 @@ class WorkflowDock(QWidget):
     def _demo_status(self, text: str) -> None:
         self.demo_label.setVisible(bool(text))
         self.demo_label.setText(text)
+        demo = self.demo
+        view = self.training_view
+        if (
+            demo.stage == "training"
+            and demo.request is not None
+            and view.request != demo.request
+            and view.status not in ("queued", "running")
+        ):  # a first-time user sees the demo's curves and log in the Training tab
+            view.follow(demo.request, demo.run_dir, title="Demo training", data=self._screen_root())
 
     def _demo_done(self, _predictions: str) -> None:
         if run_complete(self.demo.run_dir) and not self.model_panel.models:
@@ -216,8 +226,11 @@ class WorkflowDock(QWidget):
 
     def _training_done(self, _result: dict) -> None:
         run_dir = self.training_view.run_dir
-        if run_dir is not None:
-            self.model_panel.load(run_dir)  # ready to score in one click
+        if run_dir is None or Path(run_dir) == Path(self.demo.run_dir):
+            return  # the demo flow loads its run itself once its predictions are shown
+        # ready to score in one click, with the new model only (not a silent ensemble
+        # with whatever was loaded before)
+        self.model_panel.replace_with(run_dir)
 
     def open_export_dialog(self, exec_: bool = True) -> ExportDialog:
         score_dir = getattr(self.state, "score_dir", None) or self.score_panel.out_dir

@@ -1,7 +1,8 @@
 """Live training curves like the paper's Fig. 5, drawn with QPainter (no chart library).
 
-Two panels side by side: losses (train, validation) and validation accuracy (students and
-teachers, raw and plate-balanced, plus the ensemble when present). Points come from the
+Two panels (side by side, or stacked in a tall narrow dock): losses (train, validation)
+and validation accuracy (students and teachers, raw and plate-balanced, plus the ensemble
+when present). Points come from the
 training's metrics records (one per epoch; ``metrics.jsonl`` keys).
 """
 
@@ -36,6 +37,31 @@ ACC_SERIES = (
     Series("val_acc_ensemble_raw", "ensemble raw", "#2ca02c", dashed=True),
     Series("val_acc_ensemble_balanced", "ensemble balanced", "#2ca02c"),
 )
+
+
+def legend_entries(present: list[Series]) -> list[tuple[str, str, bool]]:
+    """(label, colour, dashed) legend entries for the drawn series.
+
+    Accuracy series are named by role (colour) with one "raw" (dashed) and one "balanced"
+    (solid) entry, as in the paper's Fig. 5: 5 short entries instead of 6 long ones, so
+    the legend fits a narrow dock in one or two rows.
+    """
+    roles: dict[str, str] = {}
+    styles: set[bool] = set()
+    plain: list[tuple[str, str, bool]] = []
+    for s in present:
+        role, _, style = s.label.rpartition(" ")
+        if s.key.startswith("val_acc_") and style in ("raw", "balanced") and role:
+            roles.setdefault(role, s.colour)
+            styles.add(s.dashed)
+        else:
+            plain.append((s.label, s.colour, s.dashed))
+    entries = plain + [(role, colour, False) for role, colour in roles.items()]
+    if True in styles:
+        entries.append(("raw", "#555555", True))
+    if False in styles:
+        entries.append(("balanced", "#555555", False))
+    return entries
 
 
 def _number(value: object) -> float | None:
@@ -126,17 +152,24 @@ class CurvesWidget(QWidget):
     def sizeHint(self) -> QSize:
         return QSize(640, 260)
 
+    def side_by_side(self) -> bool:
+        """Panels side by side when wide, or when stacking would leave them too flat."""
+        w, h = self.width(), self.height()
+        return w >= 600 or (w >= 360 and h < 340)
+
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing)
         painter.fillRect(self.rect(), QColor("white"))
         w, h = self.width(), self.height()
-        if w >= 600 or w < h * 0.8:  # side by side when wide, stacked in a narrow dock
+        if self.side_by_side():
             loss_area, acc_area = QRectF(0, 0, w / 2, h), QRectF(w / 2, 0, w - w / 2, h)
         else:
             loss_area, acc_area = QRectF(0, 0, w, h / 2), QRectF(0, h / 2, w, h - h / 2)
-        self._draw_panel(painter, loss_area, "Loss", LOSS_SERIES, None)
-        self._draw_panel(painter, acc_area, "Validation accuracy", ACC_SERIES, (0.0, 1.0))
+        self._draw_panel(painter, loss_area, "Loss per epoch", LOSS_SERIES, None)
+        self._draw_panel(
+            painter, acc_area, "Validation accuracy per epoch", ACC_SERIES, (0.0, 1.0)
+        )
         painter.end()
 
     def _draw_panel(
@@ -153,11 +186,12 @@ class CurvesWidget(QWidget):
         fm = p.fontMetrics()
         line_h = fm.height()
         present = [s for s in series if self.series(s.key)]
+        entries = legend_entries(present)
         legend_rows = 0
-        if present:
-            entry_w = max(fm.horizontalAdvance(s.label) for s in present) + 34
-            cols = max(1, min(len(present), int((area.width() - 10) // entry_w)))
-            legend_rows = math.ceil(len(present) / cols)
+        if entries:
+            entry_w = max(fm.horizontalAdvance(e[0]) for e in entries) + 30
+            cols = max(1, min(len(entries), int((area.width() - 10) // entry_w)))
+            legend_rows = math.ceil(len(entries) / cols)
         left, right = area.left() + fm.horizontalAdvance("0.000") + 10, area.right() - 10
         top = area.top() + line_h + 6
         bottom = area.bottom() - line_h - 8 - legend_rows * line_h
@@ -189,8 +223,8 @@ class CurvesWidget(QWidget):
             fy = (y - y_lo) / (y_hi - y_lo) if y_hi > y_lo else 0.5
             return QPointF(plot.left() + fx * plot.width(), plot.bottom() - fy * plot.height())
 
-        # grid and y ticks
-        for t in _nice_ticks(y_lo, y_hi):
+        # grid and y ticks: as many as fit without the labels touching
+        for t in _nice_ticks(y_lo, y_hi, max(3, min(5, int(plot.height() // (1.6 * line_h))))):
             if t < y_lo - 1e-9 or t > y_hi + 1e-9:
                 continue
             pt = to_px(x_lo, t)
@@ -214,11 +248,6 @@ class CurvesWidget(QWidget):
                 Qt.AlignmentFlag.AlignHCenter,
                 str(int(t)),
             )
-        p.drawText(  # under the y labels, clear of the x ticks
-            QRectF(area.left(), plot.bottom() + 2, plot.left() - area.left() - 10, line_h),
-            Qt.AlignmentFlag.AlignRight,
-            "epoch",
-        )
         # stage boundaries
         starts = self.stage_starts()
         if len(starts) > 1:
@@ -247,15 +276,15 @@ class CurvesWidget(QWidget):
                 p.drawEllipse(pt, 2.5, 2.5)
             p.setBrush(Qt.BrushStyle.NoBrush)
         # legend under the plot: as many columns as the widest label allows
-        entry_w = max(fm.horizontalAdvance(s.label) for s in present) + 34
-        cols = max(1, min(len(present), int((area.width() - 10) // entry_w)))
-        for i, s in enumerate(present):
+        entry_w = max(fm.horizontalAdvance(e[0]) for e in entries) + 30
+        cols = max(1, min(len(entries), int((area.width() - 10) // entry_w)))
+        for i, (label, colour, dashed) in enumerate(entries):
             x = area.left() + 10 + (i % cols) * entry_w
             y = plot.bottom() + line_h + 6 + (i // cols) * line_h
-            pen = QPen(QColor(s.colour), 2)
-            if s.dashed:
+            pen = QPen(QColor(colour), 2)
+            if dashed:
                 pen.setStyle(Qt.PenStyle.DashLine)
             p.setPen(pen)
             p.drawLine(QPointF(x, y + line_h / 2), QPointF(x + 18, y + line_h / 2))
             p.setPen(QColor("#222222"))
-            p.drawText(QPointF(x + 22, y + fm.ascent()), s.label)
+            p.drawText(QPointF(x + 22, y + fm.ascent()), label)

@@ -127,7 +127,10 @@ class DemoFlow(QObject):
                 overrides=list(DEMO_OVERRIDES),
             )
         self.stage = "training"
-        self._say("Demo: training the tiny model on the demo screen (first start only)…")
+        self._say(
+            "Demo: training the tiny model on the demo screen (first start only, about a "
+            "minute; curves in the Training tab)…"
+        )
 
     def _score(self) -> None:
         tmp = self.data_dir / f".{DEMO_PREDICTIONS}.tmp"
@@ -155,7 +158,10 @@ class DemoFlow(QObject):
         took = ""
         if self.started_at is not None:
             took = f" after {time.monotonic() - self.started_at:.0f} s"
-        self._say(f"Demo: predictions for {count} plate(s) loaded{took}.")
+        self._say(
+            f"Demo: predictions for {count} plate(s) loaded{took}; they show on the plate map "
+            "and the mosaic. Export… writes them as CSV."
+        )
         self.done.emit(str(self.predictions_dir))
 
     def _on_event(self, event: dict) -> None:
@@ -165,7 +171,9 @@ class DemoFlow(QObject):
         if name == "progress" and self.stage == "training":
             done, total = event.get("done"), event.get("total")
             if isinstance(done, int | float) and isinstance(total, int | float) and total:
-                self._say(f"Demo: training the tiny model… {100 * done / total:.0f}%")
+                stage = str(event.get("stage") or "")
+                part = f" ({stage})" if stage.startswith("finetune") else ""
+                self._say(f"Demo: training the tiny model{part}… {100 * done / total:.0f}%")
         elif name == "result":
             result = event.get("result") or {}
             if self.stage == "training":

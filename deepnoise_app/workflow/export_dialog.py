@@ -74,6 +74,7 @@ class ExportDialog(QDialog):
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Export reports")
+        self.setMinimumWidth(560)  # room for the folder path and the file names
         self.bridge = bridge
         self.score_dir = Path(score_dir) if score_dir else None
         self.request: str | None = None
@@ -81,6 +82,7 @@ class ExportDialog(QDialog):
         #: Asks the user a yes/no question (replaced in scripted use).
         self.confirm: Callable[[str], bool] = self._ask
         self._overwrite = False
+        self.export_out: Path | None = None  # the folder of the running / last export
 
         self.source = QLabel(f"Reports from: {self.score_dir or '(nothing scored yet)'}")
         self.source.setWordWrap(True)
@@ -189,6 +191,7 @@ class ExportDialog(QDialog):
         }
         self.written = []
         self.files_view.clear()
+        self.export_out = out
         self.request = self.bridge.submit("export", **params)
         self.export_button.setEnabled(False)
         self._say(f"Exporting {len(plates)} plate(s) to {out}…")
@@ -204,8 +207,11 @@ class ExportDialog(QDialog):
             if isinstance(result, dict):
                 files = result.get("files", result.get("written", []))
             self.written = [str(f) for f in (files or [])]
-            self.files_view.setPlainText("\n".join(self.written))
-            self._say(f"Wrote {len(self.written)} file(s) to {self.out_edit.text().strip()}.")
+            out = self.export_out or Path(self.out_edit.text().strip()).expanduser()
+            # names only when they lie in the folder (named once, in the status line)
+            shown = [Path(f).name if Path(f).parent == out else f for f in self.written]
+            self.files_view.setPlainText("\n".join(shown))
+            self._say(f"Wrote {len(self.written)} file(s) to {out}:")
             self.request = None
             self.export_button.setEnabled(True)
             self.exported.emit(list(self.written))

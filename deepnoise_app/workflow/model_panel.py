@@ -23,7 +23,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.engine import EngineBridge
+from deepnoise_app.engine import READY, STOPPED, EngineBridge
 
 #: Description keys shown first, with their labels (others follow as they come).
 _SHOWN = (
@@ -67,6 +67,25 @@ def describe_rows(desc: dict) -> list[tuple[str, str]]:
         if key not in seen and isinstance(value, str | int | float | bool | list):
             rows.append((key.replace("_", " ").capitalize(), _fmt(value)))
     return rows
+
+
+def summary(desc: dict) -> str:
+    """One line for a described model: architecture, classes, normalisation, accuracy."""
+    parts = []
+    arch = desc.get("architecture", desc.get("architectures"))
+    if arch:
+        parts.append(_fmt(arch))
+    count = desc.get("classes_count", desc.get("num_classes"))
+    if count is None and isinstance(desc.get("classes"), list):
+        count = len(desc["classes"])
+    if count is not None:
+        parts.append(f"{count} classes")
+    if desc.get("normalisation"):
+        parts.append(f"norm {desc['normalisation']}")
+    acc = desc.get("validation_accuracy", desc.get("val_acc"))
+    if isinstance(acc, int | float) and not isinstance(acc, bool):
+        parts.append(f"val. acc. {100 * acc:.1f}%" if acc <= 1 else f"val. acc. {acc:.1f}%")
+    return ", ".join(parts)
 
 
 def _channel_count(value: Any) -> int | None:
@@ -119,10 +138,11 @@ class ModelPanel(QWidget):
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Value"])
-        self.tree.setMinimumHeight(90)
-        # room for the longest label ("Validation accuracy") beside the indentation
-        label_w = self.tree.fontMetrics().horizontalAdvance("Validation accuracy")
-        self.tree.setColumnWidth(0, label_w + 2 * self.tree.indentation() + 12)
+        # compact: one summary row per model; the details unfold (the dock is short)
+        self.tree.itemExpanded.connect(self._fit_tree_height)
+        self.tree.itemCollapsed.connect(self._fit_tree_height)
+        self._fit_label_column()
+        self._fit_tree_height()
         self.message = QLabel()
         self.message.setWordWrap(True)
         self.run_button = QPushButton("Load run…")
@@ -143,6 +163,31 @@ class ModelPanel(QWidget):
         self.files_button.clicked.connect(self._pick_files)
         self.remove_button.clicked.connect(self._remove_selected)
         bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._engine_gone)
+        bridge.state_changed.connect(self._engine_state)
+
+    def _fit_label_column(self) -> None:
+        """Room for the longest label ("Validation accuracy") beside the indentation.
+
+        Measured again when models are added: the app's style sheet (a larger font) is
+        only applied once the panel is shown in the window.
+        """
+        label_w = self.tree.fontMetrics().horizontalAdvance("Validation accuracy")
+        self.tree.setColumnWidth(0, label_w + 2 * self.tree.indentation() + 24)
+
+    def _fit_tree_height(self, *_args: Any) -> None:
+        """As tall as its visible rows (at least 2, at most 12): no empty box."""
+        tree = self.tree
+        rows = 0
+        for i in range(tree.topLevelItemCount()):
+            item = tree.topLevelItem(i)
+            rows += 1 + (item.childCount() if item.isExpanded() else 0)
+        row_h = tree.sizeHintForRow(0) if rows else -1
+        if row_h <= 0:
+            row_h = tree.fontMetrics().height() + 4
+        header = tree.header().sizeHint().height()
+        height = header + min(max(rows, 2), 12) * row_h + 2 * tree.frameWidth() + 4
+        tree.setFixedHeight(height)
 
     # -- loading ---------------------------------------------------------------------
     def load(self, path: str | Path) -> str | None:
@@ -154,10 +199,30 @@ class ModelPanel(QWidget):
         if any(Path(m["path"]) == path for m in self.models):
             self._say(f"{path.name} is already loaded.")
             return None
+        if str(path) in self._pending.values():
+            return None  # asked already: one answer will come
         request = self.bridge.submit("describe_model", path=str(path))
         self._pending[request] = str(path)
-        self._say(f"Reading {path.name}…")
+        waiting = "" if self.bridge.state == READY else " (waiting for the engine to start)"
+        self._say(f"Reading {path.name}…{waiting}")
         return request
+
+    def replace_with(self, path: str | Path) -> str | None:
+        """Unload every model, then load ``path`` (a freshly trained run replaces the old)."""
+        previous = [Path(m["path"]).name for m in self.models]
+        self.clear()
+        request = self.load(path)
+        if request is not None and previous:
+            self._say(
+                f"Reading {Path(path).name}… It replaces {', '.join(previous)}; "
+                "load more models to score with an ensemble."
+            )
+        return request
+
+    @property
+    def loading(self) -> bool:
+        """True while a description is awaited from the engine."""
+        return bool(self._pending)
 
     def add_description(self, path: str, desc: dict) -> bool:
         """Add a described model unless it does not fit the open screen."""
@@ -167,22 +232,30 @@ class ModelPanel(QWidget):
             return False
         entry = {**desc, "path": path}
         self.models.append(entry)
-        item = QTreeWidgetItem([f"{Path(path).name}  ({path})"])
+        line = summary(desc)
+        item = QTreeWidgetItem([Path(path).name, line])
         item.setToolTip(0, str(path))
+        item.setToolTip(1, line)
         for label, text in describe_rows(desc):
             child = QTreeWidgetItem([label, text])
             child.setToolTip(1, text)
             item.addChild(child)
         self.tree.addTopLevelItem(item)
-        item.setFirstColumnSpanned(True)
-        item.setExpanded(True)
-        self._say(f"Loaded {Path(path).name}.")
+        self._fit_label_column()
+        # one line per model, details folded: the Score box stays in view in a short dock;
+        # the message line below says the summary in full
+        item.setExpanded(False)
+        self._fit_tree_height()
+        count = len(self.models)
+        also = f" {count} models loaded: scoring uses their ensemble." if count > 1 else ""
+        self._say(f"Loaded {Path(path).name}: {line}.{also}")
         self._publish()
         return True
 
     def clear(self) -> None:
         self.models.clear()
         self.tree.clear()
+        self._fit_tree_height()
         self._publish()
 
     def model_paths(self) -> list[str]:
@@ -197,6 +270,25 @@ class ModelPanel(QWidget):
     def _say(self, text: str, error: bool = False) -> None:
         self.message.setStyleSheet("color: #c62828;" if error else "")
         self.message.setText(text)
+
+    def _drop_pending(self, why: str) -> None:
+        """No answer will come for the pending descriptions: say so (never stay "Reading…")."""
+        if not self._pending:
+            return
+        names = ", ".join(sorted({Path(p).name for p in self._pending.values()}))
+        self._pending.clear()
+        self._say(f"Could not read {names}: {why} Load it again once the engine runs.",
+                  error=True)
+
+    def _engine_gone(self, _info: dict) -> None:
+        self._drop_pending("the engine stopped.")
+
+    def _engine_state(self, state: str) -> None:
+        if state == STOPPED:  # a restart or a shutdown drops the queued requests
+            self._drop_pending("the engine was stopped.")
+        elif state == READY and self._pending and self.message.text().endswith("start)"):
+            names = ", ".join(sorted({Path(p).name for p in self._pending.values()}))
+            self._say(f"Reading {names}…")
 
     def _on_event(self, event: dict) -> None:
         request = event.get("request")
@@ -236,4 +328,5 @@ class ModelPanel(QWidget):
         index = self.tree.indexOfTopLevelItem(item)
         self.tree.takeTopLevelItem(index)
         del self.models[index]
+        self._fit_tree_height()
         self._publish()

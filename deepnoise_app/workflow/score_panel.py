@@ -69,6 +69,7 @@ class ScorePanel(QWidget):
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Plates to score"])
         self.tree.setMinimumHeight(90)
+        self.tree.setMaximumHeight(220)  # a tall dock leaves no large empty box here
         self.tree.itemChanged.connect(self._item_changed)
         self.all_button = QPushButton("Whole screen")
         self.plate_button = QPushButton("Current plate")
@@ -88,6 +89,8 @@ class ScorePanel(QWidget):
         self.progress_bar.setTextVisible(False)  # no "0%" before anything ran
         self.status = QLabel("")
         self.status.setWordWrap(True)
+        self.models_label = QLabel()
+        self.models_label.setWordWrap(True)
         self.balanced_radio = QRadioButton("Balanced")
         self.raw_radio = QRadioButton("Raw")
         self.mode_group = QButtonGroup(self)
@@ -124,6 +127,7 @@ class ScorePanel(QWidget):
         layout.addWidget(self.tree)
         layout.addLayout(opts)
         layout.addLayout(out_row)
+        layout.addWidget(self.models_label)
         layout.addLayout(run_row)
         layout.addWidget(self.status)
         layout.addLayout(mode_row)
@@ -140,6 +144,17 @@ class ScorePanel(QWidget):
         if hasattr(state, "prediction_mode_changed"):
             state.prediction_mode_changed.connect(self._mode_changed)
         self.refresh()
+        self.show_models()
+
+    def show_models(self, *_args: Any) -> None:
+        """Say which models a Score uses (several: their ensemble)."""
+        names = [Path(m).name for m in self.models()]
+        if not names:
+            self.models_label.setText("With: no model loaded yet (load or train one).")
+        elif len(names) == 1:
+            self.models_label.setText(f"With: {names[0]}")
+        else:
+            self.models_label.setText(f"With the ensemble of {len(names)}: {', '.join(names)}")
 
     # -- scope -----------------------------------------------------------------------
     def refresh(self, *_args: Any) -> None:
@@ -298,7 +313,8 @@ class ScorePanel(QWidget):
         except Exception as exc:  # shown, never raised into the event loop
             self._say(f"Scored, but the reports could not be loaded: {exc}", error=True)
             return
-        self._say(f"Scored {count} plate(s); reports in {out}.")
+        self._say(f"Scored {count} plate(s); reports in {out}. Export… writes them elsewhere.")
+        self._suggest_out()  # the next Score goes to a new folder: nothing is overwritten
         self.scored.emit(str(out))
 
     def _finish(self) -> None:

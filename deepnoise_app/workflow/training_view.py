@@ -115,6 +115,7 @@ class TrainingView(QWidget):
         splitter.addWidget(self.log_view)
         splitter.setStretchFactor(0, 3)
         splitter.setStretchFactor(1, 1)
+        splitter.setSizes([300, 100])  # the curves get most of a short dock
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(bar)
@@ -147,6 +148,7 @@ class TrainingView(QWidget):
         self.log_view.clear()
         self.title.setText(f"{title}: {self.run_dir or ''} (waiting for the engine)")
         self.progress_bar.setRange(0, 0)  # busy until the first progress event
+        self.progress_bar.setFormat("%p%")
         self.eta_label.setText("")
         self.cancel_button.setEnabled(True)
         self.resume_button.setEnabled(False)
@@ -257,6 +259,9 @@ class TrainingView(QWidget):
         self.progress_bar.setRange(0, 1000)
         if status == "done":
             self.progress_bar.setValue(1000)
+            self.progress_bar.setFormat("finished")
+        else:  # the bar keeps where it stopped
+            self.progress_bar.setFormat(f"{status} at %p%")
         self.eta_label.setText("")
         self.cancel_button.setEnabled(False)
         self.resume_button.setEnabled(True)

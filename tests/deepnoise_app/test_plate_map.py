@@ -183,3 +183,70 @@ def test_problem_wells_hatched_and_flagged(small_screen_path: Path, tmp_path: Pa
     assert gone.name in item.toolTip(0) and partial.name in item.toolTip(0)
     clean = browser.plate_item(list(screen.plates())[1].key)
     assert clean.text(3) == ""
+
+
+def _name_fits(tree, item) -> bool:
+    """True when column 0 shows ``item``'s whole text (not elided)."""
+    depth, parent = 0, item.parent()
+    while parent is not None:
+        depth, parent = depth + 1, parent.parent()
+    needed = (tree.indentation() * (depth + 1)  # + 1: the root's branch arrow
+              + tree.fontMetrics().horizontalAdvance(item.text(0)) + 8)
+    return tree.columnWidth(0) >= needed
+
+
+def test_browser_names_readable_in_a_narrow_dock(small_screen, qtbot) -> None:
+    state = AppState()
+    state.set_screen(small_screen)
+    browser = ScreenBrowser(state)
+    browser.resize(260, 300)  # about napari's default left dock width
+    qtbot.addWidget(browser)
+    browser.show()
+    qtbot.waitExposed(browser)
+    tree = browser.tree
+    items = []
+    for i in range(tree.topLevelItemCount()):
+        top = tree.topLevelItem(i)
+        items.append(top)
+        for j in range(top.childCount()):
+            exp = top.child(j)
+            items.append(exp)
+            items.extend(exp.child(k) for k in range(exp.childCount()))
+    plate = next(small_screen.plates())
+    assert browser.plate_item(plate.key) in items
+    unreadable = [it.text(0) for it in items if not _name_fits(tree, it)]
+    assert not unreadable
+    # numeric columns stay narrow: plate rows show T/P/N, aggregate rows a total + tooltip
+    counts = plate.well_counts()
+    row = browser.plate_item(plate.key)
+    assert row.text(1) == (f"{counts['treatment']}/{counts['positive_control']}/"
+                           f"{counts['negative_control']}")
+    exp_item = row.parent()
+    total = sum(len(p.wells) for p in small_screen.experiments[plate.experiment]
+                .plates.values())
+    assert exp_item.text(1) == str(total) and "treatment/positive/negative" in \
+        exp_item.toolTip(1)
+    assert small_screen.experiments[plate.experiment].split in exp_item.toolTip(0)
+
+
+def test_legend_stays_inside_a_short_map(dock, prediction_frame) -> None:
+    state, plate, pmap = dock.state, dock.state.plate, dock.map
+    used = [w for w in plate.used_wells()]
+    state.set_predictions({plate.key: prediction_frame(plate, {used[0].name: 0.9})})
+    dock.set_mode("confidence")
+    hint = pmap.minimumSizeHint()
+    pmap.setFixedSize(max(hint.width(), 300), hint.height())  # as short as it may get
+    pixels = _grab_array(pmap).astype(int)
+    h = pixels.shape[0]
+    # colour bar: rows that are mostly saturated colour; caption: light pixels below it
+    saturated = (pixels.max(-1) - pixels.min(-1)) > 60
+    bar_rows = np.nonzero(saturated.sum(1) > 0.5 * pixels.shape[1])[0]
+    assert len(bar_rows), "colour bar not drawn"
+    below = pixels[bar_rows.max() + 2 :]
+    text_rows = np.nonzero((below.min(-1) > 150).sum(1) > 0)[0]
+    assert len(text_rows) >= 5, "caption not drawn"
+    # the caption ends above the widget's bottom edge (not cut off)
+    assert bar_rows.max() + 2 + text_rows.max() < h - 1
+    # every well is above the legend
+    rect = pmap.well_rect(plate.key, used[-1].name)
+    assert rect.bottom() < bar_rows.min()

@@ -137,6 +137,15 @@ def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
     hi = list(calls.features["well"]).index(used[0].name)
     lo = list(calls.features["well"]).index(used[1].name)
     assert calls.face_color[hi][:3].sum() > calls.face_color[lo][:3].sum()
+    # labels are black or white, whichever reads on the tile under them
+    from deepnoise_app.plate_mosaic import label_colour
+
+    index = mosaic.thumbs.index()
+    for i, name in enumerate(calls.features["well"]):
+        want = label_colour(mosaic.thumbs.images[index[name]])
+        assert calls.features["text_colour"][i] == want
+        np.testing.assert_allclose(calls.text.color._values[i][:3],
+                                   (0, 0, 0) if want == "black" else (1, 1, 1))
     # click in the middle of a tile: that well is selected everywhere
     target = used[5]
     y, x = tile_origin(target.row, target.column, t)
@@ -218,3 +227,35 @@ def test_demo_sample_data_reuses_its_layers(make_napari_viewer, qtbot, small_scr
     qtbot.waitUntil(lambda: docks.well_viewer.loaded_well == state.well.name, timeout=10_000)
     # the sample's channel layers are the well viewer's: no duplicates
     assert len(viewer.layers) == 6 and len(docks.well_viewer.channel_layers()) == 6
+
+
+def test_docks_lay_out_without_clipping_or_gaps(make_napari_viewer, qtbot, prediction_frame,
+                                               small_screen_path: Path) -> None:
+    viewer, state, docks = _opened(make_napari_viewer, qtbot, small_screen_path, show=True)
+    plate = state.plate
+    state.set_predictions({plate.key: prediction_frame(plate, {plate.used_wells()[0].name:
+                                                               0.9})})
+    docks.plate_map.set_mode("confidence")
+    window = viewer.window._qt_window
+    window.resize(1500, 900)  # as in the app: the right column is crowded
+    qtbot.wait(300)
+    pmap = docks.plate_map.map
+    qtbot.waitUntil(lambda: pmap.isVisible() and pmap.height() > 0, timeout=5_000)
+    # the plate map (and its legend at the bottom) is not cut off by a squeezed dock
+    assert pmap.visibleRegion().boundingRect().height() == pmap.height()
+    for key in ("plate_map", "view"):
+        dock = docks.dock_widgets[key]
+        assert dock.height() >= dock.widget().minimumSizeHint().height()
+    # no empty gap under the site choice: the (empty) message label takes no room
+    wv = docks.well_viewer
+    assert wv.message.text() == "" and wv.message.isHidden()
+    combo_bottom = wv.site_combo.mapTo(window, wv.site_combo.rect().bottomLeft()).y()
+    button_top = docks.mosaic.show_button.mapTo(window, QPoint(0, 0)).y()
+    assert 0 < button_top - combo_bottom < 24
+    # names in the screen browser are not elided at the default dock width
+    tree = docks.browser.tree
+    item = docks.browser.plate_item(plate.key)
+    for it in (item, item.parent()):
+        depth = 2 if it is item else 1
+        assert tree.columnWidth(0) >= (tree.indentation() * (depth + 1)
+                                       + tree.fontMetrics().horizontalAdvance(it.text(0)))

@@ -99,6 +99,9 @@ def test_train_score_export(qtbot, dock, tmp_path):
     qtbot.waitUntil(lambda: bool(state.predictions), timeout=120_000)
     assert set(state.predictions) == {f"{exp}/1", f"{exp}/2"}
     assert "Scored 2 plate(s)" in panel.status.text()
+    # the next Score goes to a new folder (no overwrite question for a second run)
+    assert panel.out_dir == tmp_path / "scores"
+    assert panel.out_edit.text() != str(tmp_path / "scores")
     if SHOTS:
         dock.tabs.setCurrentIndex(0)
         dock.grab().save(os.path.join(SHOTS, "workflow_dock.png"))
@@ -193,14 +196,20 @@ def test_demo_flow_trains_scores_caches_and_reloads(
         assert dock.data_dir == data_dir  # from DEEPNOISE_DATA_DIR
         state.set_screen(open_screen(root))  # opening the demo screen starts the flow
         assert dock.demo.stage == "training" and dock.demo_label.text().startswith("Demo:")
+        # a first-time user sees the demo's training (curves, log) in the Training tab
+        assert dock.training_view.request == dock.demo.request
+        assert dock.training_view.status == "queued"
         qtbot.waitUntil(lambda: dock.demo.stage in ("done", "failed"), timeout=180_000)
         assert dock.demo.stage == "done", dock.demo.status
         assert len(state.predictions) == len(list(state.screen.plates()))
         assert (data_dir / "demo-predictions-v1").is_dir()
         assert "loaded" in dock.demo_label.text()
+        assert dock.training_view.status == "done" and dock.training_view.curves.records
         # the demo run is loaded as a model: scoring again is one click
         qtbot.waitUntil(lambda: bool(dock.model_panel.models), timeout=30_000)
         assert dock.model_panel.model_paths() == [str(dock.demo.run_dir)]
+        assert dock.model_panel.message.text().startswith("Loaded demo-run-v1: ")
+        assert dock.score_panel.models_label.text() == "With: demo-run-v1"
     finally:
         dock.bridge.shutdown(timeout=2.0)
     # a later start loads the cache at once, with no engine job

@@ -15,9 +15,10 @@ import pytest
 from qtpy.QtGui import QImage
 
 from deepnoise_app.engine import EngineBridge
-from deepnoise_app.workflow.curves import CurvesWidget
+from deepnoise_app.workflow.curves import ACC_SERIES, LOSS_SERIES, CurvesWidget, legend_entries
 from deepnoise_app.workflow.export_dialog import ExportDialog, existing_outputs, report_plates
-from deepnoise_app.workflow.model_panel import ModelPanel, describe_rows, fit_problem
+from deepnoise_app.workflow.model_panel import ModelPanel, describe_rows, fit_problem, summary
+from deepnoise_app.workflow.score_panel import ScorePanel
 from deepnoise_app.workflow.train_dialog import TrainDialog, default_validation, toml_value
 from deepnoise_app.workflow.training_view import TrainingView, format_eta, read_metrics
 
@@ -259,6 +260,88 @@ def test_model_fit_check_and_description(qtbot, screen):
     assert panel.tree.topLevelItem(0).childCount() >= 5
 
 
+class _Holder:
+    """A plain holder of the open screen and the loaded models (AppState needs no more)."""
+
+    def __init__(self, screen):
+        self.screen = screen
+        self.models: list = []
+
+    def set_models(self, models):
+        self.models = models
+
+
+def _dead_engine_bridge() -> EngineBridge:
+    """A bridge whose engine process exits at once (a real subprocess, a real death)."""
+    import sys
+
+    return EngineBridge(command=[sys.executable, "-c", "import sys; sys.exit(3)"])
+
+
+def test_model_panel_never_stays_reading(qtbot, screen, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    panel = ModelPanel(_dead_engine_bridge(), _Holder(screen))
+    qtbot.addWidget(panel)
+    assert panel.load(run) is not None
+    text = panel.message.text()
+    assert "Reading run" in text and "waiting for the engine" in text
+    assert panel.load(run) is None  # asked already: no second request
+    # the engine dies before answering: the panel says so instead of "Reading run…" forever
+    qtbot.waitUntil(lambda: not panel.loading, timeout=30_000)
+    assert "Could not read run" in panel.message.text() and "engine stopped" in panel.message.text()
+
+
+def test_model_panel_summary_and_replace(qtbot, screen, tmp_path):
+    desc = {"architecture": ["xception_tiny"], "classes": screen.classes(), "channels": [1, 2, 3],
+            "classes_count": len(screen.classes()), "normalisation": "plate",
+            "validation_accuracy": 0.4}
+    line = summary(desc)
+    assert line == f"xception_tiny, {len(screen.classes())} classes, norm plate, val. acc. 40.0%"
+    state = _Holder(screen)
+    panel = ModelPanel(_dead_engine_bridge(), state)
+    qtbot.addWidget(panel)
+    assert panel.add_description("/runs/a", desc)
+    assert panel.tree.topLevelItem(0).text(1) == line and line in panel.message.text()
+    assert panel.add_description("/runs/b", desc)
+    assert "2 models loaded: scoring uses their ensemble" in panel.message.text()
+    # a freshly trained run replaces the loaded models (no silent ensemble with old ones)
+    run = tmp_path / "new-run"
+    run.mkdir()
+    panel.replace_with(run)
+    assert panel.models == [] and state.models == []
+    assert "replaces a, b" in panel.message.text()
+    qtbot.waitUntil(lambda: not panel.loading, timeout=30_000)
+
+
+def test_score_panel_names_its_models(qtbot, screen, tmp_path):
+    models: list[str] = []
+    panel = ScorePanel(EngineBridge(), _Holder(screen), lambda: list(models),
+                       scores_dir=tmp_path)
+    qtbot.addWidget(panel)
+    assert "no model loaded" in panel.models_label.text()
+    assert "Load a model" in " ".join(panel.problems())
+    models[:] = ["/runs/demo-run-v1"]
+    panel.show_models()
+    assert panel.models_label.text() == "With: demo-run-v1"
+    models.append("/runs/other")
+    panel.show_models()
+    assert "ensemble of 2" in panel.models_label.text()
+
+
+def test_curves_legend_is_compact_and_fits_a_dock(qtbot):
+    acc = legend_entries(list(ACC_SERIES))
+    assert [e[0] for e in acc] == ["student", "teacher", "ensemble", "raw", "balanced"]
+    assert acc[-2][2] and not acc[-1][2]  # raw dashed, balanced solid
+    assert [e[0] for e in legend_entries(list(LOSS_SERIES))] == ["train loss", "validation loss"]
+    curves = CurvesWidget()
+    qtbot.addWidget(curves)
+    curves.resize(400, 230)  # the docked Training tab: flat -> panels side by side
+    assert curves.side_by_side()
+    curves.resize(380, 600)  # tall and narrow -> stacked
+    assert not curves.side_by_side()
+
+
 # -- export ---------------------------------------------------------------------------------
 def test_export_dialog_lists_plates_and_keeps_files(qtbot, tmp_path):
     scores = tmp_path / "scores"
@@ -288,11 +371,12 @@ def test_export_dialog_lists_plates_and_keeps_files(qtbot, tmp_path):
     dialog.out_edit.setText(str(scores))
     assert dialog.export() is None and "other than the score folder" in dialog.status.text()
     # a result event lists the written files
-    dialog.request = "r1"
+    dialog.request, dialog.export_out = "r1", out
     bridge.event.emit({"event": "result", "request": "r1", "job": "j",
                        "result": {"files": [str(out / "a.csv"), str(out / "b.png")]}})
     assert dialog.written == [str(out / "a.csv"), str(out / "b.png")]
-    assert "b.png" in dialog.files_view.toPlainText()
+    assert dialog.files_view.toPlainText() == "a.csv\nb.png"  # names; the folder is said once
+    assert str(out) in dialog.status.text() and "Wrote 2 file(s)" in dialog.status.text()
 
 
 def test_workflow_modules_never_import_torch():
