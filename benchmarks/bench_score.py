@@ -12,7 +12,8 @@ Unlike ``bench_balance.py`` (random logits with a planted answer) this trains a 
    labelled plates and inferred for the test plates, then per-plate balancing and report
    rows) with ``assignment``, ``paper`` and ``none`` on the same log-probabilities: wall
    and CPU time, accuracy on the test experiments' treatment wells against
-   ``answers/test_answers.csv``, plates with a repeated call, groups inferred correctly.
+   ``answers/test_answers.csv``, plates with a repeated call, groups inferred correctly
+   (best of 2 timings); plus ``assignment`` over all treatment classes without groups.
 
 ``--full-size`` adds a CPU forward of the full ``xception`` at 512 px (random weights,
 1,108 classes) to extrapolate to a whole RxRx1 screen.
@@ -101,9 +102,12 @@ def balance(screen: Any, plates: list[tuple[str, int]], classes: list[str],
     from deepnoise_engine.score.job import _balance_and_report
 
     log_probs = {k: log_softmax(np.asarray(v, dtype=np.float64)) for k, v in scores.items()}
-    t0, c0 = time.perf_counter(), time.process_time()
-    frames, groups, _ = _balance_and_report(screen, plates, classes, log_probs, method)
-    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+    wall = cpu = float("inf")
+    for _ in range(2):  # best of 2: the first call also pays for imports and warm caches
+        t0, c0 = time.perf_counter(), time.process_time()
+        frames, groups, _ = _balance_and_report(screen, plates, classes, log_probs, method)
+        wall = min(wall, time.perf_counter() - t0)
+        cpu = min(cpu, time.process_time() - c0)
     correct = raw_correct = total = repeats = group_hits = group_n = 0
     for frame in frames.values():
         treat = frame[(frame["well_type"] == "treatment") & frame["sirna"].notna()]
@@ -181,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--big", action="store_true", help="384-well plates, 100 siRNAs/plate")
     parser.add_argument("--epochs", type=int, help="override the tiny preset's shared epochs")
     parser.add_argument("--threads", default="1,2", help="torch threads to time, comma-separated")
-    parser.add_argument("--repeats", type=int, default=2, help="inference repeats (best kept)")
+    parser.add_argument("--repeats", type=int, default=3, help="inference repeats (best kept)")
     parser.add_argument("--full-size", action="store_true",
                         help="also time a full xception forward at 512 px")
     parser.add_argument("--json", type=Path, help="also write the results here")

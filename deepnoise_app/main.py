@@ -219,8 +219,13 @@ def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
             return docks.mosaic.thumbs is not None
         return state.well is None or docks.well_viewer.loaded_well == state.well.name
 
+    ready_ticks = [0]
+
     def tick() -> None:
-        if not ready() and time.monotonic() - started < 60:
+        # two ready ticks in a row: the docks' layout settles after the last load (a
+        # message label that grows) before the window is grabbed
+        ready_ticks[0] = ready_ticks[0] + 1 if ready() else 0
+        if ready_ticks[0] < 2 and time.monotonic() - started < 60:
             return
         timer.stop()
         if args.screenshot:

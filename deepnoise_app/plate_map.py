@@ -6,6 +6,7 @@ keys select a well; optionally all plates of the experiment side by side.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from qtpy.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from qtpy.QtGui import QBrush, QColor, QFont, QFontMetrics, QLinearGradient, QPainter, QPen
@@ -33,6 +34,7 @@ COLOUR_MODES: dict[str, str] = {
 }
 
 RGB = tuple[int, int, int]
+NO_DATA_RGB: RGB = (88, 92, 100)  # a used well without a value in the current mode
 
 
 def well_problems(well: Well) -> list[str]:
@@ -128,6 +130,7 @@ class PlateMapWidget(QWidget):
         self.mode = "type"
         self._geometry: list[_PlateGeometry] = []
         self._colours: dict[str, dict[str, RGB | None]] = {}
+        self._painted_selection: tuple[str | None, str | None] = (None, None)
         self.setMouseTracking(True)
         self.setFocusPolicy(Qt.FocusPolicy.StrongFocus)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
@@ -140,7 +143,7 @@ class PlateMapWidget(QWidget):
         8 rows of 9 px, 16 of 6 px or 32 of 3 px (the largest plate shown decides)."""
         rows = max((p.format.rows for p in self.plates), default=8)
         plate_h = max(72, min(rows * 6, 96))
-        return QSize(240, int(self._TITLE_H + 16 + plate_h + self._legend_h + 0.5))
+        return QSize(240, int(self._title_h + 16 + plate_h + self._legend_h + 0.5))
 
     # -- data -------------------------------------------------------------------------------
     def set_plates(self, plates: list[Plate]) -> None:
@@ -154,12 +157,29 @@ class PlateMapWidget(QWidget):
         if mode not in COLOUR_MODES:
             raise ValueError(f"unknown colour mode {mode!r}")
         self.mode = mode
+        self.updateGeometry()  # the legend's height (and so the minimum) depends on the mode
         self.refresh()
 
     def refresh(self) -> None:
         """Recompute colours (predictions or mode changed) and repaint."""
         self._colours = {p.key: well_colours(p, self.mode, self.state) for p in self.plates}
         self.update()
+
+    def update_selection(self, well: Well | None) -> None:
+        """Repaint only the old and the new selection's cells (a full repaint of a 384-well
+        plate is ~20 ms plus the window's recomposition on a machine without a GPU)."""
+        plate = self.state.plate
+        key = plate.key if plate is not None else None
+        new = (key, well.name if well is not None else None)
+        old, self._painted_selection = self._painted_selection, new
+        if old[0] != new[0]:  # another plate: its title (bold) changes too
+            self.update()
+            return
+        for plate_key, name in (old, new):
+            rect = self.well_rect(plate_key, name) if plate_key and name else None
+            if rect is not None:
+                pad = max(2.0, rect.width() * 0.18) + 3  # the frame's pen reaches outside
+                self.update(rect.adjusted(-pad, -pad, pad, pad).toAlignedRect())
 
     # -- layout -----------------------------------------------------------------------------
     @property
@@ -169,9 +189,44 @@ class PlateMapWidget(QWidget):
 
     @property
     def _legend_h(self) -> float:
-        """Legend band at the bottom, inside the widget: margin, row, gap, caption, margin."""
-        return 4.0 + self._legend_row + 2.0 + self.fontMetrics().height() + 4.0
+        """Legend band at the bottom, inside the widget: margin, first row, [gap, second
+        row: the colour bar's caption or wrapped swatches], margin."""
+        one_row = 4.0 + self._legend_row + 4.0
+        if self.mode == "confidence" or self._legend_wraps():
+            return one_row + 2.0 + max(self._legend_row, self.fontMetrics().height())
+        return one_row
+
+    def _legend_items(self) -> list[tuple[str, RGB]]:
+        """Swatches of the discrete colour modes (label, colour)."""
+        if self.mode == "type":
+            items = [(k.replace("_", " ").replace("control", "ctrl"), v)
+                     for k, v in colours.WELL_TYPE_RGB.items() if k != "empty"]
+        elif self.mode == "correct":
+            items = [("right", colours.CORRECT_RGB), ("wrong", colours.WRONG_RGB)]
+        elif self.mode == "changed":
+            items = [("changed", colours.CHANGED_RGB), ("kept", colours.UNCHANGED_RGB)]
+        else:
+            return []
+        return [*items, ("no data", NO_DATA_RGB)]
+
+    def _swatch_widths(self) -> list[float]:
+        metrics = self.fontMetrics()
+        return [13.0 + metrics.horizontalAdvance(t) + 8 + 6 for t, _ in self._legend_items()]
+
+    def _legend_wraps(self) -> bool:
+        """The swatches (or the 'no predictions' note) need a second row."""
+        if self.mode != "type" and not self._has_predictions():
+            return True
+        return sum(self._swatch_widths()) > self.width() - 20.0
+
+    def _has_predictions(self) -> bool:
+        return any(self.state.plate_predictions(p) is not None for p in self.plates)
     _TITLE_H = 16.0
+
+    @property
+    def _title_h(self) -> float:
+        """Plate titles only side by side: a single plate's name is in the dock's title."""
+        return self._TITLE_H if len(self.plates) > 1 else 0.0
 
     def _layout(self) -> list[_PlateGeometry]:
         """Plates in the grid (1 x n, 2 x 2, ..., n x 1) that gives the largest wells."""
@@ -188,18 +243,18 @@ class PlateMapWidget(QWidget):
         for per_row in range(1, n + 1):
             grid_rows = -(-n // per_row)
             avail_w = (width - gap * (per_row + 1)) / per_row - label
-            avail_h = avail_h_total / grid_rows - self._TITLE_H - label - 6
+            avail_h = avail_h_total / grid_rows - self._title_h - label - 6
             cell = min(avail_w / cols, avail_h / rows)
             if cell > best[0] + 0.25:  # prefer fewer rows unless clearly larger
                 best = (cell, per_row)
         per_row = best[1]
         cell = max(2.0, best[0])
-        block_h = self._TITLE_H + label + 6 + cell * rows
+        block_h = self._title_h + label + 6 + cell * rows
         block_w = label + cell * cols + gap
         geo = []
         for i, plate in enumerate(self.plates):
             r, c = divmod(i, per_row)
-            origin = QPointF(gap + c * block_w + label, r * block_h + self._TITLE_H + label + 2)
+            origin = QPointF(gap + c * block_w + label, r * block_h + self._title_h + label + 2)
             geo.append(_PlateGeometry(plate, origin, cell))
         return geo
 
@@ -227,10 +282,11 @@ class PlateMapWidget(QWidget):
         return None
 
     # -- painting ---------------------------------------------------------------------------
-    def paintEvent(self, event: object) -> None:
+    def paintEvent(self, event: Any) -> None:
         painter = QPainter(self)
         painter.setRenderHint(QPainter.RenderHint.Antialiasing, True)
-        painter.fillRect(self.rect(), QColor(38, 41, 48))
+        dirty = QRectF(event.rect())  # a selection change repaints two cells only
+        painter.fillRect(dirty, QColor(38, 41, 48))
         if not self.plates:
             painter.setPen(QColor(200, 200, 200))
             painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, "No plate selected")
@@ -238,18 +294,25 @@ class PlateMapWidget(QWidget):
             return
         selected_plate = self.state.plate.key if self.state.plate is not None else None
         selected_well = self.state.well.name if self.state.well is not None else None
+        self._painted_selection = (selected_plate, selected_well)
         font = QFont(self.font())
         for g in self._layout():
-            self._paint_plate(painter, g, font, selected_plate, selected_well)
-        self._paint_legend(painter)
+            self._paint_plate(painter, g, font, selected_plate, selected_well, dirty)
+        if dirty.bottom() >= self.height() - self._legend_h:
+            self._paint_legend(painter)
         painter.end()
 
     def _paint_plate(
         self, painter: QPainter, g: _PlateGeometry, font: QFont,
-        selected_plate: str | None, selected_well: str | None,
+        selected_plate: str | None, selected_well: str | None, dirty: QRectF,
     ) -> None:
         plate, cell, ox, oy = g.plate, g.cell, g.origin.x(), g.origin.y()
+        # only the rows / columns the dirty rectangle touches (one cell +- its frame)
         fmt = plate.format
+        r0 = max(0, int((dirty.top() - oy) // cell) - 1)
+        r1 = min(fmt.rows, int((dirty.bottom() - oy) // cell) + 2)
+        c0 = max(0, int((dirty.left() - ox) // cell) - 1)
+        c1 = min(fmt.columns, int((dirty.right() - ox) // cell) + 2)
         colours_ = self._colours.get(plate.key, {})
         # title
         title_font = QFont(font)
@@ -258,10 +321,12 @@ class PlateMapWidget(QWidget):
         painter.setFont(title_font)
         painter.setPen(QColor(235, 235, 235) if plate.key == selected_plate
                        else QColor(160, 160, 160))
-        title_rect = QRectF(ox - 14, oy - 16 - self._TITLE_H, cell * fmt.columns + 14,
-                            self._TITLE_H)
-        painter.drawText(title_rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                         plate_title(plate, painter.fontMetrics(), title_rect.width()))
+        if self._title_h > 0:
+            title_rect = QRectF(ox - 14, oy - 16 - self._title_h, cell * fmt.columns + 14,
+                                self._title_h)
+            painter.drawText(title_rect,
+                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                             plate_title(plate, painter.fontMetrics(), title_rect.width()))
         # row letters / column numbers (only when they fit)
         small = QFont(font)
         small.setPointSizeF(max(5.0, min(8.0, cell * 0.55)))
@@ -278,8 +343,8 @@ class PlateMapWidget(QWidget):
                                  Qt.AlignmentFlag.AlignCenter, str(c + 1))
         pad = max(0.5, cell * 0.08)
         hatch = QBrush(QColor(20, 20, 20, 170), Qt.BrushStyle.BDiagPattern)
-        for r in range(fmt.rows):
-            for c in range(fmt.columns):
+        for r in range(r0, r1):
+            for c in range(c0, c1):
                 name = fmt.well_name(r, c)
                 rect = QRectF(ox + c * cell + pad, oy + r * cell + pad,
                               cell - 2 * pad, cell - 2 * pad)
@@ -293,7 +358,7 @@ class PlateMapWidget(QWidget):
                 missing = well_is_missing(well)
                 if missing:
                     rgb = colours.PROBLEM_RGB
-                fill = QColor(*rgb) if rgb is not None else QColor(88, 92, 100)
+                fill = QColor(*rgb if rgb is not None else NO_DATA_RGB)
                 painter.setPen(Qt.PenStyle.NoPen)
                 painter.setBrush(fill)
                 painter.drawRoundedRect(rect, cell * 0.15, cell * 0.15)
@@ -315,8 +380,7 @@ class PlateMapWidget(QWidget):
         left = 10.0
         width = self.width() - 20.0
         painter.setFont(QFont(self.font()))
-        has_predictions = any(self.state.plate_predictions(p) is not None for p in self.plates)
-        if self.mode != "type" and not has_predictions:
+        if self.mode != "type" and not self._has_predictions():
             painter.setPen(QColor(220, 190, 120))
             painter.drawText(QRectF(left, top, width, self._legend_h - 8),
                              Qt.AlignmentFlag.AlignLeft | Qt.TextFlag.TextWordWrap,
@@ -344,15 +408,7 @@ class PlateMapWidget(QWidget):
                              Qt.AlignmentFlag.AlignCenter,
                              f"confidence of the {self.state.prediction_mode} call")
             return
-        items: list[tuple[str, RGB]]
-        if self.mode == "type":
-            items = [(k.replace("_", " ").replace("control", "ctrl"), v)
-                     for k, v in colours.WELL_TYPE_RGB.items() if k != "empty"]
-        elif self.mode == "correct":
-            items = [("right", colours.CORRECT_RGB), ("wrong", colours.WRONG_RGB)]
-        else:
-            items = [("changed", colours.CHANGED_RGB), ("kept", colours.UNCHANGED_RGB)]
-        items.append(("no data", (88, 92, 100)))
+        items = self._legend_items()
         # swatches in up to two rows (the band's second row is free without a colour bar)
         row = self._legend_row
         x, y = left, top
@@ -503,15 +559,19 @@ class PlateMapDock(QWidget):
             plates = [plate]
         self.map.set_plates(plates)
         counts = plate.well_counts()
+        # one line at the default dock width (the map gets the height); details in the tooltip
         self.title.setText(
             f"<b>{plate.experiment} plate {plate.index}</b> - {plate.format.rows} x "
-            f"{plate.format.columns}, {len(plate.wells)} wells "
-            f"({counts['treatment']} treatment, {counts['positive_control']} positive, "
-            f"{counts['negative_control']} negative)"
+            f"{plate.format.columns}, {len(plate.wells)} wells used"
+        )
+        self.title.setToolTip(
+            f"{plate.key}: {len(plate.wells)} of {plate.format.well_count} wells used: "
+            f"{counts['treatment']} treatment, {counts['positive_control']} positive control, "
+            f"{counts['negative_control']} negative control"
         )
 
-    def _well_changed(self, _well: Well | None) -> None:
-        self.map.update()
+    def _well_changed(self, well: Well | None) -> None:
+        self.map.update_selection(well)
 
     def _well_clicked(self, plate_key: str, well: str) -> None:
         exp, _, index = plate_key.rpartition("/")

@@ -185,6 +185,8 @@ class PlateMosaic(QWidget):
             self.well_viewer.set_shown(not shown)
         for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG):
             layer = self._layer(tag)
+            if tag == SELECTION_TAG and self.shown:
+                continue  # _show's _update_selection moves it to the current well first
             visible = self.shown and (tag != POINTS_TAG or len(getattr(layer, "data", ())) > 0)
             if layer is not None and layer.visible != visible:
                 layer.visible = visible
@@ -364,13 +366,15 @@ class PlateMosaic(QWidget):
                 edge_width=max(1.0, MOSAIC_GAP), name="mosaic selection", visible=self.shown,
                 metadata={"deepnoise": SELECTION_TAG},
             )
+        elif not self.shown:
+            # hidden behind the well view: _show updates it when the mosaic comes back
+            # (a Shapes data change costs napari 20-90 ms: not for every well browsed)
+            return
         else:
-            layer.data = [rect]
-            layer.shape_type = ["rectangle"]
-            layer.edge_color = "white"
-            layer.face_color = "transparent"
-            if layer.visible != self.shown:
-                layer.visible = self.shown
+            if len(layer.data) != 1 or not np.array_equal(layer.data[0], rect):
+                layer.data = [rect]  # keeps the shape type, colours and width (one shape)
+            if not layer.visible:
+                layer.visible = True
 
     # -- mouse ------------------------------------------------------------------------------
     def well_at_world(self, position: tuple[float, ...]) -> str | None:

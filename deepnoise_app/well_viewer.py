@@ -331,6 +331,22 @@ class WellViewer(QWidget):
     def _show_error(self, text: str) -> None:
         self.message.setText(text)
         self.message.setVisible(True)
+        self._fit_message()
+
+    def _fit_message(self) -> None:
+        """Reserve the wrapped message's full height: the dock layouts ignore a word-wrapped
+        label's height-for-width and cut off its second line."""
+        if self.message.isHidden():
+            return
+        margins = self.layout().contentsMargins()
+        width = self.width() - margins.left() - margins.right()  # the label spans the widget
+        height = self.message.heightForWidth(max(50, width))
+        if height > 0 and height != self.message.minimumHeight():
+            self.message.setMinimumHeight(height)
+
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        self._fit_message()
 
     def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
         sites = ", ".join(str(s) for s in shown) or "none"
@@ -345,6 +361,7 @@ class WellViewer(QWidget):
         _set_text(self.message, "\n".join(lines))
         if self.message.isHidden() == bool(lines):
             self.message.setVisible(bool(lines))
+        self._fit_message()
         style = "color: rgb(230,150,60);" if lines else ""
         if self.message.styleSheet() != style:
             self.message.setStyleSheet(style)

@@ -25,8 +25,8 @@ from deepnoise_engine.screen.synthetic import user_data_dir
 # the demo screen's folder name carries the generator version; so do our caches
 DEMO_RUN = DEMO_SCREEN.replace("screen", "run")  # demo-run-v1
 DEMO_PREDICTIONS = DEMO_SCREEN.replace("screen", "predictions")  # demo-predictions-v1
-#: The demo's training: the tiny preset, shortened so that predictions show within
-#: 3 minutes on 2 CPU cores (docs/workflow.md has the measured times).
+#: The demo's training: the full tiny preset; predictions show in about a minute on 2 CPU
+#: cores, well within the 3-minute goal (docs/workflow.md has the measured times).
 DEMO_PRESET = "tiny"
 DEMO_OVERRIDES: tuple[str, ...] = ()  # the full tiny preset: ~1 min on 2 idle cores
 DEMO_TTA = 1

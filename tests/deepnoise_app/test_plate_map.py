@@ -150,6 +150,40 @@ def test_side_by_side_selects_across_plates(dock, qtbot) -> None:
     assert state.plate is second and state.well is well
 
 
+def test_side_by_side_uses_the_best_grid_and_short_titles(dock) -> None:
+    from qtpy.QtGui import QFontMetrics
+
+    from deepnoise_app.plate_map import plate_title
+
+    pmap = dock.map
+    exp = dock.state.screen.experiments[dock.state.plate.experiment]
+    assert len(exp.plates) >= 2
+    dock.side_by_side.setChecked(True)
+    plates = [exp.plates[i] for i in sorted(exp.plates)]
+
+    def rects() -> list:
+        return [pmap.well_rect(p.key, p.used_wells()[0].name) for p in plates]
+
+    pmap.setFixedSize(150 * len(plates), 160)  # wide and short: all plates in one row
+    assert len({round(r.top()) for r in rects()}) == 1
+    pmap.setFixedSize(260, 150 * len(plates))  # narrow and tall: one plate per row
+    assert len({round(r.top()) for r in rects()}) == len(plates)
+    side_by_side_cell = (260 - 10 * (len(plates) + 1)) / len(plates) / 12
+    assert pmap._layout()[0].cell > side_by_side_cell  # larger than in one row
+    for g in pmap._layout():  # every plate inside the widget, above the legend
+        fmt = g.plate.format
+        assert g.origin.x() + g.cell * fmt.columns <= pmap.width()
+        assert g.origin.y() + g.cell * fmt.rows <= pmap.height() - pmap._legend_h
+    # titles shorten to what fits the plate's width
+    metrics = QFontMetrics(pmap.font())
+    plate = plates[0]
+    full = f"{plate.experiment} plate {plate.index}"
+    assert plate_title(plate, metrics, 1000) == full
+    assert plate_title(plate, metrics, metrics.horizontalAdvance(full) - 1) == \
+        f"Plate {plate.index}"
+    assert plate_title(plate, metrics, 5) == f"P{plate.index}"
+
+
 def test_problem_wells_hatched_and_flagged(small_screen_path: Path, tmp_path: Path,
                                            qtbot) -> None:
     root = Path(shutil.copytree(small_screen_path, tmp_path / "screen"))

@@ -89,14 +89,21 @@ def test_missing_channel_and_missing_well(make_napari_viewer, qtbot, small_scree
     assert not layers[5].visible and layers[4].visible
     assert not layers[5].data.any()
     assert "w5 missing" in wv.message.text()
+    assert not wv.message.isHidden()
     assert "missing w5" in text_overlay(viewer).text
+    # a long message wraps and keeps the room for all its lines (docks ignore wrapping)
+    wv.resize(220, wv.height())
+    wv._show_error("Cannot read " + " ".join(["a long reason"] * 12))
+    width = wv.width() - 8
+    assert wv.message.minimumHeight() >= wv.message.heightForWidth(width) > \
+        2 * wv.message.fontMetrics().height()
     state.select_well(gone.name)  # every image absent: a message, no crash
     _wait_loaded(qtbot, docks, state)
     assert all(not layer.visible for layer in wv.channel_layers().values())
     state.select_well(plate.used_wells()[0].name)  # back to a complete well: shown again
     _wait_loaded(qtbot, docks, state)
     assert all(layer.visible for layer in wv.channel_layers().values())
-    assert wv.message.text() == ""
+    assert wv.message.text() == "" and wv.message.isHidden()
 
 
 def _click_world(qtbot, viewer, y: float, x: float) -> None:
