@@ -359,20 +359,23 @@ class PlateMosaic(QWidget):
         t = self.thumbs.size
         y, x = tile_origin(well.row, well.column, t)
         g = MOSAIC_GAP / 2
-        rect = np.array([[y - g, x - g], [y + t + g, x + t + g]], dtype=float)
+        # the frame is drawn once around tile (0, 0) and moved with the layer's translate:
+        # a Shapes data change re-triangulates (15-90 ms), a translate is a transform update
+        rect = np.array([[-g, -g], [t + g, t + g]], dtype=float)
         if layer is None:
             self.viewer.add_shapes(
                 [rect], shape_type="rectangle", edge_color="white", face_color="transparent",
                 edge_width=max(1.0, MOSAIC_GAP), name="mosaic selection", visible=self.shown,
-                metadata={"deepnoise": SELECTION_TAG},
+                translate=(y, x), metadata={"deepnoise": SELECTION_TAG, "tile": t},
             )
         elif not self.shown:
-            # hidden behind the well view: _show updates it when the mosaic comes back
-            # (a Shapes data change costs napari 20-90 ms: not for every well browsed)
-            return
+            return  # hidden behind the well view: _show updates it when the mosaic returns
         else:
-            if len(layer.data) != 1 or not np.array_equal(layer.data[0], rect):
+            if layer.metadata.get("tile") != t:  # another thumbnail size
                 layer.data = [rect]  # keeps the shape type, colours and width (one shape)
+                layer.metadata["tile"] = t
+            if tuple(layer.translate) != (y, x):
+                layer.translate = (y, x)
             if not layer.visible:
                 layer.visible = True
 

@@ -22,6 +22,7 @@ from qtpy.QtWidgets import (
     QGroupBox,
     QHBoxLayout,
     QLabel,
+    QMessageBox,
     QPushButton,
     QScrollArea,
     QTabWidget,
@@ -36,6 +37,7 @@ from deepnoise_app.workflow.model_panel import ModelPanel
 from deepnoise_app.workflow.score_panel import ScorePanel
 from deepnoise_app.workflow.train_dialog import TrainDialog
 from deepnoise_app.workflow.training_view import TrainingView
+from deepnoise_engine.serve.protocol import REQUESTS
 
 __all__ = ["WorkflowDock", "install_workflow"]
 
@@ -47,6 +49,10 @@ def _stop_engines() -> None:  # never leave an engine process behind
     for bridge in list(_LIVE_BRIDGES):
         with contextlib.suppress(Exception):
             bridge.shutdown(timeout=1.0)
+
+
+#: Engine requests that are long jobs (a restart stops them).
+_JOBS = frozenset(name for name, spec in REQUESTS.items() if spec.job)
 
 
 def _engine_autostart() -> bool:
@@ -83,6 +89,8 @@ class WorkflowDock(QWidget):
         self.engine_label = QLabel("Engine: not started")
         self.engine_label.setWordWrap(True)
         self.restart_button = QPushButton("Restart engine")
+        #: Asks the user a yes/no question (replaced in scripted use).
+        self.confirm = self._ask
         engine_row = QHBoxLayout()
         engine_row.addWidget(self.engine_label, 1)
         engine_row.addWidget(self.restart_button)
@@ -135,7 +143,7 @@ class WorkflowDock(QWidget):
         self.demo.status_changed.connect(self._demo_status)
         self.demo.done.connect(self._demo_done)
 
-        self.restart_button.clicked.connect(self.bridge.restart)
+        self.restart_button.clicked.connect(self.restart_engine)
         self.train_button.clicked.connect(self.open_train_dialog)
         self.export_button.clicked.connect(self.open_export_dialog)
         self.bridge.state_changed.connect(self._engine_state)
@@ -169,6 +177,23 @@ class WorkflowDock(QWidget):
         elif state != DEAD:
             self.engine_label.setText("Engine not started (starts when needed)")
         self.restart_button.setEnabled(state != STARTING)
+
+    def restart_engine(self) -> bool:
+        """Restart the engine; asks first when that would stop running work."""
+        running = sorted(set(self.bridge.open_requests().values()) & _JOBS)
+        if running and self.bridge.state == READY:
+            what = ", ".join(running)
+            if not self.confirm(
+                f"Restarting the engine stops the running {what}. A training can be resumed "
+                "from its last checkpoint. Restart?"
+            ):
+                return False
+        self.bridge.restart()
+        return True
+
+    def _ask(self, text: str) -> bool:
+        answer = QMessageBox.question(self, "Restart the engine?", text)
+        return answer == QMessageBox.StandardButton.Yes
 
     def _engine_died(self, info: dict) -> None:
         text = str(info.get("message", "The engine stopped."))

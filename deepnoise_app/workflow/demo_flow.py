@@ -17,7 +17,7 @@ from typing import Any
 
 from qtpy.QtCore import QObject, Signal
 
-from deepnoise_app.engine import EngineBridge
+from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.training_view import is_resumable
 from deepnoise_engine.screen.synthetic import DEMO_DIRNAME as DEMO_SCREEN
 from deepnoise_engine.screen.synthetic import user_data_dir
@@ -82,6 +82,7 @@ class DemoFlow(QObject):
         self.started_at: float | None = None
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
 
     @property
     def predictions_dir(self) -> Path:
@@ -200,6 +201,10 @@ class DemoFlow(QObject):
         self.stage = "failed"
         self.request = None
         self._say(f"Demo: stopped ({why}). Use Train… to try again.")
+
+    def _on_engine_state(self, state: str) -> None:
+        if state == STOPPED and self.stage in ("training", "scoring"):  # restarted
+            self._fail("the engine was restarted; reopen the demo screen to go on")
 
     def _on_engine_died(self, _info: dict) -> None:
         if self.stage in ("training", "scoring"):

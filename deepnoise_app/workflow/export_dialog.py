@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.engine import EngineBridge
+from deepnoise_app.engine import STOPPED, EngineBridge
 
 _REPORT_RE = re.compile(r"^(?P<exp>.+)_Plate(?P<plate>\d+)\.csv$")
 
@@ -133,6 +133,7 @@ class ExportDialog(QDialog):
         self.close_button.clicked.connect(self.accept)
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
 
     def chosen_plates(self) -> list[tuple[str, int]]:
         chosen = []
@@ -229,6 +230,12 @@ class ExportDialog(QDialog):
             self.request = None
             self.export_button.setEnabled(True)
             self._say(str(info.get("message", "The engine stopped.")), error=True)
+
+    def _on_engine_state(self, state: str) -> None:
+        if state == STOPPED and self.request is not None:  # restarted: no answer will come
+            self.request = None
+            self.export_button.setEnabled(True)
+            self._say("Export stopped: the engine was restarted. Export again.", error=True)
 
     def _browse(self) -> None:
         folder = QFileDialog.getExistingDirectory(self, "Export into", self.out_edit.text())

@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.engine import EngineBridge
+from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.training_view import format_eta
 
 
@@ -139,6 +139,7 @@ class ScorePanel(QWidget):
         self.balanced_radio.toggled.connect(self._mode_toggled)
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
         if hasattr(state, "screen_changed"):
             state.screen_changed.connect(self.refresh)
         if hasattr(state, "prediction_mode_changed"):
@@ -329,6 +330,12 @@ class ScorePanel(QWidget):
             self._finish()
             self.progress_bar.setValue(0)
             self._say(str(info.get("message", "The engine stopped.")), error=True)
+
+    def _on_engine_state(self, state: str) -> None:
+        if state == STOPPED and self.request is not None:  # restarted: no answer will come
+            self._finish()
+            self.progress_bar.setValue(0)
+            self._say("Scoring stopped: the engine was restarted. Score again.", error=True)
 
     # -- raw / balanced --------------------------------------------------------------
     def _mode_toggled(self, balanced: bool) -> None:

@@ -295,6 +295,11 @@ class TrainDialog(QDialog):
                 combo.addItems([UNLABELLED, NOT_USED])
             combo.currentTextChanged.connect(self._update_note)
             self.table.setCellWidget(row, 4, combo)
+        # every experiment in view without scrolling (up to 8; more scroll)
+        shown = min(self.table.rowCount(), 8)
+        rows_h = sum(self.table.rowHeight(r) for r in range(shown))
+        header = self.table.horizontalHeader().sizeHint().height()
+        self.table.setMinimumHeight(max(170, header + rows_h + 2 * self.table.frameWidth() + 2))
         self._update_note()
 
     def _update_note(self) -> None:
@@ -302,11 +307,17 @@ class TrainDialog(QDialog):
         counts = {
             r: sum(1 for v in roles.values() if v == r) for r in (TRAIN, VALIDATION, UNLABELLED)
         }
+        default = sorted(default_validation(self.screen)) if self.screen is not None else []
+        chosen = sorted(e for e, r in roles.items() if r == VALIDATION)
+        if default:
+            which = "the default" if chosen == default else "default"
+            split = f" ({which}: {', '.join(default)} validate, the last labelled per cell type)"
+        else:
+            split = " (default: no validation, each cell type has one labelled experiment)"
         self.split_note.setText(
-            f"{counts[TRAIN]} training, {counts[VALIDATION]} validation and {counts[UNLABELLED]} "
-            "unlabelled experiments. Default: one labelled experiment per cell type validates; "
-            "experiments without labels are unlabelled (mean teacher). Control wells of every "
-            "experiment are labelled."
+            f"{counts[TRAIN]} training, {counts[VALIDATION]} validation{split} and "
+            f"{counts[UNLABELLED]} unlabelled experiments (mean teacher). Control wells of "
+            "every experiment are labelled."
         )
 
     def _suggest_out(self) -> None:

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.engine import EngineBridge
+from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.curves import CurvesWidget
 
 
@@ -126,6 +126,7 @@ class TrainingView(QWidget):
         self.resume_button.clicked.connect(self._ask_resume)
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
 
     # -- following a run -------------------------------------------------------------
     def follow(
@@ -265,6 +266,12 @@ class TrainingView(QWidget):
         self.eta_label.setText("")
         self.cancel_button.setEnabled(False)
         self.resume_button.setEnabled(True)
+
+    def _on_engine_state(self, state: str) -> None:
+        if state == STOPPED and self.status in ("queued", "running"):  # restarted
+            resumable = self.run_dir is not None and is_resumable(self.run_dir)
+            hint = " Resume… continues it from its last checkpoint." if resumable else ""
+            self._end("failed", "Stopped: the engine was restarted." + hint)
 
     def _on_engine_died(self, info: dict) -> None:
         if self.status in ("queued", "running"):

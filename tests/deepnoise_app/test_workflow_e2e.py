@@ -154,6 +154,11 @@ def test_cancel_mid_training(qtbot, dock):
     request = view.resume(run_dir)
     qtbot.waitUntil(lambda: view.status != "queued", timeout=60_000)
     assert view.status == "running", view.log_view.toPlainText()
+    # Restart engine asks first while a job runs; "No" keeps the run going
+    asked: list[str] = []
+    dock.confirm = lambda text: asked.append(text) or False
+    assert not dock.restart_engine()
+    assert "stops the running resume" in asked[0] and view.status == "running"
     view.cancel()
     qtbot.waitUntil(lambda: view.status == "cancelled", timeout=30_000)
     assert view.request == request and dock.bridge.state == READY

@@ -103,6 +103,13 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     # one labelled experiment per cell type validates; unlabelled = experiments without labels
     assert {e for e, r in roles.items() if r == "validation"} == default_validation(screen)
     assert len(default_validation(screen)) == len(screen.cell_types())
+    # the note names the default split, and says when the choice differs from it
+    note = dialog.split_note.text()
+    assert f"the default: {', '.join(sorted(default_validation(screen)))} validate" in note
+    first_val = sorted(default_validation(screen))[0]
+    dialog.set_role(first_val, "train")
+    assert "(default: " in dialog.split_note.text()
+    dialog.set_role(first_val, "validation")
     for name, exp in screen.experiments.items():
         assert (roles[name] == "unlabelled") == (not exp.labelled)
     assert dialog.preset_combo.currentText() == "tiny"
@@ -340,6 +347,31 @@ def test_curves_legend_is_compact_and_fits_a_dock(qtbot):
     assert curves.side_by_side()
     curves.resize(380, 600)  # tall and narrow -> stacked
     assert not curves.side_by_side()
+
+
+def test_restart_never_leaves_a_view_waiting(qtbot, screen, tmp_path):
+    """A restart drops the engine's queue silently: every view must stop waiting."""
+    bridge = EngineBridge()
+    view = TrainingView(bridge)
+    score = ScorePanel(bridge, _Holder(screen), lambda: ["/runs/a"], scores_dir=tmp_path)
+    scores = tmp_path / "scores"
+    scores.mkdir()
+    (scores / "HEPG2-01_Plate1.csv").write_text("id_code,well\n")
+    export = ExportDialog(bridge, scores, out_dir=tmp_path / "out")
+    for widget in (view, score, export):
+        qtbot.addWidget(widget)
+    view.follow("r1", tmp_path / "run")
+    score.request = "r2"
+    score.score_button.setEnabled(False)
+    export.request = "r3"
+    export.export_button.setEnabled(False)
+    bridge.state_changed.emit("stopped")  # the bridge's real signal, as restart() sends it
+    assert view.status == "failed" and "engine was restarted" in view.log_view.toPlainText()
+    assert view.resume_button.isEnabled() and not view.cancel_button.isEnabled()
+    assert score.request is None and score.score_button.isEnabled()
+    assert "engine was restarted" in score.status.text()
+    assert export.request is None and export.export_button.isEnabled()
+    assert "engine was restarted" in export.status.text()
 
 
 # -- export ---------------------------------------------------------------------------------
