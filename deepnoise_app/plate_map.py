@@ -495,6 +495,7 @@ class PlateMapDock(QWidget):
     def __init__(self, state: AppState, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.state = state
+        self._mode_picked_by_user = False
         self.setObjectName("deepnoise-plate-map")
         self.map = PlateMapWidget(state, self)
         self.mode_combo = QComboBox()
@@ -524,7 +525,7 @@ class PlateMapDock(QWidget):
         self.map.well_clicked.connect(self._well_clicked)
         state.plate_changed.connect(self._plate_changed)
         state.well_changed.connect(self._well_changed)
-        state.predictions_changed.connect(self.map.refresh)
+        state.predictions_changed.connect(self._predictions_changed)
         state.prediction_mode_changed.connect(self._prediction_mode_changed)
         state.screen_changed.connect(lambda _s: self._plate_changed(None))
         self._prediction_mode_changed(state.prediction_mode)
@@ -532,9 +533,22 @@ class PlateMapDock(QWidget):
 
     def set_mode(self, mode: str) -> None:
         self.mode_combo.setCurrentIndex(list(COLOUR_MODES).index(mode))
+        self._mode_picked_by_user = True
 
     def _mode_chosen(self, _index: int) -> None:
+        self._mode_picked_by_user = True
         self.map.set_mode(self.mode_combo.currentData())
+
+    def _predictions_changed(self, *_: object) -> None:
+        # the first predictions are what the user waited for: show them, unless the user
+        # already chose a colour mode
+        if self.state.predictions and not self._mode_picked_by_user:
+            self.mode_combo.blockSignals(True)
+            self.mode_combo.setCurrentIndex(list(COLOUR_MODES).index("confidence"))
+            self.mode_combo.blockSignals(False)
+            self.map.set_mode("confidence")
+            return
+        self.map.refresh()
 
     def _prediction_mode_chosen(self, _index: int) -> None:
         self.state.set_prediction_mode(self.prediction_combo.currentData())

@@ -59,6 +59,17 @@ def _engine_autostart() -> bool:
     return os.environ.get("DEEPNOISE_NO_ENGINE_AUTOSTART", "").strip() not in ("1", "true", "yes")
 
 
+def _scrolling(page: QWidget) -> QScrollArea:
+    """``page`` in a frameless scroll area: a short dock scrolls instead of squeezing the
+    page's boxes over each other, and leaves room to the docks above it."""
+    area = QScrollArea()
+    area.setWidget(page)
+    area.setWidgetResizable(True)
+    area.setFrameShape(QFrame.Shape.NoFrame)
+    area.setMinimumHeight(160)
+    return area
+
+
 class WorkflowDock(QWidget):
     """Engine status, Train…, models, scoring, Export… and the training view (tabs)."""
 
@@ -125,14 +136,10 @@ class WorkflowDock(QWidget):
         wl.addStretch(1)
         self.training_view = TrainingView(self.bridge)
         self.training_view.default_data = self._screen_root
-        # scrolls rather than squeezing its boxes over each other in a short dock
-        workflow_scroll = QScrollArea()
-        workflow_scroll.setWidget(workflow)
-        workflow_scroll.setWidgetResizable(True)
-        workflow_scroll.setFrameShape(QFrame.Shape.NoFrame)
         self.tabs = QTabWidget()
-        self.tabs.addTab(workflow_scroll, "Workflow")
-        self.tabs.addTab(self.training_view, "Training")
+        self.tabs.addTab(_scrolling(workflow), "Workflow")
+        self.training_scroll = _scrolling(self.training_view)
+        self.tabs.addTab(self.training_scroll, "Training")
 
         layout = QVBoxLayout(self)
         layout.addLayout(engine_row)
@@ -246,7 +253,7 @@ class WorkflowDock(QWidget):
         """Send a train request and show its progress in the Training tab."""
         request = self.bridge.submit("train", **params)
         self.training_view.follow(request, params.get("out"), data=params.get("data"))
-        self.tabs.setCurrentWidget(self.training_view)
+        self.tabs.setCurrentWidget(self.training_scroll)
         return request
 
     def _training_done(self, _result: dict) -> None:

@@ -284,3 +284,26 @@ def test_legend_stays_inside_a_short_map(dock, prediction_frame) -> None:
     # every well is above the legend
     rect = pmap.well_rect(plate.key, used[-1].name)
     assert rect.bottom() < bar_rows.min()
+
+
+def test_first_predictions_switch_the_map_to_confidence(qtbot, small_screen, prediction_frame):
+    """A user who waited for predictions sees them at once, unless they chose a mode."""
+    from deepnoise_app.plate_map import PlateMapDock
+    from deepnoise_app.state import AppState
+
+    state = AppState()
+    state.set_screen(small_screen)
+    plate = next(small_screen.plates())
+    state.select_plate(plate.experiment, plate.index)
+    dock = PlateMapDock(state)
+    qtbot.addWidget(dock)
+    assert dock.map.mode == "type"
+    state.set_predictions({plate.key: prediction_frame(plate)})
+    assert dock.map.mode == "confidence"
+    assert dock.mode_combo.currentData() == "confidence"
+
+    chosen = PlateMapDock(state)
+    qtbot.addWidget(chosen)
+    chosen.set_mode("correct")
+    state.set_predictions({plate.key: prediction_frame(plate)})
+    assert chosen.map.mode == "correct"  # the user's choice stands

@@ -72,7 +72,7 @@ def test_train_score_export(qtbot, dock, tmp_path):
     state = dock.state
     run_dir = _train(dock, epochs=2)
     view = dock.training_view
-    assert dock.tabs.currentWidget() is view
+    assert dock.tabs.currentWidget().widget() is view
     qtbot.waitUntil(lambda: view.curves.point_count() > 0, timeout=120_000)
     qtbot.waitUntil(lambda: view.status == "done", timeout=120_000)
     assert len(view.curves.records) == 2
