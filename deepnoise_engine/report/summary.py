@@ -36,10 +36,17 @@ def _plate_group(frame: pd.DataFrame) -> int | None:
     return int(groups.iloc[0]) if len(groups) else None
 
 
-def summarise(report: pd.DataFrame, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+def summarise(
+    report: pd.DataFrame,
+    meta: Mapping[str, Any] | None = None,
+    splits: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
     """Summary of a scoring run from its per-plate rows (all plates concatenated).
 
     ``meta`` (models, balance method, tta, plate groups, ...) is copied in as is.
+    ``splits`` (experiment -> "train" | "test") adds ``by_split``: accuracy on the labelled
+    experiments (which a model may have trained on) apart from the unlabelled ones (whose
+    labels come from hidden answers), the honest measure of generalisation.
     Accuracies are fractions in [0, 1], ``None`` where no label is known.
     """
     calls = report["sirna"].notna()
@@ -64,6 +71,11 @@ def summarise(report: pd.DataFrame, meta: Mapping[str, Any] | None = None) -> di
             for (exp, plate), df in report.groupby(["experiment", "plate"], sort=True)
         },
     }
+    if splits:
+        split_of = report["experiment"].astype(str).map(dict(splits)).fillna("unknown")
+        summary["by_split"] = {
+            str(split): _accuracy(df) for split, df in report.groupby(split_of, sort=True)
+        }
     if meta:
         summary.update(dict(meta))
     return summary
@@ -94,6 +106,12 @@ def render_summary_md(summary: Mapping[str, Any]) -> str:
         )
         if summary.get("labels_from"):
             lines.append(f"- Labels from: {', '.join(summary['labels_from'])}")
+        for split, split_acc in (summary.get("by_split") or {}).items():
+            if split_acc["labelled_wells"]:
+                lines.append(
+                    f"- {split} experiments ({split_acc['labelled_wells']} wells): "
+                    f"raw {_pct(split_acc['raw'])}, balanced {_pct(split_acc['balanced'])}"
+                )
     else:
         lines.append("- No treatment labels known: accuracy not computed")
     lines += ["", "## By cell type", "", "| cell type | labelled | raw | balanced |",

@@ -102,4 +102,10 @@ def _run(args: argparse.Namespace) -> int:
     if acc["labelled_wells"]:
         print(f"accuracy on {acc['labelled_wells']} labelled treatment wells: "
               f"raw {100 * acc['raw']:.1f}%, balanced {100 * acc['balanced']:.1f}%")
+        notes = {"train": "labelled experiments, possibly seen in training",
+                 "test": "unlabelled experiments, hidden answers"}
+        for split, part in result.get("accuracy_by_split", {}).items():
+            if part["labelled_wells"]:
+                print(f"  {split} ({notes.get(split, split)}): {part['labelled_wells']} wells, "
+                      f"raw {100 * part['raw']:.1f}%, balanced {100 * part['balanced']:.1f}%")
     return 0

@@ -398,7 +398,8 @@ def run_scoring(
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 2),
     }
-    summary = summarise(combined, meta)
+    splits = {name: exp.split for name, exp in screen.experiments.items()}
+    summary = summarise(combined, meta, splits=splits)
     written += write_summary(summary, out, overwrite=overwrite)
     _stage(progress, "report", 1, 1, t0)
     return {
@@ -407,6 +408,7 @@ def run_scoring(
         "plates": [f"{e}/{p}" for e, p in chosen],
         "files": [str(p) for p in written],
         "accuracy": summary["accuracy"],
+        "accuracy_by_split": summary.get("by_split", {}),
         "summary": str(out / "summary.json"),
     }
 

@@ -80,6 +80,12 @@ def test_run_scoring_writes_balanced_reports(setup: dict, tmp_path: Path) -> Non
     assert len({groups["by_plate"][f"HEPG2-02/{p}"] for p in range(1, 5)}) == 4
     assert summary["accuracy"]["labelled_wells"] == len(called)
     assert "answers/test_answers.csv" in summary["labels_from"]
+    # accuracy apart for the unlabelled (hidden answers) and labelled experiments
+    by_split = summary["by_split"]
+    test_wells = called[called["experiment"] == "HEPG2-02"]
+    assert by_split["test"]["labelled_wells"] == len(test_wells)
+    assert by_split["train"]["labelled_wells"] == len(called) - len(test_wells)
+    assert by_split["test"]["balanced"] == test_wells["correct"].astype(bool).mean()
     stages = {e.get("stage") for e in events if e["event"] == "progress"}
     assert {"score", "balance", "report"} <= stages
 
