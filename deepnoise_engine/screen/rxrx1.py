@@ -101,6 +101,18 @@ class WellRecord:
     line: int
     sites: set[int] = field(default_factory=set)  # sites the metadata lists (metadata.csv)
 
+    @classmethod
+    def from_row(
+        cls, values: dict[str, str], experiment: str, plate: int, well: str, row: int,
+        column: int, well_type: WellType, sirna: str | None, split: str, file: Path, line: int,
+    ) -> WellRecord:
+        """A record from a metadata row; cell type and batch default from the experiment."""
+        return cls(
+            experiment, plate, well, row, column, well_type, sirna,
+            values.get("cell_type") or cell_type_of(experiment),
+            values.get("batch") or experiment, split, file, line,
+        )
+
     @property
     def source(self) -> str:
         return f"{self.file.name}:{self.line}"
@@ -280,22 +292,9 @@ def read_kaggle_csv(path: Path, log: ProblemLog, opts: ReadOptions) -> list[Well
             continue
         if opts.is_duplicate((experiment, plate, name), path, line, log):
             continue
-        records.append(
-            WellRecord(
-                experiment,
-                plate,
-                name,
-                row,
-                column,
-                well_type,
-                label,
-                values.get("cell_type") or cell_type_of(experiment),
-                values.get("batch") or experiment,
-                split,
-                path,
-                line,
-            )
-        )
+        records.append(WellRecord.from_row(
+            values, experiment, plate, name, row, column, well_type, label, split, path, line
+        ))
     return records
 
 
@@ -362,19 +361,8 @@ def read_metadata_csv(path: Path, log: ProblemLog, opts: ReadOptions) -> list[We
         seen_sites[site_key] = line
         record = wells.get((experiment, plate, name))
         if record is None:
-            record = WellRecord(
-                experiment,
-                plate,
-                name,
-                row,
-                column,
-                well_type,
-                label,
-                values.get("cell_type") or cell_type_of(experiment),
-                values.get("batch") or experiment,
-                split,
-                path,
-                line,
+            record = WellRecord.from_row(
+                values, experiment, plate, name, row, column, well_type, label, split, path, line
             )
             wells[(experiment, plate, name)] = record
         elif (record.well_type, record.sirna, record.split) != (well_type, label, split):

@@ -21,7 +21,6 @@ from deepnoise_engine.screen.rxrx1 import (
     ReadOptions,
     WellRecord,
     build_screen,
-    cell_type_of,
     parse_label,
     parse_location,
     parse_well_type,
@@ -62,22 +61,9 @@ def read_screen_csv(path: Path, log: ProblemLog, opts: ReadOptions) -> list[Well
             explicit_split.add(experiment)
         if opts.is_duplicate((experiment, plate, name), path, line, log):
             continue
-        records.append(
-            WellRecord(
-                experiment,
-                plate,
-                name,
-                row,
-                column,
-                well_type,
-                label,
-                values.get("cell_type") or cell_type_of(experiment),
-                values.get("batch") or experiment,
-                split,
-                path,
-                line,
-            )
-        )
+        records.append(WellRecord.from_row(
+            values, experiment, plate, name, row, column, well_type, label, split, path, line
+        ))
     # Default split: labelled treatments make a training experiment.
     labelled = {
         r.experiment for r in records if r.well_type == WellType.TREATMENT and r.sirna is not None
