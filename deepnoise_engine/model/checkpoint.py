@@ -15,14 +15,13 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import struct
-import tempfile
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from deepnoise_engine import __version__
+from deepnoise_engine.atomic_io import atomic_write_bytes
 from deepnoise_engine.model.errors import CheckpointError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -55,20 +54,6 @@ def checkpoint_stem(path: str | Path) -> Path:
 
 def _with_suffix(stem: Path, suffix: str) -> Path:
     return stem.with_name(stem.name + suffix)
-
-
-def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _json_bytes(obj: Any) -> bytes:
@@ -211,8 +196,8 @@ def save_checkpoint(
     data = _safetensors_bytes(model.state_dict(), {"format": "pt"})
     full["weights_sha256"] = hashlib.sha256(data).hexdigest()
     json_data = _json_bytes(full)  # serialise before writing anything: fail early
-    _atomic_write_bytes(weights_path, data)
-    _atomic_write_bytes(json_path, json_data)
+    atomic_write_bytes(weights_path, data)
+    atomic_write_bytes(json_path, json_data)
     return weights_path, json_path
 
 
@@ -423,8 +408,8 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> tuple[Path, 
         "state": tree,
     }
     json_data = _json_bytes(doc)
-    _atomic_write_bytes(weights_path, data)
-    _atomic_write_bytes(json_path, json_data)
+    atomic_write_bytes(weights_path, data)
+    atomic_write_bytes(json_path, json_data)
     return weights_path, json_path
 
 

@@ -3,10 +3,19 @@ check that refuses to replace existing files unless asked to."""
 
 from __future__ import annotations
 
-import os
-import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from pathlib import Path
+
+from deepnoise_engine.atomic_io import atomic_write, atomic_write_bytes, atomic_write_text
+
+__all__ = [
+    "OutputExistsError",
+    "ReportError",
+    "atomic_write",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_free",
+]
 
 
 class ReportError(ValueError):
@@ -34,26 +43,3 @@ def check_free(paths: Iterable[Path], overwrite: bool) -> None:
         raise OutputExistsError(taken)
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then move it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: Path, text: str) -> Path:
-    """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> Path:
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))

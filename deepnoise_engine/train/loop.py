@@ -14,10 +14,8 @@ import contextlib
 import copy
 import json
 import math
-import os
 import random
 import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from deepnoise_engine import __version__
+from deepnoise_engine.atomic_io import atomic_write_text
 from deepnoise_engine.train import augment
 from deepnoise_engine.train import config as cfgmod
 from deepnoise_engine.train.data import ScreenData, SiteDataset, build_screen_data, open_data
@@ -98,18 +97,6 @@ def lr_at(cfg: dict[str, dict[str, Any]], stage: Stage, epoch: float) -> float:
 
 # -- run folder ------------------------------------------------------------------------
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 #: Config keys that may differ between a run and its resume (they do not change results).
 _RESUME_FREE = {("runtime", "device"), ("runtime", "progress_every_s"), ("data", "workers"),
                 ("data", "pin_memory"), ("runtime", "threads")}
@@ -154,7 +141,7 @@ def prepare_run_folder(out: Path, cfg: dict[str, Any], resume: bool) -> bool:
         return (out / "checkpoints" / "last.state.json").is_file()
     for sub in ("checkpoints", "models"):
         (out / sub).mkdir(parents=True, exist_ok=True)
-    _atomic_write_text(out / "config.toml", cfgmod.dumps(cfg))
+    atomic_write_text(out / "config.toml", cfgmod.dumps(cfg))
     return False
 
 
@@ -433,11 +420,11 @@ class Trainer:
             "engine_version": __version__,
             "final_metrics": {m["stage"]: m for m in self.history if m.get("stage_end")},
         }
-        _atomic_write_text(self.out / "run.json", json.dumps(doc, indent=1) + "\n")
+        atomic_write_text(self.out / "run.json", json.dumps(doc, indent=1) + "\n")
 
     def write_metrics(self) -> None:
         if self.dist.is_main:
-            _atomic_write_text(self.out / "metrics.jsonl",
+            atomic_write_text(self.out / "metrics.jsonl",
                                "".join(json.dumps(m) + "\n" for m in self.history))
 
     # -- data plan -----------------------------------------------------------------------
