@@ -204,7 +204,9 @@ def test_npe2_manifest_validates() -> None:
     assert "valid" in (result.stdout + result.stderr).lower()
 
 
-def test_real_rxrx1_sample_browses(make_napari_viewer, qtbot, rxrx1_sample: Path) -> None:
+def test_real_rxrx1_sample_browses(rxrx1_sample: Path, make_napari_viewer, qtbot) -> None:
+    # rxrx1_sample first: when the sample is absent it skips before napari's viewer fixture
+    # is set up (that fixture's teardown needs the call phase to have run)
     _viewer, state, docks = _opened(make_napari_viewer, qtbot, rxrx1_sample)
     state.select_plate("HEPG2-01", 1)
     state.select_well("B02")
