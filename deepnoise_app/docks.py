@@ -11,6 +11,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
+from deepnoise_app.canvas_warmup import GlyphWarmup
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser
@@ -32,6 +33,7 @@ class DeepNoiseDocks:
     well_viewer: WellViewer
     mosaic: PlateMosaic
     workflow: QWidget | None = None
+    warmup: GlyphWarmup | None = None
     dock_widgets: dict[str, Any] = field(default_factory=dict)
 
 
@@ -127,6 +129,8 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     else:
         docks.workflow = install_workflow(viewer, state)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
+    docks.warmup = GlyphWarmup(viewer, parent=well_viewer)
+    docks.warmup.start()
     key = id(viewer)
     try:
         ref = weakref.ref(viewer, lambda _r: _INSTALLED.pop(key, None))

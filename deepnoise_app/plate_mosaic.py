@@ -3,7 +3,7 @@
 Layers: one RGB image (``plate mosaic``: thumbnails are colour composites, see thumbnails.py),
 one Points layer (``mosaic calls``: a marker per well in the tile's corner, face colour from the
 ``confidence`` feature through the confidence colormap, text = the called siRNA) and a one-
-rectangle Shapes layer for the selection. Thumbnails are built in a worker thread and cached
+square Points layer for the selection. Thumbnails are built in a worker thread and cached
 (memory + disk). A click on a tile selects the well everywhere; a double click opens it in the
 well viewer.
 """
@@ -43,6 +43,7 @@ from deepnoise_engine.screen.model import Plate, Screen, Well
 IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
+SELECTION_BORDER = 0.06  # the selection frame's width, a fraction of the marker's size
 
 
 #: the called siRNA's label sits in this part of a tile (fractions of the thumbnail size)
@@ -219,63 +220,73 @@ class PlateMosaic(QWidget):
         self._cancel = None
 
     def load_plate(self, plate: Plate | None, *, block: bool = False) -> None:
-        """Show ``plate``'s mosaic: from the thumbnail cache at once, else built in a thread."""
+        """Show ``plate``'s mosaic: thumbnails from the cache or built, tiled in a thread.
+
+        Everything but handing the finished image to napari runs in a worker, so the event
+        loop only pays for the texture upload and the frame.
+        """
         self._cancel_build()
         if plate is None or self.cache is None:
             return
         started = time.perf_counter()
-        cached = self.cache.get(plate)
-        if cached is not None:
-            self._show(plate, cached, started)
-            return
         cache = self.cache
         cancel = threading.Event()
         self._cancel = cancel
         if block:
-            thumbs = cache.build(plate, cancel=cancel)
+            thumbs = cache.get(plate) or cache.build(plate, cancel=cancel)
             if thumbs is not None:
-                self._show(plate, thumbs, started)
+                self._show(plate, thumbs, mosaic_image(plate, thumbs), started)
             return
         from napari.qt.threading import create_worker
 
-        def work():  # generator worker: yields (done, total), returns the thumbnails
-            progress: list[tuple[int, int]] = []
-            box: dict[str, PlateThumbnails | None] = {}
+        def work():  # generator worker: yields (done, total), returns (thumbnails, image)
+            thumbs = cache.get(plate)
+            if thumbs is None:
+                yield (0, len(plate.wells))  # building: the dock shows its progress bar
+                progress: list[tuple[int, int]] = []
+                box: dict[str, PlateThumbnails | None] = {}
 
-            def run() -> None:
-                box["t"] = cache.build(plate, progress=lambda d, t: progress.append((d, t)),
-                                       cancel=cancel)
+                def run() -> None:
+                    box["t"] = cache.build(plate, cancel=cancel,
+                                           progress=lambda d, t: progress.append((d, t)))
 
-            thread = threading.Thread(target=run, daemon=True)
-            thread.start()
-            while thread.is_alive():
-                thread.join(0.05)
-                if progress:
-                    yield progress[-1]
-            return box.get("t")
+                thread = threading.Thread(target=run, daemon=True)
+                thread.start()
+                while thread.is_alive():
+                    thread.join(0.05)
+                    if progress:
+                        yield progress[-1]
+                thumbs = box.get("t")
+            if thumbs is None or cancel.is_set():
+                return None
+            return thumbs, mosaic_image(plate, thumbs)
 
-        self.progress.setVisible(True)
-        self.progress.setRange(0, len(plate.wells))
-        self.progress.setValue(0)
-        self.status.setText(f"Building thumbnails of {plate.key} ...")
+        def progressed(step: tuple[int, int]) -> None:
+            if not self.progress.isVisible():
+                self.progress.setRange(0, len(plate.wells))
+                self.progress.setVisible(True)
+                self.status.setText(f"Building thumbnails of {plate.key} ...")
+            self.progress.setValue(step[0])
+
         worker = create_worker(work, _start_thread=False)
-        worker.yielded.connect(lambda p: self.progress.setValue(p[0]))
+        worker.yielded.connect(progressed)
 
-        def done(thumbs: PlateThumbnails | None) -> None:
-            self.progress.setVisible(False)
-            if thumbs is None or cancel.is_set() or self.state.plate is not plate:
+        def done(result: tuple[PlateThumbnails, np.ndarray] | None) -> None:
+            if self.progress.isVisible():
+                self.progress.setVisible(False)
+            if result is None or cancel.is_set() or self.state.plate is not plate:
                 return
-            self._show(plate, thumbs, started)
+            self._show(plate, *result, started)
 
         worker.returned.connect(done)
         worker.errored.connect(lambda exc: self.status.setText(f"Thumbnails failed: {exc}"))
         self._worker = worker
         worker.start()
 
-    def _show(self, plate: Plate, thumbs: PlateThumbnails, started: float) -> None:
+    def _show(self, plate: Plate, thumbs: PlateThumbnails, image: np.ndarray,
+              started: float) -> None:
         self._plate = plate
         self.thumbs = thumbs
-        image = mosaic_image(plate, thumbs)
         layer = self.image_layer()
         if layer is None:
             self.viewer.add_image(
@@ -285,7 +296,7 @@ class PlateMosaic(QWidget):
         elif (layer.data.shape == image.shape and isinstance(layer.data, np.ndarray)
               and layer.data.flags.writeable):
             np.copyto(layer.data, image)  # cheaper than the .data setter (no dims update)
-            layer.refresh(extent=False)
+            layer.refresh(extent=False, thumbnail=False, highlight=False)
         else:
             layer.data = image
         self._update_calls()
@@ -358,21 +369,23 @@ class PlateMosaic(QWidget):
             return
         t = self.thumbs.size
         y, x = tile_origin(well.row, well.column, t)
-        g = MOSAIC_GAP / 2
-        # the frame is drawn once around tile (0, 0) and moved with the layer's translate:
-        # a Shapes data change re-triangulates (15-90 ms), a translate is a transform update
-        rect = np.array([[-g, -g], [t + g, t + g]], dtype=float)
+        # one square marker around tile (0, 0), moved onto the well by the layer's translate:
+        # a translate is a transform update, whereas changing Shapes data re-triangulated
+        # and rebuilt a shader program on every click (a frame of 100+ ms in software GL)
+        centre = np.array([[t / 2, t / 2]], dtype=float)
         if layer is None:
-            self.viewer.add_shapes(
-                [rect], shape_type="rectangle", edge_color="white", face_color="transparent",
-                edge_width=max(1.0, MOSAIC_GAP), name="mosaic selection", visible=self.shown,
-                translate=(y, x), metadata={"deepnoise": SELECTION_TAG, "tile": t},
+            self.viewer.add_points(
+                centre, symbol="square", size=t + MOSAIC_GAP, face_color="transparent",
+                border_color="white", border_width=SELECTION_BORDER, name="mosaic selection",
+                visible=self.shown, translate=(y, x),
+                metadata={"deepnoise": SELECTION_TAG, "tile": t},
             )
         elif not self.shown:
             return  # hidden behind the well view: _show updates it when the mosaic returns
         else:
             if layer.metadata.get("tile") != t:  # another thumbnail size
-                layer.data = [rect]  # keeps the shape type, colours and width (one shape)
+                layer.data = centre
+                layer.size = t + MOSAIC_GAP
                 layer.metadata["tile"] = t
             if tuple(layer.translate) != (y, x):
                 layer.translate = (y, x)

@@ -14,17 +14,18 @@ import weakref
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import Signal
+from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from deepnoise_app import colours
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource
-from deepnoise_engine.screen.model import Screen, Well
+from deepnoise_engine.screen.model import Screen, Site, Well
 
 ALL_SITES = 0  # combo data for "all sites side by side"
 SITE_GAP = 16  # pixels between sites shown side by side
 LAYER_TAG = "deepnoise-well"
+THUMBNAIL_DELAY_MS = 400  # layer-list thumbnails follow once browsing pauses this long
 
 _BY_VIEWER: weakref.WeakValueDictionary[int, WellViewer] = weakref.WeakValueDictionary()
 
@@ -54,6 +55,16 @@ def channel_layer_data(
     ]
 
 
+def sites_to_show(well: Well, site: int) -> list[Site]:
+    """The well's sites for a site choice (a 1-based site number or ALL_SITES)."""
+    return list(well.sites) if site == ALL_SITES else [s for s in well.sites if s.index == site]
+
+
+def header_text(well: Well, shown: list[int]) -> str:
+    """The dock's header: the well and the sites on the canvas."""
+    return f"<b>{well.name}</b> - site(s) {', '.join(str(s) for s in shown) or 'none'}"
+
+
 def load_well_planes(
     pixels: PixelSource, well: Well, channels: list[int], site: int
 ) -> tuple[np.ndarray, dict[int, str], list[int]]:
@@ -63,7 +74,7 @@ def load_well_planes(
     Returns ``(planes (C, H, W) uint8, missing {channel: reason}, sites shown)``; a channel
     is missing when it is absent from every shown site.
     """
-    sites = list(well.sites) if site == ALL_SITES else [s for s in well.sites if s.index == site]
+    sites = sites_to_show(well, site)
     if not sites:
         size = pixels.image_size() or (64, 64)
         return (np.zeros((len(channels), *size), np.uint8),
@@ -133,7 +144,7 @@ def text_overlay(viewer: Any) -> Any:
 def show_text(viewer: Any, text: str) -> None:
     """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
     overlay = text_overlay(viewer)
-    wanted = {"position": "top_left", "box": True, "font_size": 10, "text": text,
+    wanted = {"position": "top_left", "box": False, "font_size": 10, "text": text,
               "visible": bool(text)}
     for key, value in wanted.items():  # each assignment redraws: only set what changed
         if getattr(overlay, key) != value:
@@ -174,6 +185,11 @@ class WellViewer(QWidget):
         self.shown = True  # False while the plate mosaic is shown instead
         self.last_load_s = 0.0
         self.loaded_well: str | None = None  # the well whose pixels are on screen
+        self._stale_thumbnails: set[int] = set()
+        self._thumbnail_timer = QTimer(self)
+        self._thumbnail_timer.setSingleShot(True)
+        self._thumbnail_timer.setInterval(THUMBNAIL_DELAY_MS)
+        self._thumbnail_timer.timeout.connect(self._refresh_thumbnails)
         self._fill_sites(None)
         _BY_VIEWER[id(viewer)] = self
 
@@ -216,7 +232,10 @@ class WellViewer(QWidget):
             # in place + refresh without extent: half the cost of the .data setter,
             # which recomputes the viewer's dims for every layer
             np.copyto(layer.data, planes[i])
-            layer.refresh(extent=False)
+            # the layer-list thumbnail waits until browsing pauses (_refresh_thumbnails):
+            # it is a resample and a list repaint per channel inside the load's frame
+            layer.refresh(extent=False, thumbnail=False, highlight=False)
+            self._stale_thumbnails.add(channel)
         else:
             layer.data = planes[i]
         # hide absent channels; show them again once present, unless the user hid them
@@ -232,10 +251,23 @@ class WellViewer(QWidget):
             layer.visible = False
 
     def _finish_apply(self, planes: np.ndarray) -> None:
+        if self._stale_thumbnails:
+            self._thumbnail_timer.start()  # restarts: only once browsing pauses
         reset = self._shape != planes.shape[1:]
         self._shape = planes.shape[1:]
         if reset and self.shown:
             self.viewer.reset_view()
+
+    def _refresh_thumbnails(self) -> None:
+        """Bring one stale layer-list thumbnail up to date per event-loop turn."""
+        layers = self.channel_layers()
+        while self._stale_thumbnails:
+            layer = layers.get(self._stale_thumbnails.pop())
+            if layer is not None:
+                layer.refresh(data_displayed=False, highlight=False, extent=False)
+                break
+        if self._stale_thumbnails:
+            QTimer.singleShot(0, self._refresh_thumbnails)
 
     def set_shown(self, shown: bool) -> None:
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
@@ -280,6 +312,11 @@ class WellViewer(QWidget):
             self.header.setText("No well selected")
             self._update_text()
             return
+        # the dock's header now, with the selection's repaint: a widget change at load time
+        # would recompose the window in the same turn as the canvas's new frame
+        site = self.site_combo.currentData()
+        shown = [s.index for s in sites_to_show(well, 1 if site is None else int(site))]
+        _set_text(self.header, header_text(well, shown))
         self.reload()
 
     def reload(self, *, block: bool = False) -> None:
@@ -349,8 +386,7 @@ class WellViewer(QWidget):
         self._fit_message()
 
     def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
-        sites = ", ".join(str(s) for s in shown) or "none"
-        _set_text(self.header, f"<b>{well.name}</b> - site(s) {sites}")
+        _set_text(self.header, header_text(well, shown))
         lines = []
         if not shown:
             lines.append(f"{well.name} has no such site.")

@@ -160,9 +160,11 @@ def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
     _click_world(qtbot, viewer, y + t / 2, x + t / 2)
     qtbot.waitUntil(lambda: state.well is target, timeout=5_000)
     selection = next(ly for ly in viewer.layers if ly.name == "mosaic selection")
-    # the frame: a rectangle around tile (0, 0), moved onto the well by the translate
-    assert selection.data[0][0][0] == pytest.approx(-1)
+    # the frame: a square marker on tile (0, 0), moved onto the well by the translate
+    np.testing.assert_allclose(selection.data, [[t / 2, t / 2]])
     assert tuple(selection.translate) == pytest.approx((y, x))
+    world = np.asarray(selection.data_to_world(selection.data[0]))
+    assert mosaic.well_at_world(tuple(world)) == target.name
     assert selection.visible
     # the cached mosaic of the next plate comes back; going back to the well view
     mosaic.set_shown(False)

@@ -1,0 +1,73 @@
+"""Warm the canvas up in idle time so that the first well of each row does not stall it.
+
+napari draws canvas text (the well caption, the mosaic's siRNA labels) from a glyph atlas
+that rasterises each character the first time it is drawn: 5-15 ms per glyph on the CPU,
+inside the paint. Browsing a plate meets new characters (row letters, digits, siRNA names)
+for many wells, so a paint that also uploads six 512 px channels went over the event-loop
+budget. ``GlyphWarmup`` loads every printable character into the canvas's font atlas, a
+few per idle timer tick, right after the window opens.
+"""
+
+from __future__ import annotations
+
+import logging
+import string
+from typing import Any
+
+from qtpy.QtCore import QObject, QTimer
+
+log = logging.getLogger(__name__)
+
+#: characters DeepNoise writes on the canvas (captions, siRNA names, plate keys)
+CANVAS_CHARACTERS = "".join(c for c in string.printable if c not in "\t\n\r\x0b\x0c")
+
+GLYPHS_PER_TICK = 1  # 5-15 ms of rasterising per tick: well inside the 100 ms budget
+
+
+def canvas_font(viewer: Any) -> Any:
+    """The texture font napari's canvas text visuals share (None if napari's internals moved).
+
+    napari keeps one Qt font manager per viewer; every Text visual of the canvas uses the
+    canvas's font face from it, so warming that font warms them all.
+    """
+    try:
+        qt_viewer = viewer.window._qt_viewer
+        manager = qt_viewer._font_manager
+        face = qt_viewer.canvas._font_info.face
+        return manager.get_font(face)
+    except (AttributeError, RuntimeError) as exc:
+        log.info("no canvas font to warm up: %s", exc)
+        return None
+
+
+class GlyphWarmup(QObject):
+    """Rasterise ``characters`` into ``viewer``'s canvas font, a few per event-loop turn."""
+
+    def __init__(self, viewer: Any, characters: str = CANVAS_CHARACTERS,
+                 parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self._font = canvas_font(viewer)
+        self._pending = list(dict.fromkeys(characters))
+        self._timer = QTimer(self)
+        self._timer.setInterval(0)  # a zero timer runs when the event loop is otherwise idle
+        self._timer.timeout.connect(self._tick)
+
+    @property
+    def done(self) -> bool:
+        return self._font is None or not self._pending
+
+    def start(self) -> None:
+        if not self.done:
+            self._timer.start()
+
+    def _tick(self) -> None:
+        for _ in range(GLYPHS_PER_TICK):
+            if not self._pending:
+                break
+            char = self._pending.pop(0)
+            try:
+                self._font[char]  # QtTextureFont loads the glyph on first access
+            except Exception as exc:  # a glyph the font cannot draw is drawn as napari does
+                log.debug("cannot warm glyph %r: %s", char, exc)
+        if self.done:
+            self._timer.stop()
