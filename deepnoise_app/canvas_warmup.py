@@ -5,13 +5,15 @@ that rasterises each character the first time it is drawn: 5-15 ms per glyph on 
 inside the paint. Browsing a plate meets new characters (row letters, digits, siRNA names)
 for many wells, so a paint that also uploads six 512 px channels went over the event-loop
 budget. ``GlyphWarmup`` loads every printable character into the canvas's font atlas, a
-few per idle timer tick, right after the window opens.
+few per idle timer tick, right after the window opens. ``draw_once_invisibly`` does the
+same for layers' shader programs.
 """
 
 from __future__ import annotations
 
 import logging
 import string
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qtpy.QtCore import QObject, QTimer
@@ -71,3 +73,23 @@ class GlyphWarmup(QObject):
                 log.debug("cannot warm glyph %r: %s", char, exc)
         if self.done:
             self._timer.stop()
+
+
+WARM_DRAW_MS = 300  # draw_once_invisibly keeps the layers drawn (at zero opacity) this long
+
+
+def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bool]) -> None:
+    """Draw hidden ``layers`` for a moment at zero opacity, then give each the visibility
+    ``visible_after(layer)`` says: a layer's first frame compiles its shader programs, which
+    takes software OpenGL 100+ ms, better spent at start than on the user's first click."""
+    layers = [layer for layer in layers if layer is not None and not layer.visible]
+    for layer in layers:
+        layer.opacity = 0.0
+        layer.visible = True
+
+    def restore() -> None:
+        for layer in layers:
+            layer.visible = visible_after(layer)
+            layer.opacity = 1.0
+
+    QTimer.singleShot(WARM_DRAW_MS, restore)

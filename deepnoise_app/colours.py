@@ -40,6 +40,11 @@ def _channel_table() -> dict[int, dict[str, Any]]:
     return {int(k): v for k, v in data["channels"].items()}
 
 
+def known_channels() -> list[int]:
+    """The channels with a colour preset (RxRx1's six): the layers made before any screen."""
+    return sorted(_channel_table())
+
+
 def channel_rgb(channel: int) -> tuple[int, int, int]:
     """Display colour (0-255) of a 1-based channel."""
     entry = _channel_table().get(int(channel))

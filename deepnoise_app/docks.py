@@ -129,6 +129,11 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     else:
         docks.workflow = install_workflow(viewer, state)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
+    # warm-up in the first idle moments: mosaic shaders, then the canvas font's glyphs
+    from qtpy.QtCore import QTimer
+
+    QTimer.singleShot(0, well_viewer.warm_up_drawing)
+    QTimer.singleShot(0, mosaic.warm_up_drawing)
     docks.warmup = GlyphWarmup(viewer, parent=well_viewer)
     docks.warmup.start()
     key = id(viewer)

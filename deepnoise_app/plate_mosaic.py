@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app import colours
+from deepnoise_app.canvas_warmup import draw_once_invisibly
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import (
     MOSAIC_GAP,
@@ -93,6 +94,19 @@ def call_features(
     return np.array(coords, dtype=float).reshape(-1, 2), features
 
 
+def call_features_empty() -> pd.DataFrame:
+    """The calls layer's features table with no rows (the layer exists before any call)."""
+    return pd.DataFrame({"well": pd.Series(dtype=str), "sirna": pd.Series(dtype=str),
+                         "confidence": pd.Series(dtype=float),
+                         "correct": pd.Series(dtype=str),
+                         "text_colour": pd.Series(dtype=str)})
+
+
+def label_translation(tile: int) -> list[float]:
+    """Offset of a call's label from its marker: into the tile's lower left part."""
+    return [tile * 0.62, -tile * 0.08]
+
+
 class PlateMosaic(QWidget):
     """Dock controls for the mosaic and the mosaic layers in ``viewer``."""
 
@@ -119,6 +133,11 @@ class PlateMosaic(QWidget):
             self.size_combo.addItem(f"{size} px thumbnails", size)
         self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(thumbnail_size)))
         self.progress = QProgressBar()
+        # showing or hiding it must not relayout the docks: a relayout resizes the canvas,
+        # which redraws the whole window (a long frame in software OpenGL)
+        policy = self.progress.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.progress.setSizePolicy(policy)
         self.progress.setVisible(False)
         self.status = QLabel("Click a tile to select a well, double-click to open it.")
         self.status.setWordWrap(True)
@@ -150,6 +169,25 @@ class PlateMosaic(QWidget):
         viewer.mouse_double_click_callbacks.append(self._on_double_click)
         if state.screen is not None:
             self._screen_changed(state.screen)
+        self.create_layers()
+
+    def create_layers(self) -> None:
+        """Add the mosaic's layers, hidden, now: creating a layer (its controls, its visual)
+        takes napari 100-250 ms, which would otherwise stall the first "Show plate mosaic"."""
+        if self.image_layer() is None:
+            self.viewer.add_image(np.zeros((1, 1, 3), np.uint8), name="plate mosaic", rgb=True,
+                                  visible=False, metadata={"deepnoise": IMAGE_TAG})
+        if self.calls_layer() is None:
+            self._add_calls_layer(np.zeros((0, 2)), call_features_empty(), self.size)
+        if self._layer(SELECTION_TAG) is None:
+            self._add_selection_layer(self.size, (0.0, 0.0))
+
+    def warm_up_drawing(self) -> None:
+        """Draw the (empty) mosaic layers once, invisibly: their shaders compile now."""
+        draw_once_invisibly(
+            [self._layer(tag) for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG)],
+            lambda layer: self.shown and (layer is not self.calls_layer() or len(layer.data) > 0),
+        )
 
     @property
     def well_viewer(self) -> WellViewer | None:
@@ -327,18 +365,29 @@ class PlateMosaic(QWidget):
             layer.features = features
             if len(coords) and not np.allclose(layer.size, size):
                 layer.size = size
+            if layer.metadata.get("tile") != self.thumbs.size:
+                layer.text.translation = label_translation(self.thumbs.size)
+                layer.metadata["tile"] = self.thumbs.size
             visible = self.shown and len(coords) > 0
             if layer.visible != visible:  # napari refreshes even when unchanged
                 layer.visible = visible
             return
         if len(coords) == 0:
             return
+        self._add_calls_layer(coords, features, self.thumbs.size, visible=self.shown)
+
+    def _add_calls_layer(self, coords: np.ndarray, features: pd.DataFrame, tile: int, *,
+                         visible: bool = False) -> None:
         self.viewer.add_points(
             coords,
             features=features,
+            # what points get before their features arrive (data and features are set
+            # one after the other): a white label, which the features then replace
+            feature_defaults={"well": "", "sirna": "", "confidence": 0.0, "correct": "",
+                              "text_colour": "white"},
             name="mosaic calls",
             symbol="square",
-            size=size,
+            size=max(4.0, tile * 0.22),
             face_color="confidence",
             face_colormap=colours.confidence_colormap(),
             face_contrast_limits=(0.0, 1.0),
@@ -347,12 +396,12 @@ class PlateMosaic(QWidget):
             text={
                 "string": "{sirna}",
                 "anchor": "upper_left",
-                "translation": [self.thumbs.size * 0.62, -self.thumbs.size * 0.08],
+                "translation": label_translation(tile),
                 "size": 8,
                 "color": {"feature": "text_colour"},
             },
-            visible=self.shown,
-            metadata={"deepnoise": POINTS_TAG},
+            visible=visible,
+            metadata={"deepnoise": POINTS_TAG, "tile": tile},
         )
 
     def _well_changed(self, _well: Well | None) -> None:
@@ -374,12 +423,7 @@ class PlateMosaic(QWidget):
         # and rebuilt a shader program on every click (a frame of 100+ ms in software GL)
         centre = np.array([[t / 2, t / 2]], dtype=float)
         if layer is None:
-            self.viewer.add_points(
-                centre, symbol="square", size=t + MOSAIC_GAP, face_color="transparent",
-                border_color="white", border_width=SELECTION_BORDER, name="mosaic selection",
-                visible=self.shown, translate=(y, x),
-                metadata={"deepnoise": SELECTION_TAG, "tile": t},
-            )
+            self._add_selection_layer(t, (y, x), visible=self.shown)
         elif not self.shown:
             return  # hidden behind the well view: _show updates it when the mosaic returns
         else:
@@ -391,6 +435,15 @@ class PlateMosaic(QWidget):
                 layer.translate = (y, x)
             if not layer.visible:
                 layer.visible = True
+
+    def _add_selection_layer(self, tile: int, translate: tuple[float, float], *,
+                             visible: bool = False) -> None:
+        self.viewer.add_points(
+            np.array([[tile / 2, tile / 2]], dtype=float), symbol="square",
+            size=tile + MOSAIC_GAP, face_color="transparent", border_color="white",
+            border_width=SELECTION_BORDER, name="mosaic selection", visible=visible,
+            translate=translate, metadata={"deepnoise": SELECTION_TAG, "tile": tile},
+        )
 
     # -- mouse ------------------------------------------------------------------------------
     def well_at_world(self, position: tuple[float, ...]) -> str | None:

@@ -18,6 +18,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from deepnoise_app import colours
+from deepnoise_app.canvas_warmup import draw_once_invisibly
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource
 from deepnoise_engine.screen.model import Screen, Site, Well
@@ -190,8 +191,12 @@ class WellViewer(QWidget):
         self._thumbnail_timer.setSingleShot(True)
         self._thumbnail_timer.setInterval(THUMBNAIL_DELAY_MS)
         self._thumbnail_timer.timeout.connect(self._refresh_thumbnails)
+        self._placeholders: set[int] = set()  # channel layers made before their first pixels
         self._fill_sites(None)
         _BY_VIEWER[id(viewer)] = self
+        self.create_layers(list(state.screen.channels) if state.screen is not None
+                           else colours.known_channels())
+        viewer.layers.events.inserted.connect(self._layer_inserted)
 
         self.site_combo.currentIndexChanged.connect(lambda _i: self.reload())
         state.screen_changed.connect(self._screen_changed)
@@ -212,6 +217,44 @@ class WellViewer(QWidget):
             if meta.get("deepnoise") == LAYER_TAG:
                 out[int(meta["channel"])] = layer
         return out
+
+    def create_layers(self, channels: list[int]) -> None:
+        """Add the missing channel layers, hidden, with a 1 px placeholder: making a layer
+        costs napari 100+ ms, so this happens at start instead of on the first well."""
+        existing = self.channel_layers()
+        for channel in channels:
+            if channel not in existing:
+                data, kwargs, _kind = channel_layer_data(np.zeros((1, 1, 1), np.uint8),
+                                                         [channel])[0]
+                self.viewer.add_image(data, **{**kwargs, "visible": False})
+                self._placeholders.add(channel)
+
+    def _layer_inserted(self, event: Any) -> None:
+        """A tagged channel layer from elsewhere (the demo sample's) replaces our placeholder."""
+        meta = getattr(event.value, "metadata", {}) or {}
+        if meta.get("deepnoise") != LAYER_TAG or int(meta["channel"]) not in self._placeholders:
+            return
+        channel = int(meta["channel"])
+        placeholders = [ly for ly in self.viewer.layers if ly is not event.value
+                        and (ly.metadata or {}).get("deepnoise") == LAYER_TAG
+                        and int(ly.metadata["channel"]) == channel]
+        self._placeholders.discard(channel)
+        self._shape = None
+        # not inside the list's own insert event: napari is still handling it
+        QTimer.singleShot(0, lambda: [self.viewer.layers.remove(ly) for ly in placeholders
+                                      if ly in self.viewer.layers])
+
+    def warm_up_drawing(self) -> None:
+        """Draw the placeholder channel layers once, invisibly: their shaders compile now."""
+        layers = self.channel_layers()
+        draw_once_invisibly(
+            [layers[c] for c in sorted(self._placeholders) if c in layers],
+            lambda layer: self._should_show(int(layer.metadata["channel"])),
+        )
+
+    def _should_show(self, channel: int) -> bool:
+        return (self.shown and channel not in self._hidden_missing
+                and channel not in self._placeholders)
 
     def _apply(self, planes: np.ndarray, missing: dict[int, str], channels: list[int]) -> None:
         """Put all channels on screen now."""
@@ -238,6 +281,11 @@ class WellViewer(QWidget):
             self._stale_thumbnails.add(channel)
         else:
             layer.data = planes[i]
+        if channel in self._placeholders:  # its first pixels: shown from now on
+            self._placeholders.discard(channel)
+            self._shape = None  # reset the view to the image afterwards
+            if channel not in missing and layer.visible != self.shown:
+                layer.visible = self.shown
         # hide absent channels; show them again once present, unless the user hid them
         if channel in missing:
             if layer.visible:
@@ -273,7 +321,7 @@ class WellViewer(QWidget):
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
         self.shown = shown
         for channel, layer in self.channel_layers().items():
-            visible = shown and channel not in self._hidden_missing
+            visible = self._should_show(channel)
             if layer.visible != visible:
                 layer.visible = visible
         if shown:
@@ -284,6 +332,8 @@ class WellViewer(QWidget):
         self._screen = screen
         self.pixels = PixelSource(screen) if screen is not None else None
         self._fill_sites(screen)
+        if screen is not None:
+            self.create_layers(list(screen.channels))
 
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0

@@ -57,7 +57,10 @@ def test_channel_layers_colours_limits_and_reuse(make_napari_viewer, qtbot, pred
     _wait_loaded(qtbot, docks, state)
     layers = docks.well_viewer.channel_layers()
     assert {c: id(layer) for c, layer in layers.items()} == ids
-    assert len(viewer.layers) == 6
+    # the six channels and the mosaic's three layers (added hidden when the docks install)
+    assert len(viewer.layers) == 6 + 3
+    # (their one invisible warm-up frame over, only the channels are shown)
+    qtbot.waitUntil(lambda: sum(layer.visible for layer in viewer.layers) == 6, timeout=5_000)
     np.testing.assert_array_equal(layers[1].data, read_site(other.sites[0], [1])[0])
     # site 2, then both sites side by side
     docks.well_viewer.set_site(2)
@@ -240,7 +243,10 @@ def test_demo_sample_data_reuses_its_layers(make_napari_viewer, qtbot, small_scr
     assert docks is not None  # the sample opened the DeepNoise docks
     qtbot.waitUntil(lambda: docks.well_viewer.loaded_well == state.well.name, timeout=10_000)
     # the sample's channel layers are the well viewer's: no duplicates
-    assert len(viewer.layers) == 6 and len(docks.well_viewer.channel_layers()) == 6
+    # (+ the mosaic's three layers, added hidden when the docks install)
+    assert len(viewer.layers) == 6 + 3 and len(docks.well_viewer.channel_layers()) == 6
+    # (their one invisible warm-up frame over, only the channels are shown)
+    qtbot.waitUntil(lambda: sum(layer.visible for layer in viewer.layers) == 6, timeout=5_000)
 
 
 def test_docks_lay_out_without_clipping_or_gaps(make_napari_viewer, qtbot, prediction_frame,
