@@ -5,17 +5,19 @@ from __future__ import annotations
 import gc
 import logging
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from deepnoise_app.canvas_warmup import GlyphWarmup
+from deepnoise_app.canvas_warmup import CAPTION_CHARACTERS, GlyphWarmup
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser
 from deepnoise_app.state import AppState, state_for, unwrap_viewer
+from deepnoise_app.thumbnails import shared_pixels
 from deepnoise_app.well_viewer import WellViewer
 from deepnoise_engine.screen.model import Screen
 
@@ -37,20 +39,26 @@ class DeepNoiseDocks:
     dock_widgets: dict[str, Any] = field(default_factory=dict)
 
 
-def open_screen_path(state: AppState, path: str | Path, *, plate: str | None = None) -> Screen:
-    """Open a screen folder into ``state``; selects ``plate`` ("EXP:P" or "EXP/P") or the first.
-
-    Raises the engine's ScreenNotFoundError / MetadataError with their message when the
-    folder cannot be opened as a screen.
-    """
+def load_screen(path: str | Path) -> Screen:
+    """Read a screen folder and open its pixel source (pack cache index): the slow part of
+    opening, safe to run in a worker thread (nothing here touches Qt or the AppState)."""
     from deepnoise_engine.screen import open_screen
 
     screen = open_screen(Path(path))
+    shared_pixels(screen)
+    return screen
+
+
+def show_screen(state: AppState, screen: Screen, path: str | Path, *,
+                plate: str | None = None) -> Screen:
+    """Make ``screen`` the open one (main thread): docks follow, ``plate`` or the first is
+    selected, the folder goes to the recent screens."""
     state.set_screen(screen)
     # A screen is a large, long-lived object graph (RxRx1: ~0.5 M objects): keep it out of
-    # the cyclic GC's full passes, which otherwise stall the UI ~150 ms now and then.
-    # Collect first so that garbage (an earlier screen, closed widgets) is not frozen too.
-    gc.collect()
+    # the cyclic GC's full passes, which otherwise stall the UI ~150 ms now and then. The
+    # model is a tree (reference counting frees a replaced screen), so only the young
+    # generations are collected first: a full pass here cost 150 ms on the event loop.
+    gc.collect(1)
     gc.freeze()
     select_initial_plate(state, plate)
     try:
@@ -60,6 +68,66 @@ def open_screen_path(state: AppState, path: str | Path, *, plate: str | None = N
     except OSError as exc:  # a read-only config dir must not stop the app
         log.warning("cannot remember recent screen: %s", exc)
     return screen
+
+
+def open_screen_path(state: AppState, path: str | Path, *, plate: str | None = None) -> Screen:
+    """Open a screen folder into ``state`` now; selects ``plate`` ("EXP:P" or "EXP/P") or
+    the first. The app opens in the background instead (open_screen_in_background).
+
+    Raises the engine's ScreenNotFoundError / MetadataError with their message when the
+    folder cannot be opened as a screen.
+    """
+    return show_screen(state, load_screen(path), path, plate=plate)
+
+
+_OPENING: set[Any] = set()  # running opener workers (kept alive until they finish)
+
+
+def open_screen_in_background(
+    viewer: Any,
+    state: AppState,
+    path: str | Path,
+    *,
+    plate: str | None = None,
+    opened: Callable[[Screen], None] | None = None,
+    failed: Callable[[Exception], None] | None = None,
+) -> Any:
+    """Open a screen without blocking the window: the folder is read in a worker thread
+    (0.1 s for the demo, 2-3 s for the full RxRx1 metadata), then shown. ``opened(screen)``
+    or ``failed(error)`` follow on the main thread; without ``failed`` a message box says
+    what went wrong. Returns the worker."""
+    from napari.qt.threading import create_worker
+
+    viewer.status = f"Opening screen {path} ..."
+    worker = create_worker(load_screen, path, _start_thread=False)
+
+    def fail(exc: Exception) -> None:
+        viewer.status = f"Cannot open {path}"
+        if failed is not None:
+            failed(exc)
+        else:
+            from qtpy.QtWidgets import QMessageBox
+
+            QMessageBox.warning(viewer.window._qt_window, "Cannot open screen",
+                                f"{path}\n\n{exc}")
+
+    def done(screen: Screen) -> None:
+        try:
+            show_screen(state, screen, path, plate=plate)
+        except Exception as exc:  # e.g. no such plate: the screen is open, say what failed
+            fail(exc)
+            return
+        viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
+        viewer.status = f"Opened {screen.name or Path(screen.root).name}"
+        if opened is not None:
+            opened(screen)
+
+    worker.returned.connect(done)
+    worker.errored.connect(fail)
+    worker.finished.connect(lambda: _OPENING.discard(worker))
+    _OPENING.add(worker)
+    worker.start()
+    return worker
 
 
 def select_initial_plate(state: AppState, plate: str | None = None) -> None:
@@ -135,7 +203,7 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     QTimer.singleShot(0, well_viewer.warm_up_drawing)
     QTimer.singleShot(0, mosaic.warm_up_drawing)
     docks.warmup = GlyphWarmup(viewer, parent=well_viewer)
-    docks.warmup.start()
+    docks.warmup.start(now=CAPTION_CHARACTERS)  # the window is not in use yet
     key = id(viewer)
     try:
         ref = weakref.ref(viewer, lambda _r: _INSTALLED.pop(key, None))
@@ -168,8 +236,9 @@ def _tabify_with_layer_controls(window: Any, dock: Any) -> None:
         log.info("cannot tabify the screen browser: %s", exc)
 
 
-def choose_screen_folder(viewer: Any, state: AppState) -> Screen | None:
-    """File dialog -> open the chosen screen; errors are shown, never raised."""
+def choose_screen_folder(viewer: Any, state: AppState) -> Any:
+    """File dialog -> open the chosen screen in the background (errors are shown, never
+    raised). Returns the opener's worker, or None when the dialog was cancelled."""
     from qtpy.QtWidgets import QFileDialog
 
     parent = viewer.window._qt_window
@@ -179,15 +248,7 @@ def choose_screen_folder(viewer: Any, state: AppState) -> Screen | None:
     return open_screen_reporting(viewer, state, folder)
 
 
-def open_screen_reporting(viewer: Any, state: AppState, folder: str | Path) -> Screen | None:
-    """Open a screen and show errors in a message box instead of raising."""
-    from qtpy.QtWidgets import QMessageBox
-
-    try:
-        screen = open_screen_path(state, folder)
-    except Exception as exc:  # every failure is shown to the user
-        QMessageBox.warning(viewer.window._qt_window, "Cannot open screen",
-                            f"{folder}\n\n{exc}")
-        return None
-    viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
-    return screen
+def open_screen_reporting(viewer: Any, state: AppState, folder: str | Path) -> Any:
+    """Open a screen in the background; failures are shown in a message box. Returns the
+    opener's worker."""
+    return open_screen_in_background(viewer, state, folder)

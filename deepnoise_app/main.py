@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtCore import QTimer
 
-    from deepnoise_app.docks import install_docks, open_screen_path
+    from deepnoise_app.docks import install_docks, open_screen_in_background
     from deepnoise_app.state import state_for
 
     viewer = napari.Viewer(title="DeepNoise")
@@ -166,14 +166,16 @@ def main(argv: list[str] | None = None) -> int:
             _screenshot_when_ready(viewer, docks, state, args, status)
 
     def opened(path: Path | str) -> None:
-        try:
-            screen = open_screen_path(state, path, plate=args.plate)
-        except Exception as exc:  # shown, the window stays usable
+        # read in a worker: the window stays responsive (and shows itself) meanwhile
+        def failed(exc: Exception) -> None:  # shown, the window stays usable
             _show_error(viewer, f"Cannot open {path}: {exc}")
             status["code"] = 1
             finish_startup()
-            return
-        viewer.title = f"DeepNoise - {screen.name or Path(screen.root).name}"
+
+        open_screen_in_background(viewer, state, path, plate=args.plate, opened=shown,
+                                  failed=failed)
+
+    def shown(_screen: Any) -> None:
         if args.well:
             try:
                 state.select_well(args.well)

@@ -35,6 +35,7 @@ from deepnoise_app.thumbnails import (
     PlateThumbnails,
     ThumbnailCache,
     mosaic_image,
+    shared_pixels,
     tile_at,
     tile_origin,
 )
@@ -237,7 +238,8 @@ class PlateMosaic(QWidget):
     # -- building ---------------------------------------------------------------------------
     def _screen_changed(self, screen: Screen | None) -> None:
         self._cancel_build()
-        self.cache = ThumbnailCache(screen, size=self.size) if screen is not None else None
+        self.cache = (ThumbnailCache(screen, size=self.size, pixels=shared_pixels(screen))
+                      if screen is not None else None)
         self.thumbs = None
 
     def _size_changed(self) -> None:

@@ -18,9 +18,9 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from deepnoise_app import colours
-from deepnoise_app.canvas_warmup import draw_once_invisibly
+from deepnoise_app.canvas_warmup import WARM_DRAW_MS, draw_once_invisibly
 from deepnoise_app.state import AppState
-from deepnoise_app.thumbnails import PixelSource
+from deepnoise_app.thumbnails import PixelSource, shared_pixels
 from deepnoise_engine.screen.model import Screen, Site, Well
 
 ALL_SITES = 0  # combo data for "all sites side by side"
@@ -245,12 +245,29 @@ class WellViewer(QWidget):
                                       if ly in self.viewer.layers])
 
     def warm_up_drawing(self) -> None:
-        """Draw the placeholder channel layers once, invisibly: their shaders compile now."""
+        """Draw the placeholder channel layers and the canvas caption once, invisibly: their
+        shaders compile now, not in the first well's frame."""
         layers = self.channel_layers()
         draw_once_invisibly(
             [layers[c] for c in sorted(self._placeholders) if c in layers],
             lambda layer: self._should_show(int(layer.metadata["channel"])),
         )
+        if not text_overlay(self.viewer).visible:
+            show_text(self.viewer, " ")  # a blank caption: drawn, nothing to see
+            QTimer.singleShot(WARM_DRAW_MS, self._clear_blank_caption)
+
+    def _clear_blank_caption(self) -> None:
+        if text_overlay(self.viewer).text == " ":
+            show_text(self.viewer, "")
+
+    def _size_placeholders(self, size: tuple[int, int] | None) -> None:
+        """Give the placeholder layers the screen's image size (zeros): the first well's
+        pixels are then copied in place instead of through napari's slower ``.data``."""
+        if not size:
+            return
+        for channel, layer in self.channel_layers().items():
+            if channel in self._placeholders and layer.data.shape != tuple(size):
+                layer.data = np.zeros(size, np.uint8)
 
     def _should_show(self, channel: int) -> bool:
         return (self.shown and channel not in self._hidden_missing
@@ -284,6 +301,7 @@ class WellViewer(QWidget):
         if channel in self._placeholders:  # its first pixels: shown from now on
             self._placeholders.discard(channel)
             self._shape = None  # reset the view to the image afterwards
+            self._stale_thumbnails.add(channel)
             if channel not in missing and layer.visible != self.shown:
                 layer.visible = self.shown
         # hide absent channels; show them again once present, unless the user hid them
@@ -330,10 +348,11 @@ class WellViewer(QWidget):
     # -- loading ----------------------------------------------------------------------------
     def _screen_changed(self, screen: Screen | None) -> None:
         self._screen = screen
-        self.pixels = PixelSource(screen) if screen is not None else None
+        self.pixels = shared_pixels(screen) if screen is not None else None
         self._fill_sites(screen)
         if screen is not None:
             self.create_layers(list(screen.channels))
+            self._size_placeholders(screen.image_size)
 
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0
