@@ -101,9 +101,12 @@ def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bo
         layer.opacity = 0.0
         layer.visible = True
 
-    def restore() -> None:
-        for layer in layers:
-            layer.visible = visible_after(layer)
-            layer.opacity = 1.0
+    def restore() -> None:  # one layer per event-loop turn: each costs napari a thumbnail
+        if not layers:
+            return
+        layer = layers.pop(0)
+        layer.visible = visible_after(layer)
+        layer.opacity = 1.0
+        QTimer.singleShot(0, restore)
 
     QTimer.singleShot(WARM_DRAW_MS, restore)

@@ -18,7 +18,7 @@ from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from deepnoise_app import colours
-from deepnoise_app.canvas_warmup import WARM_DRAW_MS, draw_once_invisibly
+from deepnoise_app.canvas_warmup import WARM_DRAW_MS
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource, shared_pixels
 from deepnoise_engine.screen.model import Screen, Site, Well
@@ -26,6 +26,7 @@ from deepnoise_engine.screen.model import Screen, Site, Well
 ALL_SITES = 0  # combo data for "all sites side by side"
 SITE_GAP = 16  # pixels between sites shown side by side
 LAYER_TAG = "deepnoise-well"
+PLACEHOLDER_SIZE = (512, 512)  # RxRx1's image size: the channel layers' size before a screen
 THUMBNAIL_DELAY_MS = 400  # layer-list thumbnails follow once browsing pauses this long
 
 _BY_VIEWER: weakref.WeakValueDictionary[int, WellViewer] = weakref.WeakValueDictionary()
@@ -191,7 +192,7 @@ class WellViewer(QWidget):
         self._thumbnail_timer.setSingleShot(True)
         self._thumbnail_timer.setInterval(THUMBNAIL_DELAY_MS)
         self._thumbnail_timer.timeout.connect(self._refresh_thumbnails)
-        self._placeholders: set[int] = set()  # channel layers made before their first pixels
+        self._placeholders: set[int] = set()  # black channel layers no well has filled yet
         self._fill_sites(None)
         _BY_VIEWER[id(viewer)] = self
         self.create_layers(list(state.screen.channels) if state.screen is not None
@@ -218,15 +219,18 @@ class WellViewer(QWidget):
                 out[int(meta["channel"])] = layer
         return out
 
-    def create_layers(self, channels: list[int]) -> None:
-        """Add the missing channel layers, hidden, with a 1 px placeholder: making a layer
-        costs napari 100+ ms, so this happens at start instead of on the first well."""
+    def create_layers(self, channels: list[int],
+                      size: tuple[int, int] | None = None) -> None:
+        """Add the missing channel layers as black placeholders of ``size`` (default: RxRx1's
+        512 px): making a layer costs napari 100+ ms and its first frame compiles shaders,
+        so this happens at start; the first well's pixels are then copied in place."""
         existing = self.channel_layers()
+        size = tuple(size or PLACEHOLDER_SIZE)
         for channel in channels:
             if channel not in existing:
-                data, kwargs, _kind = channel_layer_data(np.zeros((1, 1, 1), np.uint8),
+                data, kwargs, _kind = channel_layer_data(np.zeros((1, *size), np.uint8),
                                                          [channel])[0]
-                self.viewer.add_image(data, **{**kwargs, "visible": False})
+                self.viewer.add_image(data, **{**kwargs, "visible": self.shown})
                 self._placeholders.add(channel)
 
     def _layer_inserted(self, event: Any) -> None:
@@ -245,13 +249,8 @@ class WellViewer(QWidget):
                                       if ly in self.viewer.layers])
 
     def warm_up_drawing(self) -> None:
-        """Draw the placeholder channel layers and the canvas caption once, invisibly: their
-        shaders compile now, not in the first well's frame."""
-        layers = self.channel_layers()
-        draw_once_invisibly(
-            [layers[c] for c in sorted(self._placeholders) if c in layers],
-            lambda layer: self._should_show(int(layer.metadata["channel"])),
-        )
+        """Draw the canvas caption once, blank: its shaders compile now, not in the first
+        well's frame (the placeholder channel layers are drawn from the start)."""
         if not text_overlay(self.viewer).visible:
             show_text(self.viewer, " ")  # a blank caption: drawn, nothing to see
             QTimer.singleShot(WARM_DRAW_MS, self._clear_blank_caption)
@@ -261,8 +260,7 @@ class WellViewer(QWidget):
             show_text(self.viewer, "")
 
     def _size_placeholders(self, size: tuple[int, int] | None) -> None:
-        """Give the placeholder layers the screen's image size (zeros): the first well's
-        pixels are then copied in place instead of through napari's slower ``.data``."""
+        """Give the placeholders the screen's image size when it is not the default one."""
         if not size:
             return
         for channel, layer in self.channel_layers().items():
@@ -270,8 +268,7 @@ class WellViewer(QWidget):
                 layer.data = np.zeros(size, np.uint8)
 
     def _should_show(self, channel: int) -> bool:
-        return (self.shown and channel not in self._hidden_missing
-                and channel not in self._placeholders)
+        return self.shown and channel not in self._hidden_missing
 
     def _apply(self, planes: np.ndarray, missing: dict[int, str], channels: list[int]) -> None:
         """Put all channels on screen now."""
@@ -298,12 +295,9 @@ class WellViewer(QWidget):
             self._stale_thumbnails.add(channel)
         else:
             layer.data = planes[i]
-        if channel in self._placeholders:  # its first pixels: shown from now on
+        if channel in self._placeholders:  # its first pixels
             self._placeholders.discard(channel)
             self._shape = None  # reset the view to the image afterwards
-            self._stale_thumbnails.add(channel)
-            if channel not in missing and layer.visible != self.shown:
-                layer.visible = self.shown
         # hide absent channels; show them again once present, unless the user hid them
         if channel in missing:
             if layer.visible:
