@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +17,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from deepnoise_app.canvas_warmup import CAPTION_CHARACTERS, GlyphWarmup
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
-from deepnoise_app.screen_browser import ScreenBrowser
+from deepnoise_app.screen_browser import ScreenBrowser, plate_summaries
 from deepnoise_app.state import AppState, state_for, unwrap_viewer
 from deepnoise_app.thumbnails import shared_pixels
 from deepnoise_app.well_viewer import WellViewer
@@ -39,13 +41,41 @@ class DeepNoiseDocks:
     dock_widgets: dict[str, Any] = field(default_factory=dict)
 
 
+_GC_LOCK = threading.Lock()
+_GC_PAUSES = [0, False]  # loads running, whether they turned the cyclic GC off
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """No automatic cyclic GC while a screen is read. Reading RxRx1 makes ~0.5 M objects:
+    each automatic full collection on the way scanned the growing heap holding the GIL
+    (200-350 ms each, the window frozen). What was made is frozen at the end instead, out
+    of the GC's reach, as show_screen does for the rest."""
+    with _GC_LOCK:
+        if _GC_PAUSES[0] == 0:
+            _GC_PAUSES[1] = gc.isenabled()
+            gc.disable()
+        _GC_PAUSES[0] += 1
+    try:
+        yield
+    finally:
+        with _GC_LOCK:
+            _GC_PAUSES[0] -= 1
+            if _GC_PAUSES[0] == 0:
+                gc.freeze()  # instant: no scan, unlike a collection
+                if _GC_PAUSES[1]:
+                    gc.enable()
+
+
 def load_screen(path: str | Path) -> Screen:
     """Read a screen folder and open its pixel source (pack cache index): the slow part of
     opening, safe to run in a worker thread (nothing here touches Qt or the AppState)."""
     from deepnoise_engine.screen import open_screen
 
-    screen = open_screen(Path(path))
-    shared_pixels(screen)
+    with _cyclic_gc_paused():
+        screen = open_screen(Path(path))
+        shared_pixels(screen)
+        plate_summaries(screen)  # the browser's counts and problem lists
     return screen
 
 
@@ -96,10 +126,13 @@ def open_screen_in_background(
     (0.1 s for the demo, 2-3 s for the full RxRx1 metadata), then shown. ``opened(screen)``
     or ``failed(error)`` follow on the main thread; without ``failed`` a message box says
     what went wrong. Returns the worker."""
-    from napari.qt.threading import create_worker
+    # superqt's worker with our own error handling (as everywhere in the app): napari's adds
+    # a task-status slot to ``errored`` that takes no argument (a TypeError in the event
+    # loop whenever a worker fails) and re-raises the error in the main thread
+    from superqt.utils import create_worker
 
     viewer.status = f"Opening screen {path} ..."
-    worker = create_worker(load_screen, path, _start_thread=False)
+    worker = create_worker(load_screen, path, _start_thread=False, _ignore_errors=True)
 
     def fail(exc: Exception) -> None:
         viewer.status = f"Cannot open {path}"

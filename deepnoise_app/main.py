@@ -84,7 +84,7 @@ def _open_demo(viewer: Any, then: Any) -> None:
     if (target / "demo.json").is_file():
         then(target)
         return
-    from napari.qt.threading import create_worker
+    from superqt.utils import create_worker
 
     def work():
         events: list[dict] = []
@@ -115,7 +115,7 @@ def _open_demo(viewer: Any, then: Any) -> None:
 
     print("Generating the DeepNoise demo screen (first run) ...", file=sys.stderr)
     show_text(viewer, "Generating the demo screen (first run) ...")
-    worker = create_worker(work, _start_thread=False)
+    worker = create_worker(work, _start_thread=False, _ignore_errors=True)
     worker.yielded.connect(progress)
     worker.returned.connect(then)
     worker.errored.connect(lambda exc: _show_error(viewer, f"Cannot create the demo screen: {exc}"))

@@ -277,7 +277,7 @@ class PlateMosaic(QWidget):
             if thumbs is not None:
                 self._show(plate, thumbs, mosaic_image(plate, thumbs), started)
             return
-        from napari.qt.threading import create_worker
+        from superqt.utils import create_worker
 
         def work():  # generator worker: yields (done, total), returns (thumbnails, image)
             thumbs = cache.get(plate)
@@ -308,7 +308,7 @@ class PlateMosaic(QWidget):
                 self.status.setText(f"Building thumbnails of {plate.key} ...")
             self.progress.setValue(step[0])
 
-        worker = create_worker(work, _start_thread=False)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(progressed)
 
         def done(result: tuple[PlateThumbnails, np.ndarray] | None) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 from deepnoise_app.colours import composite_rgb
+from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.settings import cache_dir
 from deepnoise_engine.screen.images import read_png, read_tiff
 from deepnoise_engine.screen.model import Plate, Screen, Site, Well
@@ -178,8 +179,7 @@ def _plate_fingerprint(plate: Plate, size: int) -> str:
 
 
 
-_SHARED_LOCK = threading.Lock()
-_SHARED: list[tuple[Screen, PixelSource]] = []  # the last screens' sources (newest last)
+_SHARED_PIXELS: PerScreen[PixelSource] = PerScreen(PixelSource)
 
 
 def shared_pixels(screen: Screen) -> PixelSource:
@@ -187,17 +187,9 @@ def shared_pixels(screen: Screen) -> PixelSource:
 
     Opening a source reads the pack cache's index and checks it against the files (~0.1 s
     for 616 sites): the screen opener does it in its worker, the docks then find it here.
-    Only the two newest screens are kept (the current one and the one it replaces).
     """
-    with _SHARED_LOCK:
-        for known, pixels in _SHARED:
-            if known is screen:
-                return pixels
-    pixels = PixelSource(screen)  # outside the lock: it reads files
-    with _SHARED_LOCK:
-        _SHARED.append((screen, pixels))
-        del _SHARED[:-2]
-    return pixels
+    return _SHARED_PIXELS.get(screen)
+
 
 class ThumbnailCache:
     """Plate thumbnails: memory (LRU over plates) + disk (``<cache>/thumbnails/<screen>/``).

@@ -351,7 +351,9 @@ class WellViewer(QWidget):
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0
         if screen is not None:
-            n_sites = max((len(w.sites) for _, _, w in screen.wells()), default=0)
+            # no sorting (screen.wells() sorts each plate's wells): RxRx1 has 63 k wells
+            n_sites = max((len(w.sites) for p in screen.plates() for w in p.wells.values()),
+                          default=0)
         current = self.site_combo.currentData()
         self.site_combo.blockSignals(True)
         self.site_combo.clear()
@@ -420,9 +422,9 @@ class WellViewer(QWidget):
         if block:
             done(work())
             return
-        from napari.qt.threading import create_worker
+        from superqt.utils import create_worker
 
-        worker = create_worker(work, _start_thread=False)
+        worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         worker.returned.connect(done)
         worker.errored.connect(lambda exc: self._show_error(f"Cannot read {well.name}: {exc}"))
         self._worker = worker

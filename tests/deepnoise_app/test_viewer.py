@@ -279,3 +279,47 @@ def test_docks_lay_out_without_clipping_or_gaps(make_napari_viewer, qtbot, predi
         depth = 2 if it is item else 1
         assert tree.columnWidth(0) >= (tree.indentation() * (depth + 1)
                                        + tree.fontMetrics().horizontalAdvance(it.text(0)))
+
+
+def test_screen_opens_in_the_background_into_the_placeholder_layers(
+        make_napari_viewer, qtbot, small_screen_path: Path, tmp_path: Path) -> None:
+    from deepnoise_app.docks import open_screen_in_background
+    from deepnoise_app.settings import Settings
+    from deepnoise_app.well_viewer import PLACEHOLDER_SIZE
+
+    viewer = make_napari_viewer()
+    state = state_for(viewer)
+    docks = install_docks(viewer, state)
+    # before any screen: the six channel layers exist, black, at RxRx1's size
+    before = docks.well_viewer.channel_layers()
+    assert sorted(before) == colours.known_channels()
+    assert all(ly.data.shape == PLACEHOLDER_SIZE and not ly.data.any()
+               for ly in before.values())
+    opened, failed = [], []
+    worker = open_screen_in_background(viewer, state, small_screen_path,
+                                       opened=opened.append, failed=failed.append)
+    assert state.screen is None  # read in the worker: nothing changed yet
+    qtbot.waitUntil(lambda: bool(opened or failed), timeout=20_000)
+    assert not failed and opened[0] is state.screen
+    assert worker is not None and viewer.title.startswith("DeepNoise - ")
+    assert str(small_screen_path) in Settings().recent_screens
+    _wait_loaded(qtbot, docks, state)
+    # the first well went into the same layer objects, at the screen's image size
+    after = docks.well_viewer.channel_layers()
+    assert {c: id(ly) for c, ly in after.items()} == {c: id(ly) for c, ly in before.items()}
+    pixels = read_site(state.well.sites[0], list(state.screen.channels))
+    for channel, layer in after.items():
+        np.testing.assert_array_equal(layer.data, pixels[channel - 1])
+    # a folder that is no screen: failed() gets the error, the open screen stays
+    not_a_screen = tmp_path / "empty"
+    not_a_screen.mkdir()
+    open_screen_in_background(viewer, state, not_a_screen, opened=opened.append,
+                              failed=failed.append)
+    qtbot.waitUntil(lambda: bool(failed), timeout=20_000)
+    assert str(not_a_screen) in str(failed[0]) and state.screen is opened[0]
+    # a plate that does not exist: the screen opens, failed() says which plate
+    failed.clear()
+    open_screen_in_background(viewer, state, small_screen_path, plate="NOPE:9",
+                              opened=opened.append, failed=failed.append)
+    qtbot.waitUntil(lambda: bool(failed), timeout=20_000)
+    assert "NOPE:9" in str(failed[0])
