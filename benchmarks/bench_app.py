@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_SCREEN = Path(tempfile.gettempdir()) / "deepnoise-bench-app-384"
+DEFAULT_LARGE_SCREEN = Path(__file__).resolve().parents[2] / "shared" / "rxrx1-sample"
 
 
 def make_bench_screen(path: Path) -> Path:
@@ -119,7 +120,8 @@ def settle(seconds: float = 0.5) -> None:
         time.sleep(0.005)
 
 
-def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
+def run(screen_path: Path, wells_per_test: int = 20,
+        large_screen: Path | None = None) -> dict[str, Any]:
     os.environ.setdefault("DEEPNOISE_NO_ENGINE_AUTOSTART", "1")
     os.environ.setdefault("DEEPNOISE_NO_AUTO_DEMO", "1")
     os.environ["DEEPNOISE_CACHE_DIR"] = tempfile.mkdtemp(prefix="deepnoise-bench-cache-")
@@ -273,6 +275,20 @@ def run(screen_path: Path, wells_per_test: int = 20) -> dict[str, Any]:
     results["rss_anon_mb_after_each_plate"] = [round(r, 1) for r in anon]
     results["rss_growth_second_round_mb"] = round(rss[-1] - rss[len(plates)], 1)
     results["rss_anon_growth_second_round_mb"] = round(anon[-1] - anon[len(plates)], 1)
+    # 6. opening a large screen (the real RxRx1 metadata: 204 plates, 125,510 sites) while
+    # another is open, as File > Open does: read in a worker, then shown with its first well
+    if large_screen is not None:
+        heartbeat.reset()
+        opened: list[Any] = []
+        t = time.perf_counter()
+        open_screen_in_background(viewer, state, large_screen, opened=opened.append,
+                                  failed=opened.append)
+        wait_until(lambda: bool(opened), timeout=120)
+        results["large_screen"] = str(large_screen)
+        results["large_open_s"] = time.perf_counter() - t
+        wait_until(lambda: state.well is None or wv.loaded_well == state.well.name)
+        settle(0.3)
+        results["large_open_stalls_ms"] = heartbeat.summary()
     heartbeat.timer.stop()
     viewer.close()
     return results
@@ -283,9 +299,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--screen", type=Path, default=DEFAULT_SCREEN)
     parser.add_argument("--wells", type=int, default=20, help="wells per timing loop")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--large-screen", type=Path, default=DEFAULT_LARGE_SCREEN,
+                        help="a big screen to open at the end (default: the RxRx1 sample's "
+                             "metadata beside the repository, when present)")
     args = parser.parse_args(argv)
     make_bench_screen(args.screen)
-    results = run(args.screen, args.wells)
+    large = args.large_screen if args.large_screen and args.large_screen.is_dir() else None
+    results = run(args.screen, args.wells, large)
     text = json.dumps(results, indent=2, default=float)
     print(text)
     if args.json:

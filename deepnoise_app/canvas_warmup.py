@@ -23,11 +23,12 @@ log = logging.getLogger(__name__)
 #: the well caption's characters ("HEPG2-01 plate 1 B03 (treatment) predicted 1138 (0.42)
 #: right true 1138"): rasterised before the window is used (~0.3 s), so that the first
 #: well's frame does not do it
-CAPTION_CHARACTERS = "".join(dict.fromkeys("0123456789 ABCDEFGHIJKLMNOP-()platetrmnsdicugwohf.|"))
+CAPTION_CHARACTERS = "".join(dict.fromkeys("0123456789 ABCDEFGHIJKLMNOP-()platetrmnsdicugwohf.|_"))
 #: every printable character, the caption's first
 CANVAS_CHARACTERS = "".join(dict.fromkeys(
     CAPTION_CHARACTERS + "".join(c for c in string.printable if c not in "\t\n\r\x0b\x0c")))
 
+TICK_INTERVAL_MS = 25
 GLYPHS_PER_TICK = 1  # 5-15 ms of rasterising per tick: well inside the 100 ms budget
 
 
@@ -56,7 +57,8 @@ class GlyphWarmup(QObject):
         self._font = canvas_font(viewer)
         self._pending = list(dict.fromkeys(characters))
         self._timer = QTimer(self)
-        self._timer.setInterval(0)  # a zero timer runs when the event loop is otherwise idle
+        # spaced ticks: a tick right after a long frame would lengthen that stall
+        self._timer.setInterval(TICK_INTERVAL_MS)
         self._timer.timeout.connect(self._tick)
 
     @property

@@ -17,7 +17,7 @@ from qtpy.QtWidgets import QVBoxLayout, QWidget
 from deepnoise_app.canvas_warmup import CAPTION_CHARACTERS, GlyphWarmup
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
-from deepnoise_app.screen_browser import ScreenBrowser, plate_summaries
+from deepnoise_app.screen_browser import ScreenBrowser, screen_summary
 from deepnoise_app.state import AppState, state_for, unwrap_viewer
 from deepnoise_app.thumbnails import shared_pixels
 from deepnoise_app.well_viewer import WellViewer
@@ -75,7 +75,7 @@ def load_screen(path: str | Path) -> Screen:
     with _cyclic_gc_paused():
         screen = open_screen(Path(path))
         shared_pixels(screen)
-        plate_summaries(screen)  # the browser's counts and problem lists
+        screen_summary(screen)  # the browser's counts and problem lists
     return screen
 
 

@@ -232,6 +232,7 @@ class WellViewer(QWidget):
                                                          [channel])[0]
                 self.viewer.add_image(data, **{**kwargs, "visible": self.shown})
                 self._placeholders.add(channel)
+                self._shape = size  # napari fits the view to a first layer itself
 
     def _layer_inserted(self, event: Any) -> None:
         """A tagged channel layer from elsewhere (the demo sample's) replaces our placeholder."""
@@ -266,6 +267,7 @@ class WellViewer(QWidget):
         for channel, layer in self.channel_layers().items():
             if channel in self._placeholders and layer.data.shape != tuple(size):
                 layer.data = np.zeros(size, np.uint8)
+                self._shape = None  # the first well fits the view to the new size
 
     def _should_show(self, channel: int) -> bool:
         return self.shown and channel not in self._hidden_missing
@@ -295,9 +297,7 @@ class WellViewer(QWidget):
             self._stale_thumbnails.add(channel)
         else:
             layer.data = planes[i]
-        if channel in self._placeholders:  # its first pixels
-            self._placeholders.discard(channel)
-            self._shape = None  # reset the view to the image afterwards
+        self._placeholders.discard(channel)  # filled: no longer a placeholder
         # hide absent channels; show them again once present, unless the user hid them
         if channel in missing:
             if layer.visible:
