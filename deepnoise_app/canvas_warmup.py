@@ -11,6 +11,7 @@ same for layers' shader programs.
 
 from __future__ import annotations
 
+import importlib
 import logging
 import string
 from collections.abc import Callable, Sequence
@@ -112,3 +113,18 @@ def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bo
         QTimer.singleShot(0, restore)
 
     QTimer.singleShot(WARM_DRAW_MS, restore)
+
+
+#: modules imported lazily on the way to the first well (PyOpenGL's list arrays in the first
+#: frame, the screen readers in the opener's worker): importing them at start keeps ~40 ms
+#: of module loading (and the import lock, which a worker holds) out of the first frames
+LAZY_MODULES = ("OpenGL.arrays.lists", "PIL.PngImagePlugin", "deepnoise_engine.screen.rxrx1",
+                "deepnoise_engine.screen.tiff", "deepnoise_engine.screen.pack_cache")
+
+
+def import_lazy_modules() -> None:
+    for name in LAZY_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:  # another OpenGL binding: nothing to warm
+            log.debug("cannot pre-import %s: %s", name, exc)

@@ -14,7 +14,7 @@ from typing import Any
 
 from qtpy.QtWidgets import QVBoxLayout, QWidget
 
-from deepnoise_app.canvas_warmup import CAPTION_CHARACTERS, GlyphWarmup
+from deepnoise_app.canvas_warmup import CAPTION_CHARACTERS, GlyphWarmup, import_lazy_modules
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser, screen_summary
@@ -237,6 +237,7 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     QTimer.singleShot(0, mosaic.warm_up_drawing)
     docks.warmup = GlyphWarmup(viewer, parent=well_viewer)
     docks.warmup.start(now=CAPTION_CHARACTERS)  # the window is not in use yet
+    import_lazy_modules()
     key = id(viewer)
     try:
         ref = weakref.ref(viewer, lambda _r: _INSTALLED.pop(key, None))

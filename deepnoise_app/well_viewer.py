@@ -9,8 +9,10 @@ shown as hidden, empty layers with a message - never a crash.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import weakref
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -132,6 +134,25 @@ def _same_array_kind(old: Any, new: np.ndarray) -> bool:
     """True when ``new`` can be copied into ``old`` (same shape and dtype, writable numpy)."""
     return (isinstance(old, np.ndarray) and old.shape == new.shape and old.dtype == new.dtype
             and old.flags.writeable)
+
+
+@contextlib.contextmanager
+def frame_after_a_turn(viewer: Any) -> Iterator[None]:
+    """Hold the canvas's repaint while the block runs and release it from a timer: the
+    event loop gets a turn (input, timers) between our layer updates and napari's frame,
+    instead of running both back to back."""
+    try:
+        native = viewer.window._qt_viewer.canvas.native
+    except AttributeError:  # napari internals moved: updates as usual
+        native = None
+    if native is None or not native.updatesEnabled():
+        yield
+        return
+    native.setUpdatesEnabled(False)
+    try:
+        yield
+    finally:
+        QTimer.singleShot(1, lambda: native.setUpdatesEnabled(True))
 
 
 def text_overlay(viewer: Any) -> Any:
@@ -416,8 +437,9 @@ class WellViewer(QWidget):
                 return
             # all channels in one event-loop turn: napari then renders the canvas once
             # (one channel per turn looked smoother but made software GL draw six frames)
-            self._apply(planes, missing, channels)
-            finish(w, planes, missing, shown)
+            with frame_after_a_turn(self.viewer):
+                self._apply(planes, missing, channels)
+                finish(w, planes, missing, shown)
 
         if block:
             done(work())
