@@ -207,6 +207,11 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     well_viewer = WellViewer(viewer, state)
     mosaic = PlateMosaic(viewer, state, well_viewer)
     docks = DeepNoiseDocks(browser, plate_map, well_viewer, mosaic)
+    # napari made the last layer added (the mosaic's, hidden) the active one: the user's
+    # layer is a channel (as when the channels were the last added)
+    channels = well_viewer.channel_layers()
+    if channels and viewer.layers.selection.active not in channels.values():
+        viewer.layers.selection.active = channels[max(channels)]
     docks.dock_widgets["browser"] = window.add_dock_widget(
         browser, name="DeepNoise screen", area="left")
     _tabify_with_layer_controls(window, docks.dock_widgets["browser"])

@@ -219,7 +219,8 @@ def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
             return False
         if args.mosaic:
             return docks.mosaic.thumbs is not None
-        return state.well is None or docks.well_viewer.loaded_well == state.well.name
+        return state.well is None or (docks.well_viewer.loaded_well == state.well.name
+                                      and not docks.well_viewer.thumbnails_pending)
 
     ready_ticks = [0]
 

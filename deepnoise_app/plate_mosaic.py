@@ -23,6 +23,7 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
+    QStackedWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -45,7 +46,7 @@ from deepnoise_engine.screen.model import Plate, Screen, Well
 IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
-SELECTION_BORDER = 0.06  # the selection frame's width, a fraction of the marker's size
+SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
 
 
 #: the called siRNA's label sits in this part of a tile (fractions of the thumbnail size)
@@ -134,22 +135,23 @@ class PlateMosaic(QWidget):
             self.size_combo.addItem(f"{size} px thumbnails", size)
         self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(thumbnail_size)))
         self.progress = QProgressBar()
-        # showing or hiding it must not relayout the docks: a relayout resizes the canvas,
-        # which redraws the whole window (a long frame in software OpenGL)
-        policy = self.progress.sizePolicy()
-        policy.setRetainSizeWhenHidden(True)
-        self.progress.setSizePolicy(policy)
-        self.progress.setVisible(False)
+        self.progress.setFormat("%v / %m thumbnails")
         self.status = QLabel("Click a tile to select a well, double-click to open it.")
         self.status.setWordWrap(True)
+        # room for two lines, always: a label that grows relays out the docks, which
+        # resizes the canvas and redraws the whole window (a long frame without a GPU)
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
+        # the progress bar takes the status line's place while thumbnails are built
+        self.status_stack = QStackedWidget()
+        self.status_stack.addWidget(self.status)
+        self.status_stack.addWidget(self.progress)
         row = QHBoxLayout()
         row.addWidget(self.show_button)
         row.addWidget(self.size_combo)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(row)
-        layout.addWidget(self.progress)
-        layout.addWidget(self.status)
+        layout.addWidget(self.status_stack)
 
         self.cache: ThumbnailCache | None = None
         self.shown = False
@@ -302,18 +304,18 @@ class PlateMosaic(QWidget):
             return thumbs, mosaic_image(plate, thumbs)
 
         def progressed(step: tuple[int, int]) -> None:
-            if not self.progress.isVisible():
+            if self.status_stack.currentWidget() is not self.progress:
                 self.progress.setRange(0, len(plate.wells))
-                self.progress.setVisible(True)
                 self.status.setText(f"Building thumbnails of {plate.key} ...")
+                self.status_stack.setCurrentWidget(self.progress)
             self.progress.setValue(step[0])
 
         worker = create_worker(work, _start_thread=False, _ignore_errors=True)
         worker.yielded.connect(progressed)
 
         def done(result: tuple[PlateThumbnails, np.ndarray] | None) -> None:
-            if self.progress.isVisible():
-                self.progress.setVisible(False)
+            if self.status_stack.currentWidget() is not self.status:
+                self.status_stack.setCurrentWidget(self.status)
             if result is None or cancel.is_set() or self.state.plate is not plate:
                 return
             self._show(plate, *result, started)

@@ -253,7 +253,7 @@ class WellViewer(QWidget):
                                                          [channel])[0]
                 self.viewer.add_image(data, **{**kwargs, "visible": self.shown})
                 self._placeholders.add(channel)
-                self._shape = size  # napari fits the view to a first layer itself
+                self._shape = None  # the first well fits the view (the window has its size)
 
     def _layer_inserted(self, event: Any) -> None:
         """A tagged channel layer from elsewhere (the demo sample's) replaces our placeholder."""
@@ -338,6 +338,11 @@ class WellViewer(QWidget):
         self._shape = planes.shape[1:]
         if reset and self.shown:
             self.viewer.reset_view()
+
+    @property
+    def thumbnails_pending(self) -> bool:
+        """True while layer-list thumbnails still show an earlier well."""
+        return bool(self._stale_thumbnails)
 
     def _refresh_thumbnails(self) -> None:
         """Bring one stale layer-list thumbnail up to date per event-loop turn."""
