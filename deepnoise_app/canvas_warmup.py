@@ -66,14 +66,15 @@ class GlyphWarmup(QObject):
     def done(self) -> bool:
         return self._font is None or not self._pending
 
-    def start(self, now: str = "") -> None:
-        """Rasterise ``now``'s characters at once, the others in idle ticks."""
+    def start(self, now: str = "", idle_after_ms: int = 0) -> None:
+        """Rasterise ``now``'s characters at once, the others in idle ticks from
+        ``idle_after_ms`` on (after the first screen has opened, not during it)."""
         for char in dict.fromkeys(now):
             if char in self._pending:
                 self._pending.remove(char)
                 self._load(char)
         if not self.done:
-            self._timer.start()
+            QTimer.singleShot(idle_after_ms, self._timer, self._timer.start)
 
     def _load(self, char: str) -> None:
         if self._font is None:
@@ -95,10 +96,12 @@ class GlyphWarmup(QObject):
 WARM_DRAW_MS = 300  # draw_once_invisibly keeps the layers drawn (at zero opacity) this long
 
 
-def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bool]) -> None:
+def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bool],
+                        context: QObject) -> None:
     """Draw hidden ``layers`` for a moment at zero opacity, then give each the visibility
     ``visible_after(layer)`` says: a layer's first frame compiles its shader programs, which
-    takes software OpenGL 100+ ms, better spent at start than on the user's first click."""
+    takes software OpenGL 100+ ms, better spent at start than on the user's first click.
+    The timers die with ``context`` (a dock), so a closed viewer is left alone."""
     layers = [layer for layer in layers if layer is not None and not layer.visible]
     for layer in layers:
         layer.opacity = 0.0
@@ -110,9 +113,9 @@ def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bo
         layer = layers.pop(0)
         layer.visible = visible_after(layer)
         layer.opacity = 1.0
-        QTimer.singleShot(0, restore)
+        QTimer.singleShot(0, context, restore)
 
-    QTimer.singleShot(WARM_DRAW_MS, restore)
+    QTimer.singleShot(WARM_DRAW_MS, context, restore)
 
 
 #: modules imported lazily on the way to the first well (PyOpenGL's list arrays in the first

@@ -20,12 +20,13 @@ from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser, screen_summary
 from deepnoise_app.state import AppState, state_for, unwrap_viewer
 from deepnoise_app.thumbnails import shared_pixels
-from deepnoise_app.well_viewer import WellViewer
+from deepnoise_app.well_viewer import WellViewer, max_sites
 from deepnoise_engine.screen.model import Screen
 
 log = logging.getLogger(__name__)
 
 _INSTALLED: dict[int, tuple[Any, DeepNoiseDocks]] = {}  # id(viewer) -> (weakref, docks)
+IDLE_WARMUP_DELAY_MS = 2000  # the idle warm-up waits this long after the docks install
 
 
 @dataclass
@@ -76,13 +77,24 @@ def load_screen(path: str | Path) -> Screen:
         screen = open_screen(Path(path))
         shared_pixels(screen)
         screen_summary(screen)  # the browser's counts and problem lists
+        max_sites(screen)  # the well viewer's site choices
+    _remember_recent(path)
     return screen
+
+
+def _remember_recent(path: str | Path) -> None:
+    try:
+        from deepnoise_app.settings import Settings
+
+        Settings().add_recent_screen(path)
+    except OSError as exc:  # a read-only config dir must not stop the app
+        log.warning("cannot remember recent screen: %s", exc)
 
 
 def show_screen(state: AppState, screen: Screen, path: str | Path, *,
                 plate: str | None = None) -> Screen:
     """Make ``screen`` the open one (main thread): docks follow, ``plate`` or the first is
-    selected, the folder goes to the recent screens."""
+    selected (load_screen put the folder in the recent screens)."""
     state.set_screen(screen)
     # A screen is a large, long-lived object graph (RxRx1: ~0.5 M objects): keep it out of
     # the cyclic GC's full passes, which otherwise stall the UI ~150 ms now and then. The
@@ -91,12 +103,6 @@ def show_screen(state: AppState, screen: Screen, path: str | Path, *,
     gc.collect(1)
     gc.freeze()
     select_initial_plate(state, plate)
-    try:
-        from deepnoise_app.settings import Settings
-
-        Settings().add_recent_screen(path)
-    except OSError as exc:  # a read-only config dir must not stop the app
-        log.warning("cannot remember recent screen: %s", exc)
     return screen
 
 
@@ -235,13 +241,14 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
     else:
         docks.workflow = install_workflow(viewer, state)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
-    # warm-up in the first idle moments: mosaic shaders, then the canvas font's glyphs
+    # warm-up: what the first well needs now (the window is not in use yet), the rest
+    # (mosaic shaders, other glyphs) once the first screen has had time to open
     from qtpy.QtCore import QTimer
 
-    QTimer.singleShot(0, well_viewer.warm_up_drawing)
-    QTimer.singleShot(0, mosaic.warm_up_drawing)
+    QTimer.singleShot(0, well_viewer, well_viewer.warm_up_drawing)
+    QTimer.singleShot(IDLE_WARMUP_DELAY_MS, mosaic, mosaic.warm_up_drawing)
     docks.warmup = GlyphWarmup(viewer, parent=well_viewer)
-    docks.warmup.start(now=CAPTION_CHARACTERS)  # the window is not in use yet
+    docks.warmup.start(now=CAPTION_CHARACTERS, idle_after_ms=IDLE_WARMUP_DELAY_MS)
     import_lazy_modules()
     key = id(viewer)
     try:

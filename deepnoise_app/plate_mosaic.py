@@ -190,6 +190,7 @@ class PlateMosaic(QWidget):
         draw_once_invisibly(
             [self._layer(tag) for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG)],
             lambda layer: self.shown and (layer is not self.calls_layer() or len(layer.data) > 0),
+            self,
         )
 
     @property

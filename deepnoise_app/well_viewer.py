@@ -21,6 +21,7 @@ from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
 from deepnoise_app import colours
 from deepnoise_app.canvas_warmup import WARM_DRAW_MS
+from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource, shared_pixels
 from deepnoise_engine.screen.model import Screen, Site, Well
@@ -57,6 +58,16 @@ def channel_layer_data(
         )
         for i, c in enumerate(channels)
     ]
+
+
+_MAX_SITES: PerScreen[int] = PerScreen(
+    lambda screen: max((len(w.sites) for p in screen.plates() for w in p.wells.values()),
+                       default=0))
+
+
+def max_sites(screen: Screen) -> int:
+    """The most sites any well of ``screen`` has (once per screen: RxRx1 has 63 k wells)."""
+    return _MAX_SITES.get(screen)
 
 
 def sites_to_show(well: Well, site: int) -> list[Site]:
@@ -152,7 +163,8 @@ def frame_after_a_turn(viewer: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        QTimer.singleShot(1, lambda: native.setUpdatesEnabled(True))
+        # the canvas as the timer's context: no call once the viewer is closed
+        QTimer.singleShot(1, native, lambda: native.setUpdatesEnabled(True))
 
 
 def text_overlay(viewer: Any) -> Any:
@@ -267,7 +279,7 @@ class WellViewer(QWidget):
         self._placeholders.discard(channel)
         self._shape = None
         # not inside the list's own insert event: napari is still handling it
-        QTimer.singleShot(0, lambda: [self.viewer.layers.remove(ly) for ly in placeholders
+        QTimer.singleShot(0, self, lambda: [self.viewer.layers.remove(ly) for ly in placeholders
                                       if ly in self.viewer.layers])
 
     def warm_up_drawing(self) -> None:
@@ -275,7 +287,7 @@ class WellViewer(QWidget):
         well's frame (the placeholder channel layers are drawn from the start)."""
         if not text_overlay(self.viewer).visible:
             show_text(self.viewer, " ")  # a blank caption: drawn, nothing to see
-            QTimer.singleShot(WARM_DRAW_MS, self._clear_blank_caption)
+            QTimer.singleShot(WARM_DRAW_MS, self, self._clear_blank_caption)
 
     def _clear_blank_caption(self) -> None:
         if text_overlay(self.viewer).text == " ":
@@ -353,7 +365,7 @@ class WellViewer(QWidget):
                 layer.refresh(data_displayed=False, highlight=False, extent=False)
                 break
         if self._stale_thumbnails:
-            QTimer.singleShot(0, self._refresh_thumbnails)
+            QTimer.singleShot(0, self, self._refresh_thumbnails)
 
     def set_shown(self, shown: bool) -> None:
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
@@ -377,9 +389,7 @@ class WellViewer(QWidget):
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0
         if screen is not None:
-            # no sorting (screen.wells() sorts each plate's wells): RxRx1 has 63 k wells
-            n_sites = max((len(w.sites) for p in screen.plates() for w in p.wells.values()),
-                          default=0)
+            n_sites = max_sites(screen)
         current = self.site_combo.currentData()
         self.site_combo.blockSignals(True)
         self.site_combo.clear()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from qtpy.QtCore import QObject
 
 from deepnoise_app.canvas_warmup import (
     CAPTION_CHARACTERS,
@@ -39,7 +40,8 @@ def test_draw_once_invisibly_restores_visibility_and_opacity(make_napari_viewer,
     viewer = make_napari_viewer()
     keep_hidden = viewer.add_image(np.zeros((4, 4)), visible=False)
     show_after = viewer.add_image(np.zeros((4, 4)), visible=False)
-    draw_once_invisibly([keep_hidden, show_after], lambda layer: layer is show_after)
+    context = QObject()
+    draw_once_invisibly([keep_hidden, show_after], lambda layer: layer is show_after, context)
     assert keep_hidden.visible and keep_hidden.opacity == 0.0  # drawn, invisibly
     qtbot.wait(WARM_DRAW_MS + 200)
     assert not keep_hidden.visible and keep_hidden.opacity == 1.0
