@@ -86,27 +86,10 @@ def _open_demo(viewer: Any, then: Any) -> None:
         return
     from superqt.utils import create_worker
 
-    def work():
-        events: list[dict] = []
-        box: dict[str, Any] = {}
+    from deepnoise_app.workers import run_with_progress
 
-        def run() -> None:
-            try:
-                box["path"] = ensure_demo_screen(progress=events.append)
-            except Exception as exc:  # shown in the window below
-                box["error"] = exc
-
-        import threading
-
-        thread = threading.Thread(target=run, daemon=True)
-        thread.start()
-        while thread.is_alive():
-            thread.join(0.1)
-            if events:
-                yield events[-1]
-        if "error" in box:
-            raise box["error"]
-        return box["path"]
+    def work():  # generator worker: yields progress events, returns the screen's folder
+        return (yield from run_with_progress(lambda report: ensure_demo_screen(progress=report)))
 
     def progress(event: dict) -> None:
         done, total = event.get("done", 0), event.get("total", 0) or 1

@@ -41,6 +41,7 @@ from deepnoise_app.thumbnails import (
     tile_origin,
 )
 from deepnoise_app.well_viewer import WellViewer, show_text, well_viewer_for
+from deepnoise_app.workers import run_with_progress
 from deepnoise_engine.screen.model import Plate, Screen, Well
 
 IMAGE_TAG = "deepnoise-mosaic"
@@ -286,20 +287,9 @@ class PlateMosaic(QWidget):
             thumbs = cache.get(plate)
             if thumbs is None:
                 yield (0, len(plate.wells))  # building: the dock shows its progress bar
-                progress: list[tuple[int, int]] = []
-                box: dict[str, PlateThumbnails | None] = {}
-
-                def run() -> None:
-                    box["t"] = cache.build(plate, cancel=cancel,
-                                           progress=lambda d, t: progress.append((d, t)))
-
-                thread = threading.Thread(target=run, daemon=True)
-                thread.start()
-                while thread.is_alive():
-                    thread.join(0.05)
-                    if progress:
-                        yield progress[-1]
-                thumbs = box.get("t")
+                thumbs = yield from run_with_progress(
+                    lambda report: cache.build(plate, cancel=cancel,
+                                               progress=lambda d, t: report((d, t))))
             if thumbs is None or cancel.is_set():
                 return None
             return thumbs, mosaic_image(plate, thumbs)
