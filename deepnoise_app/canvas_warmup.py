@@ -93,15 +93,16 @@ class GlyphWarmup(QObject):
             self._timer.stop()
 
 
-WARM_DRAW_MS = 300  # draw_once_invisibly keeps the layers drawn (at zero opacity) this long
+WARM_DRAW_MS = 150  # draw_once_invisibly keeps the layers drawn (at zero opacity) this long
 
 
 def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bool],
-                        context: QObject) -> None:
+                        context: QObject, done: Callable[[], None] | None = None) -> None:
     """Draw hidden ``layers`` for a moment at zero opacity, then give each the visibility
     ``visible_after(layer)`` says: a layer's first frame compiles its shader programs, which
     takes software OpenGL 100+ ms, better spent at start than on the user's first click.
-    The timers die with ``context`` (a dock), so a closed viewer is left alone."""
+    The timers die with ``context`` (a dock), so a closed viewer is left alone; ``done()``
+    follows the last layer's restore."""
     layers = [layer for layer in layers if layer is not None and not layer.visible]
     for layer in layers:
         layer.opacity = 0.0
@@ -109,6 +110,8 @@ def draw_once_invisibly(layers: Sequence[Any], visible_after: Callable[[Any], bo
 
     def restore() -> None:  # one layer per event-loop turn: each costs napari a thumbnail
         if not layers:
+            if done is not None:
+                done()
             return
         layer = layers.pop(0)
         layer.visible = visible_after(layer)

@@ -198,7 +198,7 @@ def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
     timer = QTimer(viewer.window._qt_window)
 
     def ready() -> bool:
-        if state.screen is None:
+        if state.screen is None or docks.mosaic.warming:
             return False
         if args.mosaic:
             return docks.mosaic.thumbs is not None

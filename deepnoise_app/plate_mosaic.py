@@ -47,6 +47,7 @@ from deepnoise_engine.screen.model import Plate, Screen, Well
 IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
+PROGRESS_AFTER_S = 0.3  # the thumbnail progress bar shows once a build takes this long
 SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
 
 
@@ -161,6 +162,7 @@ class PlateMosaic(QWidget):
         self._cancel: threading.Event | None = None
         self._worker: Any = None
         self.last_build_s = 0.0
+        self.warming = False  # the mosaic layers' invisible first draw is under way
 
         self.show_button.toggled.connect(self.set_shown)
         self.size_combo.currentIndexChanged.connect(lambda _i: self._size_changed())
@@ -187,11 +189,17 @@ class PlateMosaic(QWidget):
             self._add_selection_layer(self.size, (0.0, 0.0))
 
     def warm_up_drawing(self) -> None:
-        """Draw the (empty) mosaic layers once, invisibly: their shaders compile now."""
+        """Draw the (empty) mosaic layers once, invisibly: their shaders compile now (the
+        layer list shows them visible for those ~0.15 s; ``warming`` says so)."""
+        self.warming = True
+
+        def done() -> None:
+            self.warming = False
+
         draw_once_invisibly(
             [self._layer(tag) for tag in (IMAGE_TAG, POINTS_TAG, SELECTION_TAG)],
             lambda layer: self.shown and (layer is not self.calls_layer() or len(layer.data) > 0),
-            self,
+            self, done,
         )
 
     @property
@@ -295,6 +303,8 @@ class PlateMosaic(QWidget):
             return thumbs, mosaic_image(plate, thumbs)
 
         def progressed(step: tuple[int, int]) -> None:
+            if time.perf_counter() - started < PROGRESS_AFTER_S:
+                return  # a short build shows no bar (one repaint less while opening)
             if self.status_stack.currentWidget() is not self.progress:
                 self.progress.setRange(0, len(plate.wells))
                 self.status.setText(f"Building thumbnails of {plate.key} ...")
