@@ -14,28 +14,19 @@ from pathlib import Path
 from typing import Any
 
 from deepnoise_engine.atomic_io import atomic_write_text
+from deepnoise_engine.user_dirs import user_dir
 
 MAX_RECENT = 10
 
 
 def config_dir() -> Path:
     """The folder holding the app's settings."""
-    env = os.environ.get("DEEPNOISE_CONFIG_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CONFIG_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".config"
-    return base / "deepnoise"
+    return user_dir("config")
 
 
 def cache_dir() -> Path:
     """The user cache folder (thumbnails): ``$DEEPNOISE_CACHE_DIR`` or XDG cache/deepnoise."""
-    env = os.environ.get("DEEPNOISE_CACHE_DIR")
-    if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    base = Path(xdg) if xdg else Path.home() / ".cache"
-    return base / "deepnoise"
+    return user_dir("cache")
 
 
 class Settings:

@@ -37,6 +37,7 @@ from deepnoise_engine.screen.images import read_site
 from deepnoise_engine.screen.model import Plate, Problem, Screen, Site, Well
 from deepnoise_engine.screen.model import id_code as make_id_code
 from deepnoise_engine.screen.model import site_id as make_site_id
+from deepnoise_engine.user_dirs import user_dir
 
 CACHE_VERSION = 1
 SITE_COLUMNS = [
@@ -60,11 +61,7 @@ ProgressFn = Callable[[dict], None]
 
 def user_cache_dir() -> Path:
     """$DEEPNOISE_CACHE_DIR, else $XDG_CACHE_HOME/deepnoise, else ~/.cache/deepnoise."""
-    explicit = os.environ.get("DEEPNOISE_CACHE_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "deepnoise"
+    return user_dir("cache")
 
 
 def default_cache_dir(root: str | os.PathLike, *, create: bool = True) -> Path:

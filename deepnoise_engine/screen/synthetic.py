@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from deepnoise_engine.screen.model import STANDARD_FORMATS, id_code, well_name
+from deepnoise_engine.user_dirs import user_dir
 
 #: Bumped when the generator's output changes (the cached demo lives in demo-screen-v<N>).
 GENERATOR_VERSION = 1
@@ -543,12 +544,7 @@ def _write_tables(root: Path, wells: list[_WellSpec]) -> None:
 
 def user_data_dir() -> Path:
     """$DEEPNOISE_DATA_DIR, else $XDG_DATA_HOME/deepnoise, else ~/.local/share/deepnoise."""
-    explicit = os.environ.get("DEEPNOISE_DATA_DIR")
-    if explicit:
-        return Path(explicit).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "deepnoise"
+    return user_dir("data")
 
 
 def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
