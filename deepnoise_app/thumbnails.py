@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import os
-import tempfile
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -26,7 +24,8 @@ import numpy as np
 from deepnoise_app.colours import composite_rgb
 from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.settings import cache_dir
-from deepnoise_engine.screen.images import read_png, read_tiff
+from deepnoise_engine.atomic_io import atomic_write
+from deepnoise_engine.screen.images import read_png, read_tiff, stat_signature
 from deepnoise_engine.screen.model import Plate, Screen, Site, Well
 
 THUMBNAIL_VERSION = 1
@@ -170,11 +169,7 @@ def _plate_fingerprint(plate: Plate, size: int) -> str:
         files = [site.tiff] if site.tiff is not None else [site.channels[c] for c in
                                                            sorted(site.channels)]
         for path in files:
-            try:
-                st = os.stat(path)
-                digest.update(f"{path}:{st.st_size}:{st.st_mtime_ns}".encode())
-            except OSError:
-                digest.update(f"{path}:missing".encode())
+            digest.update(f"{path}:{stat_signature(path)}".encode())
     return digest.hexdigest()
 
 
@@ -304,11 +299,8 @@ class ThumbnailCache:
         return thumbs
 
     def _save(self, plate: Plate, thumbs: PlateThumbnails) -> None:
-        path = self._path(plate)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
-            with os.fdopen(fd, "wb") as handle:
+        def write(tmp: Path) -> None:
+            with open(tmp, "wb") as handle:  # a handle: np.savez would add ".npz" to a path
                 np.savez(
                     handle,
                     fingerprint=np.array(_plate_fingerprint(plate, self.size)),
@@ -316,10 +308,9 @@ class ThumbnailCache:
                     images=thumbs.images,
                     missing=np.array(sorted(thumbs.missing), dtype=str),
                 )
-            os.replace(tmp, path)
-        except OSError:  # a read-only cache only costs speed
-            with contextlib.suppress(OSError, UnboundLocalError):
-                os.unlink(tmp)
+
+        with contextlib.suppress(OSError):  # a read-only cache only costs speed
+            atomic_write(self._path(plate), write)
 
 
 # -- the mosaic image --------------------------------------------------------------------------

@@ -1,22 +1,34 @@
 """Atomic file writes: a temp file beside the target, flushed, then ``os.replace``.
 
-A crash or a kill mid-write leaves the old file (or none), never half a file. Torch-free
-and Qt-free, so every step and the app share it.
+A crash or a kill mid-write leaves the old file (or none), never half a file; the temp
+file's name holds the writer's process id, so ``remove_stale_temps`` can clear what a
+killed writer left. Torch-free and Qt-free, so every step and the app share it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
+
+#: ``.<name>.tmp-<pid>-<random>[.npy|.json]``: what atomic_write (and the pack step's
+#: memory-mapped arrays, see temp_token) leave while writing
+TEMP_NAME = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-z_]+(\.npy|\.json)?$")
+
+
+def temp_token() -> str:
+    """``tmp-<pid>-<random>``: for temp files written by other means than atomic_write."""
+    return f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
 
 
 def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temp file beside ``path``, then move it into place."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-",
+                                    dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -38,3 +50,26 @@ def atomic_write_text(path: Path, text: str) -> Path:
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write bytes atomically."""
     return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove the temp files in ``folder`` whose writer process is gone (this process's own
+    are kept: another thread may be writing them)."""
+    if not folder.is_dir():
+        return
+    for entry in folder.iterdir():
+        match = TEMP_NAME.match(entry.name)
+        if match and not _process_alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+
+
+def _process_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process
+        return True
+    return True

@@ -6,6 +6,7 @@ names the file.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,16 @@ from deepnoise_engine.screen.errors import (
     MissingImageError,
 )
 from deepnoise_engine.screen.model import Site
+
+
+def stat_signature(path: str | os.PathLike) -> str:
+    """``"<size>:<mtime ns>"`` of a file, or ``"missing"``: what cache fingerprints hash, so
+    that a replaced or touched image invalidates what was made from it."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return "missing"
+    return f"{st.st_size}:{st.st_mtime_ns}"
 
 
 def read_png(path: Path, expected_size: tuple[int, int] | None = None) -> np.ndarray:

@@ -32,8 +32,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.atomic_io import atomic_write_text, remove_stale_temps, temp_token
 from deepnoise_engine.screen.errors import ImageError
-from deepnoise_engine.screen.images import read_site
+from deepnoise_engine.screen.images import read_site, stat_signature
 from deepnoise_engine.screen.model import Plate, Problem, Screen, Site, Well
 from deepnoise_engine.screen.model import id_code as make_id_code
 from deepnoise_engine.screen.model import site_id as make_site_id
@@ -54,7 +55,6 @@ SITE_COLUMNS = [
     "array_row",
     "split",
 ]
-_TMP_RE = re.compile(r"^\..*\.tmp-(\d+)-[0-9a-f]+(\.npy|\.json)?$")
 
 ProgressFn = Callable[[dict], None]
 
@@ -133,43 +133,8 @@ def _fingerprint(refs: list[_SiteRef], channels: list[int], size: tuple[int, int
             if path is None:
                 digest.update(b";none")
                 continue
-            try:
-                st = os.stat(path)
-                digest.update(f";{Path(path).name}:{st.st_size}:{st.st_mtime_ns}".encode())
-            except OSError:
-                digest.update(f";{Path(path).name}:missing".encode())
+            digest.update(f";{Path(path).name}:{stat_signature(path)}".encode())
     return digest.hexdigest()
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.parent / f".{path.name}.tmp-{os.getpid()}-{os.urandom(4).hex()}"
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def _remove_stale_temps(folder: Path) -> None:
-    """Temp files of packs that died (their process is gone) are removed."""
-    if not folder.is_dir():
-        return
-    for entry in folder.iterdir():
-        match = _TMP_RE.match(entry.name)
-        if not match:
-            continue
-        pid = int(match.group(1))
-        alive = pid != os.getpid()
-        if alive:
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                alive = False
-            except OSError:
-                pass
-        if not alive:
-            entry.unlink(missing_ok=True)
 
 
 def _problem_key(p: Problem) -> tuple:
@@ -480,7 +445,7 @@ def _pack_plate(
     height, width = size or (0, 0)
     stem = plate_stem(entry.experiment, entry.plate)
     plates_dir = folder / "plates"
-    token = f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
+    token = temp_token()
     tmp_array = plates_dir / f".{stem}.{token}.npy"
     # only sites without known problems get a pixel row (a real screen's sample can list
     # thousands of image-less sites); a site that fails to read keeps an all-zero row
@@ -563,7 +528,7 @@ def _pack_plate(
             "problems": [p.to_dict() for p in kept],
         }
         os.replace(tmp_array, plates_dir / f"{stem}.npy")
-        _atomic_write_text(plates_dir / f"{stem}.json", json.dumps(meta) + "\n")
+        atomic_write_text(plates_dir / f"{stem}.json", json.dumps(meta) + "\n")
         return meta
     finally:
         tmp_array.unlink(missing_ok=True)
@@ -590,11 +555,11 @@ def pack_screen(
     screen = _as_screen(screen)
     folder = Path(out).expanduser() if out is not None else default_cache_dir(screen.root)
     (folder / "plates").mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(folder / "plates")
-    _remove_stale_temps(folder)
+    remove_stale_temps(folder / "plates")
+    remove_stale_temps(folder)
     entries = _scan(screen, folder)
     size = _image_size(screen, entries)
-    _atomic_write_text(
+    atomic_write_text(
         folder / "cache.json",
         json.dumps(
             {
