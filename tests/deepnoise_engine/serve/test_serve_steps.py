@@ -52,6 +52,13 @@ def env() -> dict[str, str]:
     return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+def request_training(client: EngineClient, screen: Path, out: Path, *, epochs: int) -> str:
+    """Submit the tiny preset's training (FAST, ``epochs`` shared epochs) on the CPU."""
+    return client.request("train", data=str(screen), out=str(out), preset="tiny",
+                          overrides=[*FAST, f"model.epochs={epochs}"], device="cpu",
+                          timeout=30)
+
+
 def names(events: list[dict]) -> list[str]:
     return [e["event"] for e in events]
 
@@ -127,15 +134,7 @@ def trained(
     out = tmp_path_factory.mktemp("serve-run") / "run"
     first = EngineClient(env=env())
     first.start(timeout=120)
-    job = first.request(
-        "train",
-        data=str(screen),
-        out=str(out),
-        preset="tiny",
-        overrides=[*FAST, "model.epochs=2"],
-        device="cpu",
-        timeout=30,
-    )
+    job = request_training(first, screen, out, epochs=2)
     before = wait_event(first, job, "metrics", timeout=300)
     os.kill(first.pid, signal.SIGKILL)
     t0 = time.monotonic()
@@ -187,15 +186,7 @@ def test_cancel_training_leaves_resumable_checkpoint(
 ) -> None:
     need("deepnoise_engine.train.loop")
     out = tmp_path / "run"
-    job = engine.request(
-        "train",
-        data=str(screen),
-        out=str(out),
-        preset="tiny",
-        overrides=[*FAST, "model.epochs=50"],
-        device="cpu",
-        timeout=30,
-    )
+    job = request_training(engine, screen, out, epochs=50)
     wait_event(engine, job, "progress", timeout=300)
     t0 = time.monotonic()
     assert engine.cancel(job)["status"] == "cancelling"
