@@ -48,10 +48,13 @@ _GC_PAUSES = [0, False]  # loads running, whether they turned the cyclic GC off
 
 @contextlib.contextmanager
 def _cyclic_gc_paused() -> Iterator[None]:
-    """No automatic cyclic GC while a screen is read. Reading RxRx1 makes ~0.5 M objects:
-    each automatic full collection on the way scanned the growing heap holding the GIL
-    (200-350 ms each, the window frozen). What was made is frozen at the end instead, out
-    of the GC's reach, as show_screen does for the rest."""
+    """No automatic cyclic GC while a screen is read, and what was read frozen at the end.
+
+    A screen is a large, long-lived object graph (RxRx1: ~0.5 M objects). Reading it let
+    automatic full collections scan the growing heap holding the GIL (200-350 ms each, the
+    window frozen), and later full passes over it stalled the UI ~150 ms now and then.
+    ``gc.freeze`` moves it out of the GC's reach without a scan; the model is a tree, so
+    reference counting still frees a screen that is replaced."""
     with _GC_LOCK:
         if _GC_PAUSES[0] == 0:
             _GC_PAUSES[1] = gc.isenabled()
@@ -95,13 +98,7 @@ def show_screen(state: AppState, screen: Screen, path: str | Path, *,
                 plate: str | None = None) -> Screen:
     """Make ``screen`` the open one (main thread): docks follow, ``plate`` or the first is
     selected (load_screen put the folder in the recent screens)."""
-    state.set_screen(screen)
-    # A screen is a large, long-lived object graph (RxRx1: ~0.5 M objects): keep it out of
-    # the cyclic GC's full passes, which otherwise stall the UI ~150 ms now and then. The
-    # model is a tree (reference counting frees a replaced screen), so only the young
-    # generations are collected first: a full pass here cost 150 ms on the event loop.
-    gc.collect(1)
-    gc.freeze()
+    state.set_screen(screen)  # load_screen already froze it out of the GC's reach
     select_initial_plate(state, plate)
     return screen
 
@@ -129,7 +126,7 @@ def open_screen_in_background(
     failed: Callable[[Exception], None] | None = None,
 ) -> Any:
     """Open a screen without blocking the window: the folder is read in a worker thread
-    (0.1 s for the demo, 2-3 s for the full RxRx1 metadata), then shown. ``opened(screen)``
+    (0.1 s for the demo, ~1 s for the full RxRx1 metadata), then shown. ``opened(screen)``
     or ``failed(error)`` follow on the main thread; without ``failed`` a message box says
     what went wrong. Returns the worker."""
     # superqt's worker with our own error handling (as everywhere in the app): napari's adds

@@ -47,6 +47,8 @@ from deepnoise_engine.screen.model import Plate, Screen, Well
 IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
+#: the calls layer's features (one row per predicted well)
+CALL_COLUMNS = ["well", "sirna", "confidence", "correct", "text_colour"]
 PROGRESS_AFTER_S = 0.3  # the thumbnail progress bar shows once a build takes this long
 SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
 
@@ -93,17 +95,8 @@ def call_features(
             "text_colour": label_colour(
                 thumbs.images[index[well.name]] if well.name in index else None),
         })
-    features = pd.DataFrame(rows, columns=["well", "sirna", "confidence", "correct",
-                                           "text_colour"])
+    features = pd.DataFrame(rows, columns=CALL_COLUMNS)
     return np.array(coords, dtype=float).reshape(-1, 2), features
-
-
-def call_features_empty() -> pd.DataFrame:
-    """The calls layer's features table with no rows (the layer exists before any call)."""
-    return pd.DataFrame({"well": pd.Series(dtype=str), "sirna": pd.Series(dtype=str),
-                         "confidence": pd.Series(dtype=float),
-                         "correct": pd.Series(dtype=str),
-                         "text_colour": pd.Series(dtype=str)})
 
 
 def label_translation(tile: int) -> list[float]:
@@ -184,7 +177,11 @@ class PlateMosaic(QWidget):
             self.viewer.add_image(np.zeros((1, 1, 3), np.uint8), name="plate mosaic", rgb=True,
                                   visible=False, metadata={"deepnoise": IMAGE_TAG})
         if self.calls_layer() is None:
-            self._add_calls_layer(np.zeros((0, 2)), call_features_empty(), self.size)
+            # typed columns: napari keeps a feature's dtype, and the confidence colormap
+            # needs a float column once points arrive
+            empty = pd.DataFrame({c: pd.Series(dtype=float if c == "confidence" else str)
+                                  for c in CALL_COLUMNS})
+            self._add_calls_layer(np.zeros((0, 2)), empty, self.size)
         if self._layer(SELECTION_TAG) is None:
             self._add_selection_layer(self.size, (0.0, 0.0))
 
@@ -294,7 +291,7 @@ class PlateMosaic(QWidget):
         def work():  # generator worker: yields (done, total), returns (thumbnails, image)
             thumbs = cache.get(plate)
             if thumbs is None:
-                yield (0, len(plate.wells))  # building: the dock shows its progress bar
+                yield (0, len(plate.wells))  # building (a long build shows a progress bar)
                 thumbs = yield from run_with_progress(
                     lambda report: cache.build(plate, cancel=cancel,
                                                progress=lambda d, t: report((d, t))))
@@ -339,7 +336,7 @@ class PlateMosaic(QWidget):
         elif (layer.data.shape == image.shape and isinstance(layer.data, np.ndarray)
               and layer.data.flags.writeable):
             np.copyto(layer.data, image)  # cheaper than the .data setter (no dims update)
-            layer.refresh(extent=False, thumbnail=False, highlight=False)
+            layer.refresh(extent=False, highlight=False)
         else:
             layer.data = image
         self._update_calls()

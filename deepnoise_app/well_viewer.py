@@ -177,7 +177,8 @@ def text_overlay(viewer: Any) -> Any:
 
 
 def show_text(viewer: Any, text: str) -> None:
-    """Put ``text`` on the canvas (top left, boxed so it reads on any image)."""
+    """Put ``text`` on the canvas (top left, white, no box: napari's box is a mesh whose
+    every change re-links a shader, a long frame without a GPU)."""
     overlay = text_overlay(viewer)
     wanted = {"position": "top_left", "box": False, "font_size": 10, "text": text,
               "visible": bool(text)}
@@ -252,17 +253,15 @@ class WellViewer(QWidget):
                 out[int(meta["channel"])] = layer
         return out
 
-    def create_layers(self, channels: list[int],
-                      size: tuple[int, int] | None = None) -> None:
-        """Add the missing channel layers as black placeholders of ``size`` (default: RxRx1's
-        512 px): making a layer costs napari 100+ ms and its first frame compiles shaders,
-        so this happens at start; the first well's pixels are then copied in place."""
+    def create_layers(self, channels: list[int]) -> None:
+        """Add the missing channel layers as black placeholders of RxRx1's 512 px: making a
+        layer costs napari 100+ ms and its first frame compiles shaders, so this happens at
+        start; the first well's pixels are then copied in place."""
         existing = self.channel_layers()
-        size = tuple(size or PLACEHOLDER_SIZE)
         for channel in channels:
             if channel not in existing:
-                data, kwargs, _kind = channel_layer_data(np.zeros((1, *size), np.uint8),
-                                                         [channel])[0]
+                data, kwargs, _kind = channel_layer_data(
+                    np.zeros((1, *PLACEHOLDER_SIZE), np.uint8), [channel])[0]
                 self.viewer.add_image(data, **{**kwargs, "visible": self.shown})
                 self._placeholders.add(channel)
                 self._shape = None  # the first well fits the view (the window has its size)
@@ -279,8 +278,12 @@ class WellViewer(QWidget):
         self._placeholders.discard(channel)
         self._shape = None
         # not inside the list's own insert event: napari is still handling it
-        QTimer.singleShot(0, self, lambda: [self.viewer.layers.remove(ly) for ly in placeholders
-                                      if ly in self.viewer.layers])
+        QTimer.singleShot(0, self, lambda: self._remove_layers(placeholders))
+
+    def _remove_layers(self, layers: list[Any]) -> None:
+        for layer in layers:
+            if layer in self.viewer.layers:
+                self.viewer.layers.remove(layer)
 
     def warm_up_drawing(self) -> None:
         """Draw the canvas caption once, blank: its shaders compile now, not in the first
@@ -301,9 +304,6 @@ class WellViewer(QWidget):
             if channel in self._placeholders and layer.data.shape != tuple(size):
                 layer.data = np.zeros(size, np.uint8)
                 self._shape = None  # the first well fits the view to the new size
-
-    def _should_show(self, channel: int) -> bool:
-        return self.shown and channel not in self._hidden_missing
 
     def _apply(self, planes: np.ndarray, missing: dict[int, str], channels: list[int]) -> None:
         """Put all channels on screen now."""
@@ -371,7 +371,7 @@ class WellViewer(QWidget):
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
         self.shown = shown
         for channel, layer in self.channel_layers().items():
-            visible = self._should_show(channel)
+            visible = shown and channel not in self._hidden_missing
             if layer.visible != visible:
                 layer.visible = visible
         if shown:
