@@ -4,9 +4,10 @@ napari draws canvas text (the well caption, the mosaic's siRNA labels) from a gl
 that rasterises each character the first time it is drawn: 5-15 ms per glyph on the CPU,
 inside the paint. Browsing a plate meets new characters (row letters, digits, siRNA names)
 for many wells, so a paint that also uploads six 512 px channels went over the event-loop
-budget. ``GlyphWarmup`` loads every printable character into the canvas's font atlas, a
-few per idle timer tick, right after the window opens. ``draw_once_invisibly`` does the
-same for layers' shader programs.
+budget. ``GlyphWarmup`` loads the caption's characters into the canvas's font atlas at
+start and every other printable character one per idle timer tick afterwards.
+``draw_once_invisibly`` does the same for layers' shader programs, ``import_lazy_modules``
+for modules the first frames would import.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ CAPTION_CHARACTERS = "".join(dict.fromkeys("0123456789 ABCDEFGHIJKLMNOP-()platet
 CANVAS_CHARACTERS = "".join(dict.fromkeys(
     CAPTION_CHARACTERS + "".join(c for c in string.printable if c not in "\t\n\r\x0b\x0c")))
 
-TICK_INTERVAL_MS = 25
-GLYPHS_PER_TICK = 1  # 5-15 ms of rasterising per tick: well inside the 100 ms budget
+TICK_INTERVAL_MS = 25  # one glyph (5-15 ms of rasterising) per tick
 
 
 def canvas_font(viewer: Any) -> Any:
@@ -50,7 +50,7 @@ def canvas_font(viewer: Any) -> Any:
 
 
 class GlyphWarmup(QObject):
-    """Rasterise ``characters`` into ``viewer``'s canvas font, a few per event-loop turn."""
+    """Rasterise ``characters`` into ``viewer``'s canvas font, one per timer tick."""
 
     def __init__(self, viewer: Any, characters: str = CANVAS_CHARACTERS,
                  parent: QObject | None = None) -> None:
@@ -85,9 +85,7 @@ class GlyphWarmup(QObject):
             log.debug("cannot warm glyph %r: %s", char, exc)
 
     def _tick(self) -> None:
-        for _ in range(GLYPHS_PER_TICK):
-            if not self._pending:
-                break
+        if self._pending:
             self._load(self._pending.pop(0))
         if self.done:
             self._timer.stop()
