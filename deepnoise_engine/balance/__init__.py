@@ -13,6 +13,7 @@ from deepnoise_engine.balance.plate_groups import (
     infer_plate_groups,
     learn_groups,
     plate_group_of,
+    resolve_plate_groups,
 )
 
 __all__ = [
@@ -26,4 +27,5 @@ __all__ = [
     "infer_plate_groups",
     "learn_groups",
     "plate_group_of",
+    "resolve_plate_groups",
 ]

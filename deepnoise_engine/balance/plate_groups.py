@@ -118,3 +118,40 @@ def infer_plate_groups(
     tiled = np.tile(scores, (1, repeats))  # column j -> group j % G
     rows, cols = linear_sum_assignment(-tiled)
     return {plates[r]: int(c % n_groups) for r, c in zip(rows, cols, strict=True)}
+
+
+def resolve_plate_groups(
+    groups: Sequence[Collection[str]],
+    plates_by_experiment: Mapping[str, Sequence[Hashable]],
+    labelled: Mapping[Hashable, Iterable[str]],
+    probs: Mapping[Hashable, np.ndarray],
+    classes: Sequence[str],
+) -> tuple[dict[Hashable, int], dict[Hashable, str]]:
+    """Each plate's group: from its labels where it has some, else inferred per experiment
+    from ``probs`` (plate -> (W, K) treatment-well probabilities over ``classes``),
+    preferring the groups that the experiment's labelled plates do not hold.
+
+    ``plates_by_experiment``: experiment -> all its plate keys (labelled ones included).
+    Returns ``(plate -> group index, plate -> "labels" | "inferred")``.
+    """
+    by_plate: dict[Hashable, int] = {}
+    source: dict[Hashable, str] = {}
+    if not groups:
+        return by_plate, source
+    for keys in plates_by_experiment.values():
+        taken: set[int] = set()
+        for key in keys:
+            group = plate_group_of(labelled.get(key, ()), groups)
+            if group is not None:
+                taken.add(group)
+                by_plate[key], source[key] = group, "labels"
+        todo = [k for k in keys if k not in by_plate and k in probs and len(probs[k])]
+        if not todo:
+            continue
+        free = [g for g in range(len(groups)) if g not in taken]
+        candidates = free if len(free) >= len(todo) else list(range(len(groups)))
+        inferred = infer_plate_groups({k: probs[k] for k in todo},
+                                      [groups[g] for g in candidates], classes=classes)
+        for key, j in inferred.items():
+            by_plate[key], source[key] = candidates[j], "inferred"
+    return by_plate, source

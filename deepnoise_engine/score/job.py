@@ -25,9 +25,8 @@ from deepnoise_engine.balance import (
     argmax_calls,
     assign_once_per_plate,
     balance_plate,
-    infer_plate_groups,
     learn_groups,
-    plate_group_of,
+    resolve_plate_groups,
 )
 from deepnoise_engine.model.errors import ModelMismatchError
 from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
@@ -85,6 +84,14 @@ class ModelSet:
 
     def for_cell_type(self, cell_type: str) -> list[Path] | None:
         return self.ensembles.get(cell_type) or self.ensembles.get("*")
+
+    @property
+    def plate_groups(self) -> list[list[str]]:
+        """The plate groups learnt at training time (label lists), [] when none stored."""
+        for meta in self.metas.values():
+            if meta.get("plate_groups"):
+                return [[str(c) for c in g] for g in meta["plate_groups"]]
+        return []
 
 
 def resolve_model_set(models: Sequence[str | Path]) -> ModelSet:
@@ -170,35 +177,25 @@ def plate_groups_for(
     plates: Sequence[PlateKey],
     probs: dict[PlateKey, np.ndarray],
     classes: Sequence[str],
+    model_groups: Sequence[Sequence[str]] = (),
 ) -> PlateGroups:
-    """Groups learned from the screen's labelled plates; each chosen plate's group from
-    its labels, else inferred per experiment from ``probs`` (plate -> (W, K) treatment-well
+    """The plate groups (the model's, learnt at training time; else learnt from the
+    screen's labelled plates) and each chosen plate's group: from its labels, else
+    inferred per experiment from ``probs`` (plate -> (W, K) treatment-well
     probabilities), preferring the groups not held by the experiment's labelled plates."""
     labelled = _treatment_labels(screen)
-    groups = learn_groups(labelled)
+    groups = ([frozenset(str(c) for c in g) for g in model_groups] if model_groups
+              else learn_groups(labelled))
     result = PlateGroups(groups)
     if not groups:
         return result
-    by_exp: dict[str, list[PlateKey]] = {}
+    experiments = sorted({key[0] for key in plates})
+    by_plate, source = resolve_plate_groups(
+        groups, {exp: screen_plates(screen, exp) for exp in experiments}, labelled,
+        {k: v for k, v in probs.items() if k in set(plates)}, classes)
     for key in plates:
-        by_exp.setdefault(key[0], []).append(key)
-    for exp, keys in by_exp.items():
-        taken: set[int] = set()
-        for key in [k for k in screen_plates(screen, exp) if k in labelled]:
-            group = plate_group_of(labelled[key], groups)
-            if group is not None:
-                taken.add(group)
-                if key in keys:
-                    result.by_plate[key], result.source[key] = group, "labels"
-        todo = [k for k in keys if k not in result.by_plate and k in probs and len(probs[k])]
-        if not todo:
-            continue
-        free = [g for g in range(len(groups)) if g not in taken]
-        candidates = free if len(free) >= len(todo) else list(range(len(groups)))
-        inferred = infer_plate_groups({k: probs[k] for k in todo},
-                                      [groups[g] for g in candidates], classes=classes)
-        for key, j in inferred.items():
-            result.by_plate[key], result.source[key] = candidates[j], "inferred"
+        if key in by_plate:
+            result.by_plate[key], result.source[key] = by_plate[key], source[key]
     return result
 
 
@@ -373,7 +370,8 @@ def run_scoring(
                  for k, v in scores.items()}
 
     frames, groups, fallbacks = _balance_and_report(
-        screen, chosen, classes, log_probs, balance, progress=progress, t0=t0)
+        screen, chosen, classes, log_probs, balance, progress=progress, t0=t0,
+        model_groups=model_set.plate_groups)
 
     _log(progress, f"writing reports to {out}")
     answers_used = bool(_read_answers(screen.root))
@@ -422,6 +420,7 @@ def _balance_and_report(
     *,
     progress: ProgressFn | None = None,
     t0: float | None = None,
+    model_groups: Sequence[Sequence[str]] = (),
 ) -> tuple[dict[PlateKey, pd.DataFrame], PlateGroups, int]:
     """Balance each plate's treatment wells and build its report rows.
 
@@ -447,8 +446,8 @@ def _balance_and_report(
                       if w.well_type == WellType.TREATMENT and w.id_code in log_probs]
     probs = {key: np.exp(np.stack([log_probs[i] for i in ids])) if ids else
              np.zeros((0, len(classes))) for key, ids in treat.items()}
-    groups = (plate_groups_for(screen, plates, probs, classes) if method != "none"
-              else PlateGroups([]))
+    groups = (plate_groups_for(screen, plates, probs, classes, model_groups)
+              if method != "none" else PlateGroups([]))
 
     frames: dict[PlateKey, pd.DataFrame] = {}
     fallbacks = 0

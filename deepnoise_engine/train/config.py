@@ -52,6 +52,8 @@ SCHEMA: dict[str, dict[str, Spec]] = {
                                          help="labelled experiments per cell type held out"),
         "use_unlabelled": Spec("bool", True, help="train on unlabelled wells (mean teacher)"),
         "norm_jitter": Spec("float", 0.1, 0.0, 1.0, help="mean/std factor 1 + j*U(-1,1)"),
+        "balance_controls": Spec("bool", True, help="per epoch, each control class gets as "
+                                 "many wells as the median siRNA"),
         "workers": Spec("int", 4, 0, 256, help="DataLoader worker processes"),
         "pin_memory": Spec("bool", True),
     },
@@ -59,10 +61,13 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "names": Spec("list[str]", ["xception", "xception_wide"],
                       help="one or two backbones (ensemble)"),
         "head": Spec("str", "arcface", choices=("arcface", "softmax")),
-        "arcface_s": Spec("float", 30.0, 0.0, 1000.0),
+        "arcface_s": Spec("float", 30.0, 0.0, 1000.0,
+                          help="ArcFace scale; 0 = sqrt(2) ln(K - 1) (AdaCos' fixed rule)"),
         "arcface_m": Spec("float", 0.1, 0.0, 1.5),
         "width": Spec("float", 0.0, 0.0, 4.0, help="backbone width multiplier; 0 = model default"),
         "middle_blocks": Spec("int", -1, -1, 64, help="Xception middle blocks; -1 = default"),
+        "first_stride": Spec("int", 0, 0, 4, help="Xception stem stride; 0 = default (2)"),
+        "first_kernel": Spec("int", 0, 0, 15, help="Xception first conv size; 0 = default (7)"),
         "pretrained_file": Spec("str", "", help="local ImageNet weights for the first model"),
         "epochs": Spec("int", 160, 1, 100000, help="shared-stage epochs"),
         "batch_size": Spec("int", 64, 1, 65536, help="global batch (split over DDP ranks)"),
@@ -90,11 +95,17 @@ SCHEMA: dict[str, dict[str, Spec]] = {
         "alpha_epochs": Spec("list[int]", [1, 10, 20], help="last epoch (1-based) of each alpha"),
         "consistency_weight": Spec("float", 100.0, 0.0, 1e6),
         "rampup_epochs": Spec("float", 5.0, 0.0, 1e4),
+        "reference_classes": Spec("int", 1139, 0, 10**7, help="the consistency weight is "
+                                  "scaled by K / this (paper: 1,139 classes); 0 = no scaling"),
+        "reference_steps_per_epoch": Spec("int", 0, 0, 10**9, help="alphas are rescaled "
+                                          "from epochs of this many steps; 0 = as given"),
     },
     "pseudo_labels": {
         "enabled": Spec("bool", True),
         "weight": Spec("float", 0.05, 0.0, 1.0),
         "old_weight": Spec("float", 0.1, 0.0, 1.0, help="logits <- old*prev + (1-old)*new"),
+        "start_epoch": Spec("int", 20, 1, 100000, help="first shared-stage epoch (1-based) "
+                            "whose teachers make pseudo labels"),
     },
     "finetune": {
         "enabled": Spec("bool", True),

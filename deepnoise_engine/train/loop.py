@@ -38,9 +38,10 @@ from deepnoise_engine.train.ddp import (
     shutdown,
     sync_buffers,
 )
+from deepnoise_engine.train.evaluation import PlatePrior, selection_score
 from deepnoise_engine.train.mean_teacher import (
     arcface_margin,
-    balanced_argmax,
+    consistency_class_scale,
     consistency_weight,
     ema_alpha,
     ema_update,
@@ -172,6 +173,8 @@ class Trainer:
         self.progress_fn, self.cancel = progress, cancel
         self.cuda = device.type == "cuda"
         self.n_classes = len(sd.classes)
+        self.prior = PlatePrior.from_wells(sd.wells, sd.classes)
+        self.arcface_s = resolved_arcface_s(cfg, self.n_classes)
         self.size = cfg["data"]["image_size"]
         self.mt = cfg["mean_teacher"]["enabled"]
         self.names = list(cfg["model"]["names"])
@@ -197,7 +200,11 @@ class Trainer:
         self.data_path = str(Path(getattr(sd.cache.screen, "root", "")).resolve()) if hasattr(
             sd.cache, "screen") else ""
         self.served: dict[str, list[str]] = {}
+        # per served checkpoint stem: which epoch and role it holds, and why
+        self.served_info: dict[str, dict[str, Any]] = {}
         self.best_val = -1.0
+        self.best_by_model: dict[str, float] = {}
+        self._item_counts: dict[str, int] = {}
         self.log_lines = 0
         self._last_progress = 0.0
         self._session_steps = 0
@@ -237,7 +244,9 @@ class Trainer:
                     "eta_s": None if eta is None else round(eta, 1)})
 
     def steps_per_epoch(self, stage: Stage) -> int:
-        n = len(self.stage_items(stage))
+        if stage.name not in self._item_counts:
+            self._item_counts[stage.name] = len(self.epoch_items(stage))
+        n = self._item_counts[stage.name]
         batch = self.cfg["model"]["batch_size"]
         steps = max(1, n // batch)
         cap = self.cfg["runtime"]["max_steps_per_epoch"]
@@ -255,6 +264,35 @@ class Trainer:
     def stage_items(self, stage: Stage) -> np.ndarray:
         return self.sd.select("train", stage.cell_type)
 
+    def _control_cap(self, items: np.ndarray) -> int | None:
+        """Wells per control class and epoch: as many as the median siRNA has (controls
+        have several times more labelled wells and would pull raw calls to them)."""
+        if not self.cfg["data"]["balance_controls"]:
+            return None
+        labels = self.sd.well_label[items]
+        treat = labels[np.isin(labels, self.prior.treatment)]
+        if len(treat) == 0:
+            return None
+        counts = np.bincount(treat)
+        return max(1, int(np.median(counts[counts > 0])))
+
+    def epoch_items(self, stage: Stage, rng: np.random.Generator | None = None) -> np.ndarray:
+        """The stage's items for one epoch: every treatment and unlabelled well, and a
+        random subset (``rng``; the first ones without) of each over-represented control."""
+        items = self.stage_items(stage)
+        cap = self._control_cap(items)
+        if cap is None:
+            return items
+        labels = self.sd.well_label[items]
+        control = (labels >= 0) & ~np.isin(labels, self.prior.treatment)
+        keep = ~control
+        for c in np.unique(labels[control]):
+            idx = np.flatnonzero(labels == c)
+            if len(idx) > cap:
+                idx = idx[:cap] if rng is None else np.sort(rng.choice(idx, cap, replace=False))
+            keep[idx] = True
+        return items[keep]
+
     def val_wells(self, stage: Stage) -> np.ndarray:
         return self.sd.select("val", stage.cell_type)
 
@@ -268,9 +306,13 @@ class Trainer:
             kwargs["width"] = m["width"]
         if m["middle_blocks"] >= 0:
             kwargs["middle_blocks"] = m["middle_blocks"]
+        if m["first_stride"] > 0:
+            kwargs["first_stride"] = m["first_stride"]
+        if m["first_kernel"] > 0:
+            kwargs["first_kernel"] = m["first_kernel"]
         pretrained = m["pretrained_file"] if (m["pretrained_file"] and index == 0) else None
         return create_model(name, in_chans=len(self.sd.channels), num_classes=self.n_classes,
-                            head=m["head"], arcface_s=m["arcface_s"], arcface_m=m["arcface_m"],
+                            head=m["head"], arcface_s=self.arcface_s, arcface_m=m["arcface_m"],
                             pretrained_file=pretrained, **kwargs)
 
     def build_models(self) -> None:
@@ -334,6 +376,8 @@ class Trainer:
             "pl_labels": self.pl_labels, "best_val": self.best_val,
             "acc": dict(self.acc), "history": json.dumps(self.history),
             "served": json.dumps(self.served), "train_time": self.train_time,
+            "served_info": json.dumps(self.served_info),
+            "best_by_model": json.dumps(self.best_by_model),
             "epoch_start_elapsed": self.epoch_elapsed,
         }
 
@@ -365,6 +409,8 @@ class Trainer:
         self.acc = {k: float(v) for k, v in st["acc"].items()}
         self.history = json.loads(st["history"])
         self.served = json.loads(st["served"])
+        self.served_info = json.loads(st["served_info"])
+        self.best_by_model = json.loads(st["best_by_model"])
         self.train_time = float(st["train_time"])
         self.epoch_elapsed = float(st["epoch_start_elapsed"])
 
@@ -375,17 +421,19 @@ class Trainer:
 
         save_training_state(self.out / "checkpoints" / "last", self.state_dict())
 
-    def _meta(self, role: str, stage: Stage, metrics: dict[str, Any]) -> dict[str, Any]:
+    def _meta(self, role: str, stage: Stage, metrics: dict[str, Any],
+              served: dict[str, Any] | None = None) -> dict[str, Any]:
         return {
             "channels": self.sd.channels, "classes": self.sd.classes,
             "normalisation": self.sd.normalisation, "image_size": self.size,
             "config": self.cfg, "metrics": metrics, "data_fingerprint": self.sd.fingerprint,
             "cell_types": [stage.cell_type] if stage.cell_type else self.sd.cell_types,
             "role": role, "stage": stage.name, "engine_version": __version__,
+            "plate_groups": self.prior.groups, "served": served or {},
         }
 
-    def save_weights(self, stage: Stage, metrics: dict[str, Any], final: bool) -> None:
-        """Per-epoch weights in checkpoints/; at the end of a stage the served models."""
+    def save_last(self, stage: Stage, metrics: dict[str, Any]) -> None:
+        """This epoch's students and teachers in checkpoints/ (for inspection and resume)."""
         if not self.dist.is_main:
             return
         from deepnoise_engine.model.checkpoint import save_checkpoint
@@ -396,29 +444,87 @@ class Trainer:
             if self.mt:
                 save_checkpoint(self.out / "checkpoints" / f"last_teacher_{name}", t,
                                 self._meta("teacher", stage, metrics))
-        if final:
-            key = "*" if stage.cell_type is None else stage.cell_type
-            prefix = "shared" if stage.cell_type is None else stage.cell_type
-            stems = []
-            for name, s, t in zip(self.names, self.students, self.teachers, strict=True):
-                model, role = (t, "teacher") if self.mt else (s, "student")
-                stem = f"models/{prefix}_{name}"
-                save_checkpoint(self.out / stem, model, self._meta(role, stage, metrics))
-                stems.append(stem)
-            self.served[key] = stems
+
+    def serve(self, stage: Stage, index: int, role: str, metrics: dict[str, Any],
+              info: dict[str, Any]) -> None:
+        """Write model ``index`` (its student or teacher) as the stage's served model."""
+        key = "*" if stage.cell_type is None else stage.cell_type
+        prefix = "shared" if stage.cell_type is None else stage.cell_type
+        stems = [f"models/{prefix}_{name}" for name in self.names]
+        info = {"stage": stage.name, "role": role, **info}
+        self.served_info[stems[index]] = info
+        self.served[key] = stems
+        if not self.dist.is_main:
+            return
+        from deepnoise_engine.model.checkpoint import save_checkpoint
+
+        model = self.teachers[index] if role == "teacher" else self.students[index]
+        save_checkpoint(self.out / stems[index], model,
+                        self._meta(role, stage, metrics, served=info))
+
+    def serve_best(self, stage: Stage, val: dict[str, Any], epoch: int,
+                   metrics: dict[str, Any]) -> None:
+        """Serve each model's student or teacher when it beats the stage's best so far on
+        the validation treatment wells (:func:`selection_score`)."""
+        for j, name in enumerate(self.names):
+            m = val["per_model"].get(name)
+            if not m:
+                continue
+            roles = ["teacher", "student"] if self.mt else ["student"]
+            scored = [(selection_score(m[f"val_acc_{r}_raw"], m[f"val_acc_{r}_balanced"]), r)
+                      for r in roles]
+            score, role = max(scored, key=lambda x: x[0])  # a tie keeps the teacher
+            if score <= self.best_by_model.get(name, -1.0):
+                continue
+            self.best_by_model[name] = score
+            why = ("best validation score so far (mean of raw and balanced accuracy on the "
+                   "validation experiments' treatment wells)" if epoch else
+                   "the shared stage's served weights, before fine-tuning")
+            self.serve(stage, j, role, metrics, {
+                "epoch": epoch, "score": score,
+                "val_acc_raw": m[f"val_acc_{role}_raw"],
+                "val_acc_balanced": m[f"val_acc_{role}_balanced"], "why": why})
+
+    def serve_last(self, stage: Stage, metrics: dict[str, Any]) -> None:
+        """Stage end without validation: the last epoch's teachers (students without a
+        mean teacher) are served."""
+        role = "teacher" if self.mt else "student"
+        for j, name in enumerate(self.names):
+            if name in self.best_by_model:
+                continue
+            self.serve(stage, j, role, metrics, {
+                "epoch": stage.epochs, "score": None, "val_acc_raw": None,
+                "val_acc_balanced": None,
+                "why": "last epoch (no validation experiment to choose by)"})
+
+    def finished_ensembles(self) -> dict[str, list[str]]:
+        """The served models of the stages that have finished (a stage still running has
+        a best-so-far model on disk, but it is not offered for scoring yet)."""
+        out = {}
+        for i, st in enumerate(self.stages):
+            done = i < self.stage_index or (i == self.stage_index and self.epoch >= st.epochs)
+            key = "*" if st.cell_type is None else st.cell_type
+            if done and key in self.served:
+                out[key] = self.served[key]
+        return out
 
     def write_run_json(self, status: str) -> None:
         if not self.dist.is_main:
             return
         doc = {
             "format": "deepnoise-run", "version": 1, "status": status,
-            "data": self.data_path, "ensembles": self.served, "classes": self.sd.classes,
+            "data": self.data_path, "ensembles": self.finished_ensembles(),
+            "classes": self.sd.classes,
             "channels": self.sd.channels, "cell_types": self.sd.cell_types,
             "image_size": self.size, "normalisation": self.cfg["data"]["normalisation"],
             "validation_experiments": self.sd.validation_experiments,
             "stages": [s.name for s in self.stages], "data_fingerprint": self.sd.fingerprint,
             "engine_version": __version__,
             "final_metrics": {m["stage"]: m for m in self.history if m.get("stage_end")},
+            "served": {stem: info for stems in self.finished_ensembles().values()
+                       for stem in stems if (info := self.served_info.get(stem))},
+            "plate_groups": self.prior.groups,
+            "arcface_s": self.arcface_s if self.cfg["model"]["head"] == "arcface" else None,
         }
         atomic_write_text(self.out / "run.json", json.dumps(doc, indent=1) + "\n")
 
@@ -431,8 +537,8 @@ class Trainer:
     def epoch_plan(self, stage_index: int, epoch: int) -> dict[str, Any]:
         """Order, sites and augmentation of every item of one epoch (same on all ranks)."""
         stage = self.stages[stage_index]
-        items = self.stage_items(stage)
         rng = np.random.default_rng([self.cfg["runtime"]["seed"], stage_index, epoch])
+        items = self.epoch_items(stage, rng)
         order = items[rng.permutation(len(items))]
         site_pick = rng.random(len(order))
         rows = np.array([self.sd.well_sites[w][int(u * len(self.sd.well_sites[w]))]
@@ -487,6 +593,7 @@ class Trainer:
         mtc = cfg["mean_teacher"]
         w_cons = (consistency_weight(self.alpha_epoch_offset + epoch_f,
                                      mtc["consistency_weight"], mtc["rampup_epochs"])
+                  * consistency_class_scale(self.n_classes, mtc["reference_classes"])
                   if self.mt else 0.0)
         sub = lambda p: {k: v[pos] for k, v in p.items()}  # noqa: E731
         imgs = imgs.to(self.device, non_blocking=True)
@@ -494,7 +601,7 @@ class Trainer:
         xt = self._views(imgs, rows, sub(plan["teacher"])) if self.mt else None
         lab, unl = labels >= 0, pl_t >= 0
         head = cfg["model"]["head"]
-        s_, m_ = cfg["model"]["arcface_s"], cfg["model"]["arcface_m"]
+        s_, m_ = self.arcface_s, cfg["model"]["arcface_m"]
 
         def margin(logits: Any, y: Any) -> Any:
             return arcface_margin(logits, y, s_, m_) if head == "arcface" else logits
@@ -512,7 +619,8 @@ class Trainer:
                     with torch.no_grad():
                         t_logits = self.teachers[j](xt).float()
                     cons = softmax_mse(logits, t_logits)
-                plo = (F.cross_entropy(margin(logits[unl], pl_t[unl]), pl_t[unl])
+                # pseudo labels are guesses: plain logits, no margin (as the authors)
+                plo = (F.cross_entropy(logits[unl], pl_t[unl])
                        if w_pl > 0 and bool(unl.any()) else zero)
                 total = total + (1 - w_pl) * sup + w_cons * cons + w_pl * plo
                 parts["sup"] += float(sup.detach()) / len(self.fwd)
@@ -523,7 +631,9 @@ class Trainer:
         self.optimizer.step()
         if self.mt:
             alpha = ema_alpha(self.global_step, self.alpha_epoch_offset + int(epoch_f) + 1,
-                              mtc["alphas"], mtc["alpha_epochs"])
+                              mtc["alphas"], mtc["alpha_epochs"],
+                              steps_per_epoch=self.steps_per_epoch(stage),
+                              reference_steps_per_epoch=mtc["reference_steps_per_epoch"])
             for t, s in zip(self.teachers, self.students, strict=True):
                 ema_update(t, s, alpha)
         self.global_step += 1
@@ -574,34 +684,29 @@ class Trainer:
         z = logits - logits.max(1, keepdims=True)
         return z - np.log(np.exp(z).sum(1, keepdims=True))
 
-    def _accuracy(self, log_probs: np.ndarray, wells: np.ndarray) -> tuple[float, float]:
-        labels = self.sd.well_label[wells]
-        plates = self.sd.wells["plate"].to_numpy()[wells]
-        raw = float((log_probs.argmax(1) == labels).mean())
-        bal = float((balanced_argmax(log_probs, plates) == labels).mean())
-        return raw, bal
-
     def validate(self, stage: Stage) -> dict[str, Any]:
-        wells = self.val_wells(stage)
+        """Accuracy of students, teachers and the ensemble on the validation experiments'
+        treatment wells over the treatment classes (raw and plate-balanced)."""
+        wells = self.prior.treatment_wells(self.val_wells(stage))
         keys = ("val_loss", *VAL_KEYS, "val_acc_ensemble_raw", "val_acc_ensemble_balanced")
         if len(wells) == 0:
             return {k: None for k in keys} | {"per_model": {}}
         models = list(self.students) + (list(self.teachers) if self.mt else [])
-        logits = self.predict(models, wells)
+        lp = [self._log_softmax(x) for x in self.predict(models, wells)]
         n = len(self.students)
-        lp = [self._log_softmax(x) for x in logits]
         labels = self.sd.well_label[wells]
         per_model: dict[str, dict[str, Any]] = {}
         for j, name in enumerate(self.names):
-            s_raw, s_bal = self._accuracy(lp[j], wells)
-            t_raw, t_bal = self._accuracy(lp[n + j], wells) if self.mt else (s_raw, s_bal)
+            s_raw, s_bal = self.prior.accuracy(lp[j], wells, labels)
+            t_raw, t_bal = (self.prior.accuracy(lp[n + j], wells, labels) if self.mt
+                            else (s_raw, s_bal))
             per_model[name] = {
                 "val_loss": float(-lp[j][np.arange(len(wells)), labels].mean()),
                 "val_acc_student_raw": s_raw, "val_acc_student_balanced": s_bal,
                 "val_acc_teacher_raw": t_raw, "val_acc_teacher_balanced": t_bal,
             }
         ens = np.mean(lp[n:] if self.mt else lp[:n], axis=0)
-        e_raw, e_bal = self._accuracy(ens, wells)
+        e_raw, e_bal = self.prior.accuracy(ens, wells, labels)
         rec: dict[str, Any] = {k: float(np.mean([p[k] for p in per_model.values()]))
                                for k in ("val_loss", *VAL_KEYS)}
         rec.update(val_acc_ensemble_raw=e_raw, val_acc_ensemble_balanced=e_bal)
@@ -610,9 +715,20 @@ class Trainer:
         rec["per_model"] = per_model
         return rec
 
+    def pseudo_labels_due(self, stage: Stage, improved: bool) -> bool:
+        """Pseudo labels follow the teachers once they are worth following (from
+        ``pseudo_labels.start_epoch`` of the shared stage on), refreshed when the
+        teachers' validation score improves."""
+        if not self.cfg["pseudo_labels"]["enabled"]:
+            return False
+        if stage.cell_type is None and self.epoch + 1 < self.cfg["pseudo_labels"]["start_epoch"]:
+            return False
+        return improved or not self.pl_valid.any()
+
     def refresh_pseudo_labels(self, stage: Stage) -> int:
         """Teacher-ensemble predictions on the stage's unlabelled wells, blended
-        (old_weight * old + (1 - old_weight) * new), then plate-balanced argmax."""
+        (old_weight * old + (1 - old_weight) * new), then balanced per plate over the
+        treatment classes of the plate's group (inferred from the predictions)."""
         wells = self.sd.select("train", stage.cell_type, labelled=False)
         if len(wells) == 0:
             return 0
@@ -625,28 +741,42 @@ class Trainer:
         new[valid] = old_w * self.pl_logits[idx][valid] + (1 - old_w) * lp[valid]
         self.pl_logits[idx] = new
         self.pl_valid[idx] = True
-        plates = self.sd.wells["plate"].to_numpy()[wells]
-        self.pl_labels[idx] = balanced_argmax(new, plates)
+        self.pl_labels[idx] = self.prior.balanced_calls(new, wells, use_labels=True)
         return len(wells)
 
     # -- main loop -----------------------------------------------------------------------
     def _start_stage(self, index: int) -> None:
-        """Fresh optimiser; fine-tuning stages start from the shared stage's final models."""
+        """Fresh optimiser; fine-tuning stages start from the shared stage's served
+        weights (its best by validation), which stay served unless fine-tuning beats them."""
         stage = self.stages[index]
+        self.best_by_model = {}
         if stage.cell_type is not None:
-            from deepnoise_engine.model.checkpoint import load_training_state
-
-            shared = load_training_state(self.out / "checkpoints" / "shared_final")
-            for s, sd in zip(self.students, shared["students"], strict=True):
-                s.load_state_dict(sd)
-            for t, sd in zip(self.teachers, shared["teachers"], strict=True):
-                t.load_state_dict(sd)
+            self._load_shared_start()
             self.global_step = self.shared_steps
         self.optimizer = self._optimizer(stage)
         self.best_val = -1.0
         self.epoch = self.step = 0
         self.acc = {}
         self.epoch_elapsed = 0.0
+        if stage.cell_type is not None:
+            val = self.validate(stage)
+            self.serve_best(stage, val, 0, {k: v for k, v in val.items() if k != "per_model"})
+
+    def _load_shared_start(self) -> None:
+        """Students and teachers <- the shared stage's served models (or its final state
+        when nothing was chosen by validation)."""
+        from deepnoise_engine.model.checkpoint import load_checkpoint, load_training_state
+
+        shared = load_training_state(self.out / "checkpoints" / "shared_final")
+        for j, name in enumerate(self.names):
+            stem = f"models/shared_{name}"
+            if self.served_info.get(stem, {}).get("score") is not None:
+                state = load_checkpoint(self.out / stem)[0].state_dict()
+                self.students[j].load_state_dict(state)
+                self.teachers[j].load_state_dict(state)
+            else:
+                self.students[j].load_state_dict(shared["students"][j])
+                self.teachers[j].load_state_dict(shared["teachers"][j])
 
     def run(self, resume: bool) -> dict[str, Any]:
         self.build_models()
@@ -687,7 +817,7 @@ class Trainer:
                          f"{'agree' if div == 0 else f'differ by {div:.3g}'}")
             if self.dist.is_main:
                 self.history[-1]["stage_end"] = True
-                self.save_weights(stage, self.history[-1], final=True)
+                self.serve_last(stage, self.history[-1])
                 if stage.cell_type is None:
                     self.shared_steps = self.global_step
                     from deepnoise_engine.model.checkpoint import save_training_state
@@ -742,13 +872,12 @@ class Trainer:
         self.acc["train_s"] = self.acc.get("train_s", 0.0) + train_s
         sync_buffers(self.dist, self.students + self.teachers)
         val = self.validate(stage)
-        score = val["val_acc_ensemble_balanced"]
+        score = (None if val["val_acc_ensemble_raw"] is None else
+                 selection_score(val["val_acc_ensemble_raw"], val["val_acc_ensemble_balanced"]))
         improved = score is None or score > self.best_val
-        n_pl = 0
         if improved:
             self.best_val = -1.0 if score is None else score
-            if self.cfg["pseudo_labels"]["enabled"]:
-                n_pl = self.refresh_pseudo_labels(stage)
+        n_pl = self.refresh_pseudo_labels(stage) if self.pseudo_labels_due(stage, improved) else 0
         n = max(self.acc.get("n", 0.0), 1.0)
         rec = {
             "epoch": self.epoch + 1, "stage": stage.name,
@@ -768,7 +897,8 @@ class Trainer:
         self.step = 0
         self.acc = {}
         self.epoch_elapsed = 0.0
-        self.save_weights(stage, rec, final=False)
+        self.save_last(stage, rec)
+        self.serve_best(stage, val, rec["epoch"], rec)
         self.save_state()
         self.write_metrics()
         self._emit({"event": "metrics", **rec})
@@ -783,10 +913,19 @@ class Trainer:
         return {
             "cancelled": cancelled, "out": str(self.out),
             "stage": self.stages[min(self.stage_index, len(self.stages) - 1)].name,
-            "epochs_done": len(self.history), "ensembles": self.served,
+            "epochs_done": len(self.history), "ensembles": self.finished_ensembles(),
             "final": self.history[-1] if self.history else None,
             "validation_experiments": self.sd.validation_experiments,
         }
+
+
+def resolved_arcface_s(cfg: dict[str, Any], n_classes: int) -> float:
+    """``model.arcface_s``, or with 0 the fixed AdaCos scale ``sqrt(2) ln(K - 1)``: the
+    paper's s = 30 was set for about a thousand classes (method-notes)."""
+    s = float(cfg["model"]["arcface_s"])
+    if s > 0:
+        return s
+    return float(math.sqrt(2.0) * math.log(max(n_classes - 1, 2)))
 
 
 def _device(cfg: dict[str, Any], dist_local_rank: int = 0) -> Any:

@@ -1,13 +1,12 @@
 """Mean teacher pieces (method-notes): EMA teacher, alpha schedule, consistency ramp-up,
-softmax-MSE consistency, the ArcFace margin on plain logits, plate-balanced labels."""
+softmax-MSE consistency and its class scaling, the ArcFace margin on plain logits.
+Pseudo labels are balanced in ``train/evaluation.py``, with the plate groups."""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
 from typing import Any
-
-import numpy as np
 
 
 def alpha_for_epoch(epoch: int, alphas: Sequence[float], alpha_epochs: Sequence[int]) -> float:
@@ -19,9 +18,19 @@ def alpha_for_epoch(epoch: int, alphas: Sequence[float], alpha_epochs: Sequence[
 
 
 def ema_alpha(step: int, epoch: int, alphas: Sequence[float],
-              alpha_epochs: Sequence[int]) -> float:
-    """``min(1 - 1/(step + 1), alpha_e)``; ``step`` counts optimiser steps from 0."""
-    return min(1.0 - 1.0 / (step + 1), alpha_for_epoch(epoch, alphas, alpha_epochs))
+              alpha_epochs: Sequence[int], *, steps_per_epoch: int = 0,
+              reference_steps_per_epoch: int = 0) -> float:
+    """``min(1 - 1/(step + 1), alpha_e)``; ``step`` counts optimiser steps from 0.
+
+    With ``reference_steps_per_epoch`` > 0, ``alpha_e`` is rescaled to this run's epoch
+    length, ``alpha_e ** (reference / steps_per_epoch)``, so that the teacher averages
+    over the same fraction of an epoch as with the reference's (the paper's RxRx1) epochs:
+    an alpha of 0.999 means ~1,000 steps, more than a whole run when an epoch is 7 steps.
+    """
+    cap = alpha_for_epoch(epoch, alphas, alpha_epochs)
+    if reference_steps_per_epoch > 0 and steps_per_epoch > 0:
+        cap = cap ** (reference_steps_per_epoch / steps_per_epoch)
+    return min(1.0 - 1.0 / (step + 1), cap)
 
 
 def consistency_weight(epoch: float, weight: float = 100.0, rampup: float = 5.0) -> float:
@@ -58,6 +67,18 @@ def softmax_mse(student_logits: Any, teacher_logits: Any) -> Any:
                       F.softmax(teacher_logits.detach().float(), 1))
 
 
+def consistency_class_scale(n_classes: int, reference_classes: int) -> float:
+    """Factor on the consistency weight that keeps its size next to the cross-entropy.
+
+    :func:`softmax_mse` is a mean over the K classes, so the same weight counts
+    ``reference / K`` times more on a screen with fewer classes than the reference's
+    (the paper's K = 1,139). ``reference_classes`` 0 switches the scaling off.
+    """
+    if reference_classes <= 0 or n_classes <= 0:
+        return 1.0
+    return n_classes / reference_classes
+
+
 def arcface_margin(logits: Any, labels: Any, s: float, m: float) -> Any:
     """Add the ArcFace margin to plain logits ``s*cos`` (B, K) at ``labels`` (B,).
 
@@ -71,25 +92,9 @@ def arcface_margin(logits: Any, labels: Any, s: float, m: float) -> Any:
         return logits
     cos = (logits.float() / s).clamp(-1.0, 1.0)
     target = cos.gather(1, labels[:, None])
-    sin = (1.0 - target * target).clamp_min(0.0).sqrt()
+    # the floor keeps the gradient of sqrt finite at cos = +-1 (as the head does)
+    sin = (1.0 - target * target).clamp(1e-7, 1.0).sqrt()
     phi = target * math.cos(m) - sin * math.sin(m)
     phi = torch.where(target > math.cos(math.pi - m), phi, target - m * math.sin(math.pi - m))
     out = cos.scatter(1, labels[:, None], phi) * s
     return out.to(logits.dtype)
-
-
-def balanced_argmax(log_probs: np.ndarray, groups: np.ndarray) -> np.ndarray:
-    """Per group (plate), assign each row a class at most once maximising total log-prob
-    (linear sum assignment); rows beyond the class count fall back to argmax.
-
-    log_probs: (N, K); groups: (N,) plate keys. Returns (N,) class indices.
-    """
-    from scipy.optimize import linear_sum_assignment
-
-    out = log_probs.argmax(1)
-    for g in np.unique(groups):
-        idx = np.flatnonzero(groups == g)
-        cost = -np.nan_to_num(log_probs[idx].astype(np.float64), nan=-1e9, neginf=-1e9)
-        rows, cols = linear_sum_assignment(cost)
-        out[idx[rows]] = cols
-    return out

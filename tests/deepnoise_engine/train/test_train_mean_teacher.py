@@ -5,7 +5,6 @@ from __future__ import annotations
 import itertools
 import math
 
-import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -13,7 +12,7 @@ from torch import nn
 from deepnoise_engine.train.mean_teacher import (
     alpha_for_epoch,
     arcface_margin,
-    balanced_argmax,
+    consistency_class_scale,
     consistency_weight,
     ema_alpha,
     ema_update,
@@ -89,9 +88,28 @@ def test_arcface_margin_matches_the_model_head() -> None:
     assert float(out[0, 1]) == pytest.approx(15.0)
 
 
-def test_balanced_argmax_uses_each_class_once_per_plate() -> None:
-    # both wells of plate A prefer class 0; the second is less sure -> gets class 1
-    lp = np.log(np.array([[0.9, 0.1, 0.0], [0.6, 0.4, 0.0], [0.7, 0.3, 0.0]]) + 1e-9)
-    plates = np.array(["A", "A", "B"])
-    assert balanced_argmax(lp, plates).tolist() == [0, 1, 0]
-    assert lp.argmax(1).tolist() == [0, 0, 0]
+def test_margin_gradient_is_finite_at_cosine_one() -> None:
+    # defect: sqrt(clamp_min(0)) had an infinite gradient where cos = +-1 exactly
+    logits = torch.tensor([[30.0, 0.0], [-30.0, 0.0]], requires_grad=True)
+    out = arcface_margin(logits, torch.tensor([0, 0]), 30.0, 0.1)
+    out.sum().backward()
+    assert torch.isfinite(logits.grad).all()
+
+
+def test_consistency_scales_with_the_class_count() -> None:
+    # the paper's weight holds for K = 1,139; a mean over 165 classes needs 165/1139 of it
+    assert consistency_class_scale(1139, 1139) == 1.0
+    assert consistency_class_scale(165, 1139) == pytest.approx(165 / 1139)
+    assert consistency_class_scale(165, 0) == 1.0
+
+
+def test_alpha_rescaled_to_short_epochs() -> None:
+    # defect: 0.999 with 7-step epochs averages over ~140 epochs; rescaled it averages
+    # over the same fraction of an epoch as with the reference's 900-step epochs
+    late = 10_000
+    plain = ema_alpha(late, 30, ALPHAS, EPOCHS)
+    scaled = ema_alpha(late, 30, ALPHAS, EPOCHS, steps_per_epoch=7,
+                       reference_steps_per_epoch=900)
+    assert plain == 0.999
+    assert scaled == pytest.approx(0.999 ** (900 / 7))
+    assert 1 / (1 - scaled) < 2 * 7  # its memory is now about one epoch

@@ -16,9 +16,10 @@ from conftest import FAST
 from deepnoise_engine.train.loop import run_training
 
 #: One cell type, 4 labelled training experiments + 1 validation experiment, 4 plates each,
-#: 14 classes (12 siRNAs, 1 positive and 1 negative control).
+#: 34 classes (32 siRNAs, 1 positive and 1 negative control); validation counts the
+#: 32 treatment wells of the held-out experiment (controls are easy and would mask it).
 SCREEN = dict(seed=7, cell_types=("HEPG2",), train_experiments_per_cell_type=5,
-              test_experiments_per_cell_type=0, plates_per_experiment=4, sirnas_per_plate=3,
+              test_experiments_per_cell_type=0, plates_per_experiment=4, sirnas_per_plate=8,
               positive_controls=1, image_size=32, sites=2, missing_wells=0)
 
 
