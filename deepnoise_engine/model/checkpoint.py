@@ -92,14 +92,15 @@ def _check_safetensors_file(path: Path) -> None:
         head = fh.read(9)
     if len(head) < 9:
         raise CheckpointError("weights file is empty or truncated", path)
+    (header_len,) = struct.unpack("<Q", head[:8])
+    if head[8:9] == b"{" and header_len + 8 <= size:
+        return  # a header length may well start with 0x80 or "PK": test the header first
     if head[:1] == b"\x80" or head[:2] == b"PK":
         raise CheckpointError(
             "weights file is a pickle/torch.save file, not safetensors: refused (never unpickled)",
             path,
         )
-    (header_len,) = struct.unpack("<Q", head[:8])
-    if head[8:9] != b"{" or header_len + 8 > size:
-        raise CheckpointError("weights file is not a safetensors file (bad header)", path)
+    raise CheckpointError("weights file is not a safetensors file (bad header)", path)
 
 
 def _sha256(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Model registry (timm style) and the DeepNoise network: backbone -> pool -> L2 -> head.
 
-``create_model("xception" | "xception_wide" | "xception_tiny" | <any timm name>, ...)``.
+``create_model("xception" | "xception_wide" | "xception_tiny" | "plain_cnn" | ... |
+<any timm name>, ...)``.
 Weights are never downloaded: timm models are built with ``pretrained=False`` and an
 ImageNet initialisation can only come from a local file (``pretrained_file``).
 """
@@ -15,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepnoise_engine.model import plain_cnn as _plain_cnn
 from deepnoise_engine.model import xception as _xception
 from deepnoise_engine.model.arcface import ArcFaceHead, SoftmaxHead
 from deepnoise_engine.model.errors import CheckpointError, UnknownModelError
@@ -44,6 +46,8 @@ def register_model(
 register_model(_xception.xception)
 register_model(_xception.xception_wide)
 register_model(_xception.xception_tiny)
+register_model(_plain_cnn.plain_cnn)
+register_model(_plain_cnn.plain_cnn_wide)
 
 
 def list_models(include_timm: bool = False, pattern: str = "") -> list[str]:
