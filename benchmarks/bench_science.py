@@ -9,7 +9,7 @@ std, fraction above a threshold per channel) with plate normalisation and a mult
 logistic regression; and the plain CNN with a softmax head (= the ladder's `norm_plate`).
 
     python benchmarks/bench_science.py [--work DIR] [--shapes issue,small] [--seeds 1,2,3]
-        [--epochs 20] [--jobs 2] [--report docs/science.md]
+        [--epochs 20] [--jobs 2] [--tta 1] [--report docs/science.md]
 
 Each (shape, seed, entry) result is cached as JSON in the work folder: a rerun continues.
 """
@@ -69,7 +69,8 @@ def _test_accuracy(summary: dict[str, Any]) -> tuple[float | None, float | None]
     return test.get("raw"), test.get("balanced")
 
 
-def run_entry(work: Path, shape: str, seed: int, entry: str, epochs: int) -> dict[str, Any]:
+def run_entry(work: Path, shape: str, seed: int, entry: str, epochs: int,
+              tta: int = 1) -> dict[str, Any]:
     """Train (or fit the baseline) and score one entry; cached in the work folder."""
     cached = work / "results" / f"{shape}-{seed}-{entry}.json"
     if cached.is_file():
@@ -82,7 +83,7 @@ def run_entry(work: Path, shape: str, seed: int, entry: str, epochs: int) -> dic
     if entry == "pixel_lr":
         res = pixel_statistics_baseline(screen)
     else:
-        res = _ladder_entry(work, screen, f"{shape}-{seed}-{entry}", entry, epochs, seed)
+        res = _ladder_entry(work, screen, f"{shape}-{seed}-{entry}", entry, epochs, seed, tta)
     res.update(shape=shape, seed=seed, entry=entry, seconds=round(time.perf_counter() - t0, 1))
     cached.parent.mkdir(parents=True, exist_ok=True)
     cached.write_text(json.dumps(res, indent=1))
@@ -90,7 +91,7 @@ def run_entry(work: Path, shape: str, seed: int, entry: str, epochs: int) -> dic
 
 
 def _ladder_entry(work: Path, screen: Path, name: str, entry: str, epochs: int,
-                  seed: int) -> dict[str, Any]:
+                  seed: int, tta: int) -> dict[str, Any]:
     import shutil
 
     from deepnoise_engine.score.job import run_scoring
@@ -114,7 +115,7 @@ def _ladder_entry(work: Path, screen: Path, name: str, entry: str, epochs: int,
     for method in methods:
         t0 = time.perf_counter()
         scored = run_scoring(screen, [run], work / "scores" / f"{name}-{method}",
-                             balance=method, overwrite=True, device="cpu")
+                             balance=method, overwrite=True, device="cpu", tta=tta)
         summary = json.loads(Path(scored["summary"]).read_text())
         raw, balanced = _test_accuracy(summary)
         out[f"test_raw_{method}"] = raw
@@ -239,6 +240,7 @@ def main() -> None:
     ap.add_argument("--entries", default=",".join(["pixel_lr", *LADDER]))
     ap.add_argument("--epochs", type=int, default=20)
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--tta", type=int, default=1, choices=(1, 8))
     ap.add_argument("--report", type=Path, help="write the markdown tables here")
     args = ap.parse_args()
     work = args.work.resolve()
@@ -247,7 +249,7 @@ def main() -> None:
     for shape in shapes:  # screens first, one process (packing is not concurrent-safe)
         for seed in seeds:
             _screen(work, shape, seed)
-    tasks = [(work, sh, se, en, args.epochs) for se in seeds for sh in shapes
+    tasks = [(work, sh, se, en, args.epochs, args.tta) for se in seeds for sh in shapes
              for en in args.entries.split(",")]
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_entry, *t) for t in tasks]
