@@ -73,15 +73,15 @@ def write_loaddata_screen(root: Path, spec: LoadDataSpec | None = None) -> dict[
             for well in spec.wells:
                 for site in range(1, spec.sites + 1):
                     row = [spec.source, batch, plate, well, str(site)]
-                    pixels = rng.integers(0, 4096, (len(spec.channels), *spec.size), np.uint16)
                     for c in range(1, len(spec.channels) + 1):
-                        name = phenix_name(well, site, c)
-                        row += [name, folder]
-                        if spec.images:
-                            tifffile.imwrite(root / folder / name, pixels[c - 1])
-                    if spec.images:
-                        written[f"{plate}/{well}/{site}"] = pixels
+                        row += [phenix_name(well, site, c), folder]
                     rows.append(row)
+                    if spec.images:
+                        pixels = rng.integers(0, 4096, (len(spec.channels), *spec.size),
+                                              np.uint16)
+                        for c in range(len(spec.channels)):
+                            tifffile.imwrite(root / folder / row[5 + 2 * c], pixels[c])
+                        written[f"{plate}/{well}/{site}"] = pixels
             csv_path = root / "load_data_csv" / batch / plate / "load_data.csv"
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             with open(csv_path, "w", newline="", encoding="utf-8") as handle:

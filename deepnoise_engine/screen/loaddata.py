@@ -67,7 +67,7 @@ class _WellRows:
     column: int
     cell_type: str
     source: str
-    sites: dict[int, dict[int, str]] = field(default_factory=dict)
+    sites: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # (folder, file)
 
 
 @dataclass
@@ -136,7 +136,7 @@ class _Reader:
         self.channels: _Channels | None = None
         self.wells: dict[tuple[str, str, str], _WellRows] = {}
         self.site_lines: dict[tuple[str, str, str, int], str] = {}
-        self._well_cache: dict[str, tuple[int, int] | str] = {}
+        self._well_cache: dict[str, tuple[int, int, str] | str] = {}
 
     def read(self, path: Path) -> None:
         header, rows = _rows(path, self.log)
@@ -172,25 +172,22 @@ class _Reader:
 
     def _row(self, cells: list[str], at: dict[str, int | None],
              files: list[tuple[int, int]], path: Path, line: int) -> None:
-        def value(key: str) -> str:
-            i = at[key]
-            return cells[i].strip() if i is not None else ""
-
-        plate = value("plate")
-        experiment = value("experiment") or self.mapping.experiment or plate
+        plate = cells[at["plate"]].strip()  # type: ignore[index]
         if not plate:
             self.log.add("bad_row", "empty plate", path, line)
             return
-        location = self._well(value("well"), path, line)
+        exp_at, site_at, cell_at = at["experiment"], at["site"], at["cell_type"]
+        experiment = (cells[exp_at].strip() if exp_at is not None else "") \
+            or self.mapping.experiment or plate
+        location = self._well(cells[at["well"]].strip(), path, line)  # type: ignore[index]
         if location is None:
             return
-        raw_site = value("site") or "1"
+        raw_site = (cells[site_at].strip() if site_at is not None else "") or "1"
         if not raw_site.isdigit() or int(raw_site) < 1:
             self.log.add("bad_row", f"site {raw_site!r} is not a positive integer", path, line)
             return
         site = int(raw_site)
-        row, column = location
-        name = well_name(row, column)
+        row, column, name = location
         key = (experiment, plate, name)
         first = self.site_lines.get((*key, site))
         if first is not None:
@@ -200,24 +197,24 @@ class _Reader:
         self.site_lines[(*key, site)] = f"{path.name}:{line}"
         well = self.wells.get(key)
         if well is None:
-            well = _WellRows(experiment, plate, name, row, column,
-                             value("cell_type") or self.mapping.cell_type, f"{path.name}:{line}")
+            cell_type = (cells[cell_at].strip() if cell_at is not None else "") \
+                or self.mapping.cell_type
+            well = _WellRows(experiment, plate, name, row, column, cell_type,
+                             f"{path.name}:{line}")
             self.wells[key] = well
-        site_files: dict[int, str] = {}
-        for channel, (file_at, folder_at) in enumerate(files, start=1):
-            file_name = cells[file_at].strip()
-            if file_name:
-                site_files[channel] = _join(cells[folder_at].strip(), file_name)
-        well.sites[site] = site_files
+        well.sites[site] = [(cells[f].strip(), cells[n].strip()) for n, f in files]
 
-    def _well(self, raw: str, path: Path, line: int) -> tuple[int, int] | None:
+    def _well(self, raw: str, path: Path, line: int) -> tuple[int, int, str] | None:
+        """(row, column, canonical name) of a well name (parsed once per distinct name)."""
         cached = self._well_cache.get(raw)
         if cached is None:
             try:
-                cached = parse_well(raw)
-                if cached[0] >= self.limit.rows or cached[1] >= self.limit.columns:
+                row, column = parse_well(raw)
+                if row >= self.limit.rows or column >= self.limit.columns:
                     cached = (f"well {raw!r} is outside a {self.limit.well_count}-well plate "
                               f"({self.limit.rows} x {self.limit.columns})")
+                else:
+                    cached = (row, column, well_name(row, column))
             except ValueError as exc:
                 cached = str(exc)
             self._well_cache[raw] = cached
@@ -225,10 +222,6 @@ class _Reader:
             self.log.add("bad_well", cached, path, line)
             return None
         return cached
-
-
-def _join(folder: str, name: str) -> str:
-    return f"{folder.rstrip('/')}/{name}" if folder else name
 
 
 @dataclass
@@ -369,49 +362,47 @@ def reader_source(w: _WellRows) -> str:
 
 def _attach_files(screen: Screen, reader: _Reader, mapping: Mapping, log: ProblemLog) -> None:
     """Sites from the rows; each image folder listed once; missing files flagged."""
-    listings: dict[str, set[str] | Problem] = {}
-    n_channels = len(screen.channels)
+    listings: dict[str, tuple[str, set[str] | Problem]] = {}
     for exp in screen.experiments.values():
         for number, plate in exp.plates.items():
             for well in plate.used_wells():
                 rows = reader.wells[(exp.name, plate.name, well.name)]
                 for index in sorted(rows.sites):
-                    files = rows.sites[index]
                     site = Site(index=index, site_id=site_id(exp.name, number, well.name, index),
                                 bits=mapping.bits)
                     well.sites.append(site)
-                    _check_files(site, files, n_channels, screen, listings, log)
+                    _check_files(site, rows.sites[index], screen, listings, log)
 
 
-def _check_files(site: Site, files: dict[int, str], n_channels: int, screen: Screen,
-                 listings: dict[str, set[str] | Problem], log: ProblemLog) -> None:
+def _check_files(site: Site, files: list[tuple[str, str]], screen: Screen,
+                 listings: dict[str, tuple[str, set[str] | Problem]], log: ProblemLog) -> None:
+    """Give the site its files; flag those the folder listing lacks (a missing folder is
+    one problem shared by its sites)."""
     absent: list[int] = []
-    for channel in range(1, n_channels + 1):
-        name = files.get(channel)
-        if name is None:
-            absent.append(channel)
-            continue
-        path = name if os.path.isabs(name) else f"{screen.root}{os.sep}{name}"
-        folder, _, base = path.rpartition("/")
+    first = ""
+    for channel, (folder, base) in enumerate(files, start=1):
         listing = listings.get(folder)
         if listing is None:
-            listing = _list_folder(folder, log)
-            listings[folder] = listing
-        if isinstance(listing, Problem):  # the whole folder is missing: one shared problem
-            if listing not in site.problems:
-                site.problems.append(listing)
-            continue
-        if base in listing:
-            site.channels[channel] = Path(path)
+            full = folder if os.path.isabs(folder) else os.path.join(screen.root, folder)
+            listing = listings[folder] = (full.rstrip("/"), _list_folder(full, log))
+        full, names = listing
+        first = first or f"{full}/{base}"
+        if isinstance(names, Problem):
+            if names not in site.problems:
+                site.problems.append(names)
+        elif base and base in names:
+            site.channels[channel] = Path(f"{full}/{base}")
         else:
             absent.append(channel)
-    if absent and len(absent) == n_channels and not site.problems:
-        log.add("missing_image", f"site {site.site_id} has none of its image files",
-                files.get(1), site=site)
-    elif absent and not site.problems:
+    if site.problems or not absent:
+        return
+    if len(absent) == len(files):
+        log.add("missing_image", f"site {site.site_id} has none of its image files", first,
+                site=site)
+    else:
         named = ", ".join(screen.channel_name(c) for c in absent)
         log.add("missing_channel", f"site {site.site_id} has no image for channel(s) {named}",
-                files.get(absent[0]), site=site)
+                first, site=site)
 
 
 def _list_folder(folder: str, log: ProblemLog) -> set[str] | Problem:
