@@ -7,8 +7,9 @@ Layout (docs/screens.md)::
     labels.csv                   optional: plate,well[,experiment,well_type,sirna,cell_type,split]
     deepnoise.toml               optional: column names, well types, bits of 16-bit pixels
 
-The metadata is read and validated with ome-zarr-models, level by level, so that a bad
-well is flagged (its sites carry the problem) and the rest of the plate still opens. The
+The metadata is read and validated with ome-zarr-models' models of the plate, well and
+image attributes, group by group, so that a bad well is flagged (its sites carry the
+problem) and the rest of the plate still opens. The
 channel names come from the images' ``omero`` labels; pixels are read with zarr.
 """
 
@@ -248,10 +249,16 @@ def _add_unimaged_wells(plate: Plate, name: str, path: Path, labels: dict,
 
 def _read_well(screen: Screen, group: Any, path: Path, well_path: str, well: Well,
                models: Any, mapping: Mapping, log: ProblemLog) -> None:
-    """The well's fields as sites; a bad well keeps one flagged site."""
+    """The well's fields as sites; a bad well keeps one flagged site.
+
+    Each group's metadata is validated with ome-zarr-models' attribute models (the full
+    ``from_zarr`` walk re-opens every pyramid level and costs ~10x more); a field's
+    full-resolution array is opened for its shape and dtype only.
+    """
     try:
         well_group = group[well_path]
-        images = models.well.Well.from_zarr(well_group).ome_attributes.well.images
+        attrs, _ = _ome_attrs(well_group)
+        images = models.well.WellAttrs.model_validate(attrs).well.images
     except Exception as exc:
         site = Site(index=1)
         well.sites.append(site)
@@ -264,37 +271,42 @@ def _read_well(screen: Screen, group: Any, path: Path, well_path: str, well: Wel
         field_path = path / well_path / image.path
         try:
             image_group = well_group[image.path]
-            model = models.image.Image.from_zarr(image_group)
-            multiscale = model.ome_attributes.multiscales[0]
+            attrs, _ = _ome_attrs(image_group)
+            multiscale = models.image.ImageAttrs.model_validate(attrs).multiscales[0]
             dataset = multiscale.datasets[0].path
             axes = "".join(a.name for a in multiscale.axes)
-            array = model.members[dataset]
+            shape = tuple(image_group[dataset].shape)
         except Exception as exc:
             kind = "missing_image" if isinstance(exc, KeyError) else "metadata_error"
             log.add(kind, f"field {image.path}: {_first_error(exc)}", field_path, site=site)
             continue
-        site.zarr = ZarrField(str(field_path / dataset), axes)
-        meta = field_path / dataset / ("zarr.json" if (field_path / dataset / "zarr.json")
-                                       .exists() else ".zarray")
-        shape = tuple(array.shape)
-        count = shape[axes.index("c")] if "c" in axes else 1
-        site.channels = dict.fromkeys(range(1, count + 1), meta)
-        size = (int(shape[axes.index("y")]), int(shape[axes.index("x")]))
-        if screen.image_size is None:
-            screen.image_size = size
-            screen.channels = list(range(1, count + 1))
-            screen.channel_names = _channel_names(image_group, count)
-        elif size != screen.image_size:
-            log.add("wrong_shape", f"expected {screen.image_size[0]}x{screen.image_size[1]} "
-                    f"pixels, got {size[0]}x{size[1]}", field_path, site=site)
-        elif count < len(screen.channels):
-            log.add("missing_channel", f"has {count} channels, the screen has "
-                    f"{len(screen.channels)}", field_path, site=site)
+        _add_field(screen, site, field_path, dataset, axes, shape, image_group, log)
     if not images:
         site = Site(index=1)
         well.sites.append(site)
         log.add("missing_image", f"well {well_path} lists no fields", path / well_path,
                 site=site)
+
+
+def _add_field(screen: Screen, site: Site, field_path: Path, dataset: str, axes: str,
+               shape: tuple[int, ...], image_group: Any, log: ProblemLog) -> None:
+    """Point the site at the field's array; the first field sets size and channels."""
+    site.zarr = ZarrField(str(field_path / dataset), axes)
+    meta = field_path / dataset / ("zarr.json" if (field_path / dataset / "zarr.json")
+                                   .exists() else ".zarray")
+    count = shape[axes.index("c")] if "c" in axes else 1
+    site.channels = dict.fromkeys(range(1, count + 1), meta)
+    size = (int(shape[axes.index("y")]), int(shape[axes.index("x")]))
+    if screen.image_size is None:
+        screen.image_size = size
+        screen.channels = list(range(1, count + 1))
+        screen.channel_names = _channel_names(image_group, count)
+    elif size != screen.image_size:
+        log.add("wrong_shape", f"expected {screen.image_size[0]}x{screen.image_size[1]} "
+                f"pixels, got {size[0]}x{size[1]}", field_path, site=site)
+    elif count < len(screen.channels):
+        log.add("missing_channel", f"has {count} channels, the screen has "
+                f"{len(screen.channels)}", field_path, site=site)
 
 
 def _channel_names(image_group: Any, count: int) -> list[str]:
