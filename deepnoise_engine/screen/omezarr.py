@@ -164,12 +164,13 @@ def open_omezarr(
     """
     import zarr
 
-    mapping = load_mapping(root)
+    base = root.parent if is_plate(root) else root  # a plate opened alone: its folder's
+    mapping = load_mapping(base)                     # deepnoise.toml and labels apply
     log = ProblemLog(strict)
     plates = find_plates(root)
     if not plates:
         raise MetadataError("no OME-Zarr plate (*.zarr with plate metadata) found", file=root)
-    labels = _read_labels(root if not is_plate(root) else root.parent, mapping, log)
+    labels = _read_labels(base, mapping, log)
     screen = Screen(root=root, layout="ome-zarr", channels=[], image_size=None, name=root.name)
     for path in plates:
         try:

@@ -107,8 +107,9 @@ def test_peer_plates_open_as_a_screen(peer) -> None:
 
 def test_one_plate_folder_opens(peer) -> None:
     root, _ = peer
-    screen = open_screen(root / "plate-B.zarr")
-    assert [p.name for p in screen.plates()] == ["plate-B"]
+    screen = open_screen(root / "plate-B.zarr")  # the folder's labels and mapping apply
+    assert [(p.experiment, p.name) for p in screen.plates()] == [("screen-1", "plate-B")]
+    assert screen.plate("screen-1", 1).wells["A01"].sirna == "NT"
     assert sum(len(p.wells) for p in screen.plates()) == 2
 
 
