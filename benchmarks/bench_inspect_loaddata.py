@@ -5,7 +5,8 @@
 Writes JUMP-style LoadData CSVs (one ``load_data.csv`` per plate under
 ``load_data_csv/{batch}/{plate}/``, 5 channels, 10 plates per batch, a platemap) with no
 image files, then times ``deepnoise-engine inspect --json`` in a fresh process (what a
-user waits for: start-up, reading, summarising) and ``open_screen`` in this process.
+user waits for: start-up, reading, summarising) and ``open_screen`` in this process, in
+wall-clock and CPU seconds (CPU time is what an idle core would take on a loaded machine).
 Every site is flagged (its image folder is missing: one problem per folder). Prints one
 JSON document; the figures go into docs/performance.md ("Opening LoadData screens").
 """
@@ -16,6 +17,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import subprocess
 import sys
@@ -47,20 +49,24 @@ def main() -> None:
             write_loaddata_screen(root, spec)
         written_s = time.perf_counter() - t0
         csv_bytes = sum(p.stat().st_size for p in root.glob("load_data_csv/*/*/load_data.csv"))
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
         t0 = time.perf_counter()
         result = subprocess.run([sys.executable, "-m", "deepnoise_engine", "inspect",
                                  str(root), "--json", "--max-problems", "20"],
                                 capture_output=True, text=True, check=True)
         inspect_s = time.perf_counter() - t0
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        inspect_cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
         summary = json.loads(result.stdout)
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         screen = open_screen(root)
-        open_s = time.perf_counter() - t0
+        open_s, open_cpu = time.perf_counter() - t0, time.process_time() - cpu0
         print(json.dumps({
             "plates": summary["counts"]["plates"], "wells": summary["counts"]["wells"],
             "sites": summary["counts"]["sites"], "csv_mb": round(csv_bytes / 1e6, 1),
             "problems": summary["problems"]["total"],
-            "inspect_cli_s": round(inspect_s, 2), "open_screen_s": round(open_s, 2),
+            "inspect_cli_s": round(inspect_s, 2), "inspect_cli_cpu_s": round(inspect_cpu, 2),
+            "open_screen_s": round(open_s, 2), "open_screen_cpu_s": round(open_cpu, 2),
             "sites_per_s": round(screen.site_count() / open_s),
             "write_metadata_s": round(written_s, 1),
             "cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),

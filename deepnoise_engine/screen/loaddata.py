@@ -41,6 +41,7 @@ from deepnoise_engine.screen.model import (
     well_name,
 )
 from deepnoise_engine.screen.rxrx1 import ProblemLog, read_csv
+from deepnoise_engine.screen.rxrx1 import _smallest_format as smallest_format
 
 PLATEMAP_FILE = "platemap.csv"  # the labels CSV when deepnoise.toml names none
 LOADDATA_GLOBS = ("load_data*.csv", "load_data*.csv.gz", "load_data_csv/**/load_data*.csv",
@@ -161,12 +162,12 @@ class _Reader:
         at = {k: (index[v] if v is not None else None) for k, v in picked.items()}
         files = [(index[f"filename_{n.lower()}"], index[f"pathname_{n.lower()}"])
                  for n in wanted]
+        width = len(header)
         for line, cells in rows:
-            if not any(cell.strip() for cell in cells):
-                continue
-            if len(cells) != len(header):
-                self.log.add("bad_row", f"has {len(cells)} fields, the header has "
-                             f"{len(header)}", path, line)
+            if len(cells) != width:  # (blank lines come as [])
+                if any(cell.strip() for cell in cells):
+                    self.log.add("bad_row", f"has {len(cells)} fields, the header has "
+                                 f"{width}", path, line)
                 continue
             self._row(cells, at, files, path, line)
 
@@ -174,7 +175,8 @@ class _Reader:
              files: list[tuple[int, int]], path: Path, line: int) -> None:
         plate = cells[at["plate"]].strip()  # type: ignore[index]
         if not plate:
-            self.log.add("bad_row", "empty plate", path, line)
+            if any(cell.strip() for cell in cells):  # a row of empty fields is a blank line
+                self.log.add("bad_row", "empty plate", path, line)
             return
         exp_at, site_at, cell_at = at["experiment"], at["site"], at["cell_type"]
         experiment = (cells[exp_at].strip() if exp_at is not None else "") \
@@ -315,7 +317,7 @@ def _build(screen: Screen, reader: _Reader, labels: dict, labels_path: Path | No
            max_plate: int | None, log: ProblemLog) -> None:
     """Experiments, plates (numbered by name) and wells with their labels."""
     rows = reader.wells.values()
-    fmt = plate_format or PlateFormat.smallest_fitting([w.well for w in rows])
+    fmt = plate_format or smallest_format(rows)
     plate_names: dict[str, list[str]] = {}
     for w in rows:
         names = plate_names.setdefault(w.experiment, [])
