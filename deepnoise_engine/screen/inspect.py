@@ -22,8 +22,8 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
         for index in sorted(exp.plates):
             plate = exp.plates[index]
             sites = [s for w in plate.wells.values() for s in w.sites]
-            site_indices.update(s.index for s in sites)
-            usable = sum(1 for s in sites if s.ok)
+            site_indices.update({s.index for s in sites})
+            usable = sum(not s.problems for s in sites)  # Site.ok, without the call
             counts = plate.well_counts()
             totals.update(counts)
             totals["sites"] += len(sites)

@@ -136,10 +136,12 @@ class _Reader:
         self.limit = plate_format or PlateFormat.from_well_count(1536)
         self.channels: _Channels | None = None
         self.wells: dict[tuple[str, str, str], _WellRows] = {}
-        self.site_lines: dict[tuple[str, str, str, int], str] = {}
+        self.site_lines: dict[tuple[str, str, str, int], tuple[str, int]] = {}
+        self._file_name = ""  # of the CSV being read
         self._well_cache: dict[str, tuple[int, int, str] | str] = {}
 
     def read(self, path: Path) -> None:
+        self._file_name = path.name
         header, rows = _rows(path, self.log)
         if not header:
             return
@@ -194,15 +196,15 @@ class _Reader:
         first = self.site_lines.get((*key, site))
         if first is not None:
             self.log.add("duplicate_id", f"site {site} of well {name}, plate {plate} is "
-                         f"already listed at {first}", path, line)
+                         f"already listed at {first[0]}:{first[1]}", path, line)
             return
-        self.site_lines[(*key, site)] = f"{path.name}:{line}"
+        self.site_lines[(*key, site)] = (self._file_name, line)
         well = self.wells.get(key)
         if well is None:
             cell_type = (cells[cell_at].strip() if cell_at is not None else "") \
                 or self.mapping.cell_type
             well = _WellRows(experiment, plate, name, row, column, cell_type,
-                             f"{path.name}:{line}")
+                             f"{self._file_name}:{line}")
             self.wells[key] = well
         well.sites[site] = [(cells[f].strip(), cells[n].strip()) for n, f in files]
 
@@ -381,13 +383,16 @@ def _check_files(site: Site, files: list[tuple[str, str]], screen: Screen,
     """Give the site its files; flag those the folder listing lacks (a missing folder is
     one problem shared by its sites)."""
     absent: list[int] = []
-    first = ""
+    first = last_folder = ""
+    full, names = "", set()
     for channel, (folder, base) in enumerate(files, start=1):
-        listing = listings.get(folder)
-        if listing is None:
-            full = folder if os.path.isabs(folder) else os.path.join(screen.root, folder)
-            listing = listings[folder] = (full.rstrip("/"), _list_folder(full, log))
-        full, names = listing
+        if folder != last_folder or not first:  # a site's channels share a folder, mostly
+            listing = listings.get(folder)
+            if listing is None:
+                full = folder if os.path.isabs(folder) else os.path.join(screen.root, folder)
+                listing = listings[folder] = (full.rstrip("/"), _list_folder(full, log))
+            full, names = listing
+            last_folder = folder
         first = first or f"{full}/{base}"
         if isinstance(names, Problem):
             if names not in site.problems:
