@@ -185,17 +185,14 @@ def _write_plate(screen: Screen, plate: Plate, wells: list[Well], path: Path,
     from zarr.codecs import BloscCodec
 
     fmt = FormatV05()
-    rows = sorted({w.row for w in wells})
-    columns = sorted({w.column for w in wells})
-    row_names = [_row_name(w.name) for w in sorted(wells, key=lambda w: w.row)]
-    row_names = list(dict.fromkeys(row_names))
-    column_names = [str(c + 1) for c in columns]
+    # the rows and columns the wells use, in plate order ("B", "C" / "2", "23")
+    row_names = list(dict.fromkeys(_row_name(w.name) for w in sorted(wells, key=lambda w: w.row)))
+    column_names = [str(c + 1) for c in sorted({w.column for w in wells})]
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     well_paths = [f"{_row_name(w.name)}/{w.column + 1}" for w in wells]
     fields = max((len(w.sites) for w in wells), default=0)
     write_plate_metadata(group, row_names, column_names, well_paths, fmt=fmt,
                          name=plate.name or path.stem, field_count=fields)
-    assert len(rows) == len(row_names)
     compressor = BloscCodec(cname="zstd", clevel=5, shuffle="noshuffle")  # 8-bit: best ratio
     omero: dict | None = None
     size = screen.image_size

@@ -332,7 +332,7 @@ def _build(screen: Screen, reader: _Reader, labels: dict, labels_path: Path | No
         number = numbers[(w.experiment, w.plate)]
         if max_plate is not None and number > max_plate:
             log.add("plate_out_of_range", f"plate {w.plate} is number {number} of experiment "
-                    f"{w.experiment}, above {max_plate}", reader_source(w), None)
+                    f"{w.experiment}, above {max_plate}", w.source.rsplit(":", 1)[0], None)
             continue
         found = labels.get((w.plate if by_plate else "", w.well))
         if labels_path is not None and found is None:
@@ -358,10 +358,6 @@ def _build(screen: Screen, reader: _Reader, labels: dict, labels_path: Path | No
                 for well in plate.wells.values():
                     if well.well_type == WellType.TREATMENT:
                         well.sirna = None
-
-
-def reader_source(w: _WellRows) -> str:
-    return w.source.rsplit(":", 1)[0]
 
 
 def _attach_files(screen: Screen, reader: _Reader, mapping: Mapping, log: ProblemLog) -> None:
