@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import zarr
 
-from deepnoise_engine.screen import WellType, open_screen, verify_images
+from deepnoise_engine.screen import MetadataError, WellType, open_screen, verify_images
 from deepnoise_engine.screen.images import read_site
 from deepnoise_engine.screen.open import detect_layout
 from deepnoise_engine.screen.pack_cache import pack_screen
@@ -133,6 +133,8 @@ def test_bad_wells_are_listed_and_kept(peer) -> None:
     assert set(wells) == {"A01", "A02", "B01"}  # no well dropped
     assert [s.ok for s in wells["A02"].sites] == [False]
     assert [s.ok for s in wells["B01"].sites] == [True, False]
+    with pytest.raises(MetadataError, match=r"broken\.zarr: not a valid NGFF plate"):
+        open_screen(root, strict=True)
 
 
 def test_pack_reads_zarr_fields(peer, tmp_path: Path) -> None:
