@@ -170,3 +170,31 @@ def test_napari_ome_zarr_shows_rxrx1_colours(make_napari_viewer, rxrx1_converted
     assert [rgb for _, rgb, _ in shown] == [tuple(table[str(i)]["rgb"]) for i in range(1, 7)]
     assert [limits for _, _, limits in shown] == [
         tuple(float(v) for v in table[str(i)]["window"]) for i in range(1, 7)]
+
+
+@pytest.mark.slow
+def test_train_on_loaddata_then_score_its_ome_zarr_plates(tmp_path: Path) -> None:
+    """The new layouts through train and score: a model trained on a LoadData screen
+    scores the same screen converted to OME-Zarr (real engine processes)."""
+    from deepnoise_engine.report.plate_report import read_plate_report
+
+    root = tmp_path / "jump"
+    wells = ["A01", "A02", "B01", "B02", "C01", "C02"]
+    write_loaddata_screen(root, LoadDataSpec(batches=["B1", "B2"], wells=wells, size=(64, 64)))
+    screen = open_screen(root)
+    convert_to_omezarr(screen, tmp_path / "plates")
+    engine = [sys.executable, "-m", "deepnoise_engine"]
+    subprocess.run([*engine, "train", "--data", str(root), "--out", str(tmp_path / "run"),
+                    "--preset", "tiny", "--set", "model.epochs=1", "--quiet", "--device", "cpu"],
+                   check=True, capture_output=True, text=True)
+    subprocess.run([*engine, "score", "--data", str(tmp_path / "plates"), "--model",
+                    str(tmp_path / "run"), "--out", str(tmp_path / "scores"), "--tta", "1",
+                    "--device", "cpu"], check=True, capture_output=True, text=True)
+    classes = set(screen.classes())
+    for plate in screen.plates():
+        name = f"{plate.experiment}_Plate{plate.index}.csv"
+        report = read_plate_report(tmp_path / "scores" / name)
+        assert sorted(report["well"]) == wells
+        truth = {w.name: w.sirna for w in plate.wells.values()}
+        assert dict(zip(report["well"], report["sirna_true"], strict=True)) == truth
+        assert set(report["sirna"]) <= classes
