@@ -68,7 +68,8 @@ class _WellRows:
     column: int
     cell_type: str
     source: str
-    sites: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # (folder, file)
+    # site -> its CSV row and that CSV's (FileName, PathName) columns per channel
+    sites: dict[int, tuple[list[str], list[tuple[int, int]]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -206,7 +207,7 @@ class _Reader:
             well = _WellRows(experiment, plate, name, row, column, cell_type,
                              f"{self._file_name}:{line}")
             self.wells[key] = well
-        well.sites[site] = [(cells[f].strip(), cells[n].strip()) for n, f in files]
+        well.sites[site] = (cells, files)  # the files are picked out when sites are made
 
     def _well(self, raw: str, path: Path, line: int) -> tuple[int, int, str] | None:
         """(row, column, canonical name) of a well name (parsed once per distinct name)."""
@@ -374,14 +375,16 @@ def _attach_files(screen: Screen, reader: _Reader, mapping: Mapping, log: Proble
                     _check_files(site, rows.sites[index], screen, listings, log)
 
 
-def _check_files(site: Site, files: list[tuple[str, str]], screen: Screen,
+def _check_files(site: Site, row: tuple[list[str], list[tuple[int, int]]], screen: Screen,
                  listings: dict[str, tuple[str, set[str] | Problem]], log: ProblemLog) -> None:
     """Give the site its files; flag those the folder listing lacks (a missing folder is
     one problem shared by its sites)."""
+    cells, columns = row
     absent: list[int] = []
     first = last_folder = ""
     full, names = "", set()
-    for channel, (folder, base) in enumerate(files, start=1):
+    for channel, (file_at, folder_at) in enumerate(columns, start=1):
+        folder, base = cells[folder_at].strip(), cells[file_at].strip()
         if folder != last_folder or not first:  # a site's channels share a folder, mostly
             listing = listings.get(folder)
             if listing is None:
@@ -399,7 +402,7 @@ def _check_files(site: Site, files: list[tuple[str, str]], screen: Screen,
             absent.append(channel)
     if site.problems or not absent:
         return
-    if len(absent) == len(files):
+    if len(absent) == len(columns):
         log.add("missing_image", f"site {site.site_id} has none of its image files", first,
                 site=site)
     else:
