@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Browse a high-content screen in napari, train DeepNoise models, score "
                     "and balance siRNA calls. Without DATASET the built-in demo screen opens.",
     )
-    parser.add_argument("dataset", nargs="?", help="screen folder (RxRx1 or TIFF layout)")
+    parser.add_argument("dataset", nargs="?", help="screen folder (any layout of docs/screens.md)")
     parser.add_argument("--no-demo", action="store_true",
                         help="start without a screen instead of the demo screen")
     parser.add_argument("--plate", metavar="EXP:P", help="plate to show first, e.g. HEPG2-01:1")

@@ -25,7 +25,7 @@ from deepnoise_app.colours import composite_rgb
 from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.settings import cache_dir
 from deepnoise_engine.atomic_io import atomic_write
-from deepnoise_engine.screen.images import read_png, read_tiff, stat_signature
+from deepnoise_engine.screen.images import read_channel, read_tiff, stat_signature
 from deepnoise_engine.screen.model import Plate, Screen, Site, Well
 
 THUMBNAIL_VERSION = 1
@@ -98,12 +98,11 @@ class PixelSource:
                 missing = {c: str(exc) for c in channels}
         else:
             for channel in channels:
-                path = site.channels.get(channel)
-                if path is None:
+                if site.channels.get(channel) is None:
                     missing[channel] = "no image file"
                     continue
-                try:
-                    planes[channel] = read_png(path)
+                try:  # PNG, TIFF plane (LoadData) or OME-Zarr field: the engine's reader
+                    planes[channel] = read_channel(site, channel)
                 except Exception as exc:
                     missing[channel] = str(exc)
         if size is None:

@@ -15,7 +15,7 @@ from deepnoise_engine import __version__
 
 #: Modules that provide ``register(subparsers)``; each sub-command sets ``func``.
 COMMAND_MODULES = [
-    "deepnoise_engine.screen.cli",  # inspect, pack, make-demo
+    "deepnoise_engine.screen.cli",  # inspect, pack, make-demo, convert
     "deepnoise_engine.train.cli",  # train
     "deepnoise_engine.score.cli",  # score
     "deepnoise_engine.serve.cli",  # serve

@@ -1,4 +1,4 @@
-"""Sub-commands of the screen step: ``inspect``, ``pack``, ``make-demo``."""
+"""Sub-commands of the screen step: ``inspect``, ``pack``, ``make-demo``, ``convert``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ _MODULES = [
     "deepnoise_engine.screen.inspect_cli",
     "deepnoise_engine.screen.pack_cli",
     "deepnoise_engine.screen.demo_cli",
+    "deepnoise_engine.screen.convert_cli",
 ]
 
 

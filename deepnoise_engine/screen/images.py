@@ -1,4 +1,5 @@
-"""Reading a site's pixels: one PNG per channel (RxRx1) or one TIFF per site.
+"""Reading a site's pixels: one PNG or TIFF per channel (RxRx1, LoadData), one TIFF per
+site (TIFF layout) or one OME-Zarr field array (OME-Zarr plates).
 
 ``read_site`` returns a ``(C, H, W)`` uint8 array or raises a typed ``ImageError`` that
 names the file.
@@ -15,11 +16,14 @@ import numpy as np
 from deepnoise_engine.screen.errors import (
     CorruptImageError,
     ImageDtypeError,
+    ImageError,
     ImageShapeError,
     MissingChannelError,
     MissingImageError,
 )
-from deepnoise_engine.screen.model import Site
+from deepnoise_engine.screen.model import Site, ZarrField
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
 
 
 def stat_signature(path: str | os.PathLike) -> str:
@@ -154,10 +158,148 @@ def read_tiff(
     return np.ascontiguousarray(array[[c - 1 for c in channels]])
 
 
+def to_uint8(array: np.ndarray, bits: int | None, path: str | Path | None) -> np.ndarray:
+    """8-bit pixels as they are; 16-bit ones shifted down from ``bits`` significant bits
+    (values above ``2**bits - 1`` clip at 255). Anything else is an ``ImageDtypeError``."""
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == np.uint16 and bits is not None:
+        shifted = np.right_shift(array, max(0, bits - 8))
+        return np.minimum(shifted, 255).astype(np.uint8)
+    hint = "" if bits is not None else " (16-bit images need `bits` in deepnoise.toml)"
+    raise ImageDtypeError(f"expected 8-bit pixels, got {array.dtype}{hint}", file=path)
+
+
+def read_plane(
+    path: Path, expected_size: tuple[int, int] | None = None, bits: int | None = None
+) -> np.ndarray:
+    """One single-channel PNG or TIFF -> ``(H, W)`` uint8 (16-bit scaled, see ``to_uint8``)."""
+    path = Path(path)
+    if path.suffix.lower() not in _TIFF_SUFFIXES:
+        if bits is None:
+            return read_png(path, expected_size)
+        return _read_png16(path, expected_size, bits)
+    import tifffile
+
+    if not path.is_file():
+        raise MissingImageError("image file is missing", file=path)
+    try:
+        array = tifffile.imread(path)
+    except Exception as exc:
+        raise CorruptImageError(f"cannot decode TIFF ({exc})", file=path) from exc
+    return _checked_plane(np.squeeze(array), expected_size, bits, path)
+
+
+def _read_png16(path: Path, expected_size: tuple[int, int] | None, bits: int) -> np.ndarray:
+    from PIL import Image
+
+    if not path.is_file():
+        raise MissingImageError("image file is missing", file=path)
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image)
+    except Exception as exc:
+        raise CorruptImageError(f"cannot decode image ({exc})", file=path) from exc
+    if array.dtype == np.int32 or array.dtype == np.dtype(">u2"):  # PIL's 16-bit modes
+        array = array.astype(np.uint16)
+    return _checked_plane(array, expected_size, bits, path)
+
+
+def _checked_plane(
+    array: np.ndarray, expected_size: tuple[int, int] | None, bits: int | None, path: Path
+) -> np.ndarray:
+    if array.ndim != 2:
+        raise ImageShapeError(f"expected one 2-D plane, got shape {array.shape}", file=path)
+    if expected_size is not None and tuple(array.shape) != tuple(expected_size):
+        raise ImageShapeError(
+            f"expected {expected_size[0]}x{expected_size[1]} pixels, got "
+            f"{array.shape[0]}x{array.shape[1]}",
+            file=path,
+        )
+    return to_uint8(array, bits, path)
+
+
+def read_zarr_field(
+    field: ZarrField,
+    channels: list[int],
+    expected_size: tuple[int, int] | None = None,
+    bits: int | None = None,
+) -> np.ndarray:
+    """``channels`` (1-based) of an OME-Zarr field -> ``(C, H, W)`` uint8."""
+    import zarr
+
+    try:
+        array = zarr.open_array(field.array, mode="r")
+    except FileNotFoundError as exc:
+        raise MissingImageError("field array is missing", file=field.array) from exc
+    except Exception as exc:
+        raise CorruptImageError(f"cannot open field array ({exc})", file=field.array) from exc
+    axes = field.axes
+    if "c" not in axes:  # a single-channel image
+        count = 1
+    else:
+        count = int(array.shape[axes.index("c")])
+    missing = [c for c in channels if c > count]
+    if missing:
+        raise MissingChannelError(f"has {count} channels, missing channel(s) {missing}",
+                                  file=field.array)
+    index = tuple(
+        [c - 1 for c in channels] if axis == "c" else slice(None) if axis in "yx" else 0
+        for axis in axes
+    )
+    try:
+        pixels = np.asarray(array[index])
+    except Exception as exc:
+        raise CorruptImageError(f"cannot decode field ({exc})", file=field.array) from exc
+    if "c" not in axes:
+        pixels = np.broadcast_to(pixels, (len(channels), *pixels.shape))
+    if expected_size is not None and tuple(pixels.shape[1:]) != tuple(expected_size):
+        raise ImageShapeError(
+            f"expected {expected_size[0]}x{expected_size[1]} pixels, got "
+            f"{pixels.shape[1]}x{pixels.shape[2]}",
+            file=field.array,
+        )
+    return np.ascontiguousarray(to_uint8(pixels, bits, field.array))
+
+
+def read_channel(site: Site, channel: int) -> np.ndarray:
+    """One channel of any kind of site -> ``(H, W)`` uint8 (what the app shows)."""
+    if site.zarr is not None:
+        return read_zarr_field(site.zarr, [channel], bits=site.bits)[0]
+    if site.tiff is not None:
+        return read_tiff(site.tiff, [channel])[0]
+    path = site.channels.get(channel)
+    if path is None:
+        raise MissingChannelError(f"site {site.site_id or site.index} has no image for "
+                                  f"channel {channel}")
+    return read_plane(path, bits=site.bits)
+
+
+def site_errors(
+    site: Site, channels: list[int], expected_size: tuple[int, int] | None
+) -> list[ImageError]:
+    """Every decoding problem of a site (one per bad file), for ``verify_images``."""
+    if site.zarr is not None or site.tiff is not None:
+        try:
+            read_site(site, channels, expected_size)
+        except ImageError as exc:
+            return [exc]
+        return []
+    errors: list[ImageError] = []
+    for path in site.channels.values():
+        try:
+            read_plane(path, expected_size, site.bits)
+        except ImageError as exc:
+            errors.append(exc)
+    return errors
+
+
 def read_site(
     site: Site, channels: list[int], expected_size: tuple[int, int] | None = None
 ) -> np.ndarray:
     """All ``channels`` of ``site`` -> ``(C, H, W)`` uint8, or a typed ``ImageError``."""
+    if site.zarr is not None:
+        return read_zarr_field(site.zarr, channels, expected_size, site.bits)
     if site.tiff is not None:
         return read_tiff(site.tiff, channels, expected_size)
     missing = [c for c in channels if c not in site.channels]
@@ -168,7 +310,7 @@ def read_site(
         )
     planes = []
     for channel in channels:
-        plane = read_png(site.channels[channel], expected_size)
+        plane = read_plane(site.channels[channel], expected_size, site.bits)
         expected_size = expected_size or plane.shape
         planes.append(plane)
     return np.stack(planes)

@@ -22,8 +22,8 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
         for index in sorted(exp.plates):
             plate = exp.plates[index]
             sites = [s for w in plate.wells.values() for s in w.sites]
-            site_indices.update(s.index for s in sites)
-            usable = sum(1 for s in sites if s.ok)
+            site_indices.update({s.index for s in sites})
+            usable = sum(not s.problems for s in sites)  # Site.ok, without the call
             counts = plate.well_counts()
             totals.update(counts)
             totals["sites"] += len(sites)
@@ -31,6 +31,7 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
             plates.append(
                 {
                     "index": index,
+                    "name": plate.name,
                     "format": {
                         "wells": plate.format.well_count,
                         "rows": plate.format.rows,
@@ -60,6 +61,7 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
         "name": screen.name,
         "layout": screen.layout,
         "channels": list(screen.channels),
+        "channel_names": [screen.channel_name(c) for c in screen.channels],
         "image_size": list(screen.image_size) if screen.image_size else None,
         "site_indices": sorted(site_indices),
         "cell_types": screen.cell_types(),
@@ -110,7 +112,7 @@ def format_summary(summary: dict) -> str:
     """Human-readable text of a ``summarize_screen`` dict."""
     c = summary["counts"]
     size = summary["image_size"]
-    channels = summary["channels"]
+    channels = summary.get("channel_names") or [f"w{ch}" for ch in summary["channels"]]
     lines = [
         f"Screen {summary['root']} ({summary['layout']} layout)",
         f"  experiments: {c['experiments']} ({c['train_experiments']} train, "
@@ -118,7 +120,7 @@ def format_summary(summary: dict) -> str:
         f"  plates: {c['plates']}; wells: {c['wells']:,} ({_wells_text(summary['wells_by_type'])})",
         f"  sites: {c['sites']:,} ({c['usable_sites']:,} usable); site numbers: "
         f"{', '.join(map(str, summary['site_indices'])) or '-'}",
-        f"  channels: {len(channels)} ({', '.join(f'w{ch}' for ch in channels) or '-'}); "
+        f"  channels: {len(channels)} ({', '.join(channels) or '-'}); "
         f"image size: {f'{size[0]}x{size[1]}' if size else 'unknown'}; classes: {c['classes']:,}",
         "",
         "Experiments:",
@@ -130,8 +132,9 @@ def format_summary(summary: dict) -> str:
         )
         for plate in exp["plates"]:
             fmt = plate["format"]
+            named = f" ({plate['name']})" if plate.get("name") else ""
             lines.append(
-                f"    plate {plate['index']}: {fmt['wells']}-well "
+                f"    plate {plate['index']}{named}: {fmt['wells']}-well "
                 f"({fmt['rows']}x{fmt['columns']}), "
                 f"{plate['used_wells']} wells ({_wells_text(plate['wells'])}), "
                 f"{plate['sites']} sites ({plate['usable_sites']} usable)"

@@ -132,11 +132,23 @@ class Problem:
         }
 
 
+@dataclass(frozen=True)
+class ZarrField:
+    """Where an OME-Zarr field's full-resolution pixels are: the array folder and its axes
+    (``"cyx"``, ``"tczyx"``, ...); other axes than c, y, x are read at index 0."""
+
+    array: str
+    axes: str
+
+
 @dataclass
 class Site:
     """One field of view: ``channels`` maps channel number (1-based) -> image file.
 
-    For TIFF screens every channel maps to the same file; ``tiff_pages`` says so.
+    For TIFF screens every channel maps to the same file (``tiff``); for OME-Zarr screens
+    ``zarr`` says where the pixels are and ``channels`` maps to the array's metadata file
+    (what cache fingerprints stat). ``bits``: significant bits of 16-bit images (LoadData,
+    OME-Zarr), scaled down to 8-bit when read; None: 16-bit images are an error.
     ``problems`` non-empty means later stages skip this site.
     """
 
@@ -145,6 +157,8 @@ class Site:
     tiff: Path | None = None
     problems: list[Problem] = field(default_factory=list)
     site_id: str = ""
+    zarr: ZarrField | None = None
+    bits: int | None = None
 
     @property
     def ok(self) -> bool:
@@ -173,6 +187,7 @@ class Plate:
     index: int  # 1-based plate number within the experiment
     format: PlateFormat
     wells: dict[str, Well] = field(default_factory=dict)
+    name: str = ""  # the plate's name in the data (LoadData, OME-Zarr), "" when numbered
 
     @property
     def key(self) -> str:
@@ -211,12 +226,20 @@ class Screen:
     """A whole screen as read from disk. ``problems`` lists everything found wrong."""
 
     root: Path
-    layout: str  # "rxrx1" or "tiff"
+    layout: str  # "rxrx1", "tiff", "loaddata" or "ome-zarr"
     channels: list[int]
     image_size: tuple[int, int] | None  # (height, width) from the first readable image
     experiments: dict[str, Experiment] = field(default_factory=dict)
     problems: list[Problem] = field(default_factory=list)
     name: str = ""
+    channel_names: list[str] = field(default_factory=list)  # from the data; [] -> "w1".."wN"
+
+    def channel_name(self, channel: int) -> str:
+        """The data's name of a channel number (``"DNA"``), else ``"w<channel>"``."""
+        index = self.channels.index(channel) if channel in self.channels else -1
+        if 0 <= index < len(self.channel_names):
+            return self.channel_names[index]
+        return f"w{channel}"
 
     # -- iteration helpers --------------------------------------------------------------
     def plates(self) -> Iterator[Plate]:

@@ -679,35 +679,22 @@ def verify_images(
     problems are returned. ``progress(done, total)`` is called per site. Decoding runs on
     ``workers`` threads (PIL and tifffile release the GIL).
     """
-    from deepnoise_engine.screen.images import read_png, read_tiff
+    from deepnoise_engine.screen.images import read_site, site_errors
 
     log = ProblemLog(strict)
-    sites = [s for _, _, w in screen.wells() for s in w.sites if s.channels or s.tiff]
+    sites = [
+        s for _, _, w in screen.wells() for s in w.sites if s.channels or s.tiff or s.zarr
+    ]
     total = len(sites)
     expected = screen.image_size
 
     def check(site: Site) -> list[ImageError]:
-        errors: list[ImageError] = []
-        if site.tiff is not None:
-            try:
-                read_tiff(site.tiff, screen.channels, expected)
-            except ImageError as exc:
-                errors.append(exc)
-            return errors
-        for path in site.channels.values():
-            try:
-                read_png(path, expected)
-            except ImageError as exc:
-                errors.append(exc)
-        return errors
+        return site_errors(site, screen.channels, expected)
 
     if expected is None:  # nothing was readable at open: the first good image sets the size
         for site in sites:
             try:
-                if site.tiff is not None:
-                    expected = tuple(read_tiff(site.tiff, [1]).shape[1:])
-                else:
-                    expected = read_png(next(iter(site.channels.values()))).shape
+                expected = tuple(read_site(site, screen.channels[:1]).shape[1:])
             except ImageError:
                 continue
             screen.image_size = (int(expected[0]), int(expected[1]))

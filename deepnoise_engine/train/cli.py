@@ -70,7 +70,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "train", help="train a DeepNoise model ensemble",
         description="Train on a screen into a run folder (config.toml, train.log, "
                     "metrics.jsonl, checkpoints/, models/, run.json). See docs/training.md.")
-    p.add_argument("--data", required=True, help="screen folder (RxRx1 or TIFF layout)")
+    p.add_argument("--data", required=True, help="screen folder (any layout of docs/screens.md)")
     p.add_argument("--out", required=True, help="run folder to create (or resume)")
     p.add_argument("--preset", default="tiny", help="preset name (tiny, paper); default tiny")
     p.add_argument("--config", dest="config_file", help="TOML file with overrides")
