@@ -166,3 +166,17 @@ def test_pretrained_file_with_pickled_code_is_refused(tmp_path: Path) -> None:
     with pytest.raises(CheckpointError, match="not found"):
         create_model("xception_tiny", in_chans=6, num_classes=2,
                      pretrained_file=tmp_path / "missing.safetensors")
+
+
+def test_plain_cnn_keeps_a_map_at_64_px() -> None:
+    # defect: the tiny Xception's 7x7 stride-2 stem and four stride-2 stages leave 2x2 at
+    # 64 px, where nuclei are 4-5 px across; the tiny preset's backbone keeps 8x8
+    from deepnoise_engine.model.registry import create_model
+
+    x = torch.zeros(1, 6, 64, 64)
+    plain = create_model("plain_cnn", in_chans=6, num_classes=3)
+    tiny = create_model("xception_tiny", in_chans=6, num_classes=3)
+    assert plain.backbone(x).shape[-2:] == (8, 8)
+    assert tiny.backbone(x).shape[-2:] == (2, 2)
+    wide = create_model("plain_cnn_wide", in_chans=6, num_classes=3)
+    assert wide.num_features > plain.num_features

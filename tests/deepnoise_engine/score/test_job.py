@@ -162,3 +162,37 @@ def test_planted_predictions_infer_groups_and_balancing_helps(setup: dict) -> No
     assert not plain_treat["sirna"].isin(["16", "17", "18"]).any()  # never a control label
     assert plain_treat["plate_group"].isna().all()  # "none" uses no plate prior
     assert treat["correct"].mean() > plain_treat["correct"].mean()
+
+
+def test_plate_groups_stored_with_the_model_serve_a_screen_without_labels(
+        setup: dict, tmp_path: Path) -> None:
+    """A screen with no labelled treatment plate: the groups come from the model."""
+    import shutil
+
+    root = tmp_path / "unlabelled"
+    shutil.copytree(setup["root"], root, ignore=shutil.ignore_patterns(".deepnoise"))
+    train = pd.read_csv(root / "train.csv")
+    train.iloc[:0].to_csv(root / "train.csv", index=False)  # no labelled treatment wells
+    groups = [[str(c) for c in g] for g in json.loads((root / "demo.json").read_text())
+              ["plate_groups"]]
+    torch.manual_seed(0)
+    classes = setup["classes"]
+    model = create_model("xception_tiny", in_chans=6, num_classes=len(classes))
+    ckpt = tmp_path / "with_groups"
+    save_checkpoint(ckpt, model, {"classes": classes, "plate_groups": groups})
+    plates = "HEPG2-02:1,HEPG2-02:2"
+    with_groups = run_scoring(root, [ckpt], tmp_path / "a", plates=plates, tta=1)
+    summary = json.loads(Path(with_groups["summary"]).read_text())
+    assert summary["plate_groups"]["groups"] == groups
+    assert set(summary["plate_groups"]["by_plate"]) == {"HEPG2-02/1", "HEPG2-02/2"}
+    rows = pd.concat(read_plate_report(p) for p in list_plate_reports(tmp_path / "a").values())
+    treat = rows[(rows["well_type"] == "treatment") & rows["sirna"].notna()]
+    assert len(treat) > 4
+    for _, row in treat.iterrows():  # every call lies in the plate's (model) group
+        assert str(row["sirna"]) in groups[int(row["plate_group"])]
+    # the same model without stored groups balances over all treatment classes
+    plain = tmp_path / "without_groups"
+    save_checkpoint(plain, model, {"classes": classes})
+    run_scoring(root, [plain], tmp_path / "b", plates=plates, tta=1)
+    rows_b = pd.concat(read_plate_report(p) for p in list_plate_reports(tmp_path / "b").values())
+    assert rows_b[rows_b["well_type"] == "treatment"]["plate_group"].isna().all()

@@ -17,7 +17,8 @@ METRIC_KEYS = {"epoch", "stage", "lr", "train_loss", "train_loss_sup", "train_lo
                "train_loss_pl", "val_loss", "val_acc_student_raw", "val_acc_student_balanced",
                "val_acc_teacher_raw", "val_acc_teacher_balanced", "val_acc_ensemble_raw",
                "val_acc_ensemble_balanced", "images_per_s", "time_s", "per_model"}
-RUN = [*FAST, "model.epochs=2", "finetune.epochs=1", "runtime.progress_every_s=0"]
+RUN = [*FAST, "model.epochs=2", "finetune.epochs=1", "runtime.progress_every_s=0",
+       "pseudo_labels.start_epoch=1"]
 
 
 def _records(run: Path) -> list[dict]:
@@ -61,17 +62,20 @@ def test_run_folder_metrics_and_models(tiny_screen: Path, full_run: tuple[Path, 
     assert [r["stage"] for r in recs] == ["shared", "shared", "finetune:HEPG2", "finetune:U2OS"]
     for r in recs:
         assert set(r) >= METRIC_KEYS, METRIC_KEYS - set(r)
-        assert set(r["per_model"]) == {"xception_tiny"}
+        assert set(r["per_model"]) == {"plain_cnn"}
         assert 0.0 <= r["val_acc_ensemble_balanced"] <= 1.0 and r["images_per_s"] > 0
     assert recs[1]["train_loss_cons"] > 0  # mean teacher is on in the tiny preset
     run = json.loads((out / "run.json").read_text())
     assert run["format"] == "deepnoise-run" and run["status"] == "complete"
-    assert run["ensembles"] == {"*": ["models/shared_xception_tiny"],
-                                "HEPG2": ["models/HEPG2_xception_tiny"],
-                                "U2OS": ["models/U2OS_xception_tiny"]}
+    assert run["ensembles"] == {"*": ["models/shared_plain_cnn"],
+                                "HEPG2": ["models/HEPG2_plain_cnn"],
+                                "U2OS": ["models/U2OS_plain_cnn"]}
     stems = resolve_models(out)
     _, meta = load_checkpoint(stems["HEPG2"][0])
-    assert meta["classes"] == run["classes"] and meta["role"] == "teacher"
+    assert meta["classes"] == run["classes"] and meta["role"] in ("teacher", "student")
+    assert meta["served"] == run["served"]["models/HEPG2_plain_cnn"]
+    # plate groups learnt at training time travel with the run and every model
+    assert len(run["plate_groups"]) == 2 and meta["plate_groups"] == run["plate_groups"]
     assert meta["cell_types"] == ["HEPG2"] and meta["normalisation"]["mode"] == "plate"
     assert meta["image_size"] == 32 and meta["channels"] == [1, 2, 3, 4, 5, 6]
     kinds = {e["event"] for e in events}
@@ -92,6 +96,24 @@ def test_run_folder_metrics_and_models(tiny_screen: Path, full_run: tuple[Path, 
     again = run_training(tiny_screen, out, overrides=RUN, resume=True)
     assert again["epochs_done"] == 4 and len(_records(out)) == 4
     assert before == {p.name: p.stat().st_mtime_ns for p in (out / "models").iterdir()}
+
+
+def test_the_best_validation_epoch_is_served(full_run: tuple[Path, list]) -> None:
+    from deepnoise_engine.train.evaluation import selection_score
+
+    out, _ = full_run
+    run = json.loads((out / "run.json").read_text())
+    shared = [r for r in _records(out) if r["stage"] == "shared"]
+    best = max((selection_score(r["per_model"]["plain_cnn"][f"val_acc_{role}_raw"],
+                                r["per_model"]["plain_cnn"][f"val_acc_{role}_balanced"]),
+                -r["epoch"], role) for r in shared for role in ("teacher", "student"))
+    info = run["served"]["models/shared_plain_cnn"]
+    assert info["score"] == pytest.approx(best[0]) and info["epoch"] == -best[1]
+    assert info["role"] in ("teacher", "student") and "validation" in info["why"]
+    # fine-tuning serves its own weights only when they beat the shared ones there
+    for ct in ("HEPG2", "U2OS"):
+        ft = run["served"][f"models/{ct}_plain_cnn"]
+        assert ft["stage"] in (f"finetune:{ct}",) and ft["epoch"] in (0, 1)
 
 
 def test_refuses_a_foreign_folder(tiny_screen: Path, tmp_path: Path) -> None:
@@ -167,3 +189,21 @@ def test_paper_preset_two_model_ensemble(tiny_screen: Path, tmp_path: Path) -> N
     recs = _records(out)
     assert set(recs[0]["per_model"]) == {"xception_tiny", "resnet18"}
     assert recs[1]["stage"] == "finetune:HEPG2" and recs[1]["lr"] == pytest.approx(1e-3, 0.01)
+
+
+def test_controls_are_balanced_per_epoch_and_s_follows_the_classes(
+        tiny_screen: Path, tmp_path: Path) -> None:
+    from deepnoise_engine.train.loop import resolved_arcface_s
+
+    totals = {}
+    for flag in ("true", "false"):
+        events: list[dict] = []
+        run_training(tiny_screen, tmp_path / flag, progress=events.append, overrides=[
+            *FAST, "model.epochs=1", "finetune.enabled=false", "model.batch_size=4",
+            f"data.balance_controls={flag}", "runtime.progress_every_s=0"])
+        totals[flag] = [e for e in events if e["event"] == "progress"][-1]["total"]
+    # controls have several times the wells of a siRNA: capped, an epoch is shorter
+    assert totals["true"] < totals["false"]
+    cfg = {"model": {"arcface_s": 0.0}}
+    assert resolved_arcface_s(cfg, 1139) == pytest.approx(9.95, abs=0.01)  # sqrt(2) ln 1138
+    assert resolved_arcface_s({"model": {"arcface_s": 30.0}}, 51) == 30.0
