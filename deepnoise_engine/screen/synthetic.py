@@ -29,7 +29,13 @@ from deepnoise_engine.user_dirs import user_dir
 
 #: Bumped when the generator's output changes (the cached demo lives in demo-screen-v<N>).
 GENERATOR_VERSION = 1
-DEMO_DIRNAME = f"demo-screen-v{GENERATOR_VERSION}"
+#: The built-in demo screen: 96-well plates with 55 of their 60 inner wells used (50
+#: siRNAs, 4 positive controls, 1 negative control; 2 of the 1,320 wells missing), as on a
+#: real plate; other parameters are ``make_demo``'s defaults. The folder name carries the
+#: demo's version, so a changed demo never reuses an old screen (or its predictions).
+DEMO_SHAPE: dict[str, int] = {"plates_per_experiment": 2, "sirnas_per_plate": 50,
+                              "positive_controls": 4}
+DEMO_DIRNAME = "demo-screen-v2"
 
 ProgressFn = Callable[[dict], None]
 
@@ -548,9 +554,9 @@ def user_data_dir() -> Path:
 
 
 def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
-    """The built-in demo screen (default ``make_demo``, seed 0), generated on first use.
+    """The built-in demo screen (``make_demo(**DEMO_SHAPE)``, seed 0), generated on first use.
 
-    Lives in ``user_data_dir() / "demo-screen-v1"``; complete or absent (generated in a
+    Lives in ``user_data_dir() / DEMO_DIRNAME``; complete or absent (generated in a
     temporary folder and renamed; ``demo.json`` is written last inside it).
     """
     target = user_data_dir() / DEMO_DIRNAME
@@ -560,7 +566,7 @@ def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
         # not ours or damaged: keep it aside rather than deleting someone's files
         os.replace(target, target.parent / f".{target.name}.broken-{uuid.uuid4().hex[:8]}")
     try:
-        make_demo(target, progress=progress)
+        make_demo(target, progress=progress, **DEMO_SHAPE)
     except (FileExistsError, OSError):
         # another process finished first: theirs is as good as ours
         if (target / "demo.json").is_file():

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from deepnoise_engine.screen.synthetic import ensure_demo_screen, make_demo
+from deepnoise_engine.screen.synthetic import DEMO_DIRNAME, ensure_demo_screen, make_demo
 
 SAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "rxrx1-sample"
 SMALL = dict(
@@ -240,10 +240,16 @@ def test_ensure_demo_screen_generates_once(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setenv("DEEPNOISE_DATA_DIR", str(tmp_path / "data"))
     events: list[dict] = []
     root = ensure_demo_screen(progress=events.append)
-    assert root == tmp_path / "data" / "demo-screen-v1"
+    assert root == tmp_path / "data" / DEMO_DIRNAME
     assert (root / "demo.json").is_file() and (root / "train.csv").is_file()
+    # the demo looks like a real plate: 55 of the 60 inner wells of each 96-well plate used
+    wells = pd.concat(pd.read_csv(root / f) for f in ("train.csv", "test.csv",
+                                                      "train_controls.csv",
+                                                      "test_controls.csv"))
+    per_plate = wells.groupby(["experiment", "plate"]).size()
+    assert per_plate.min() >= 53 and per_plate.max() == 55
     assert events and events[-1]["done"] == events[-1]["total"]
     stamp = os.stat(root / "demo.json").st_mtime_ns
     assert ensure_demo_screen() == root
     assert os.stat(root / "demo.json").st_mtime_ns == stamp  # reused, not regenerated
-    assert sorted(p.name for p in root.parent.iterdir()) == ["demo-screen-v1"]
+    assert sorted(p.name for p in root.parent.iterdir()) == [DEMO_DIRNAME]
