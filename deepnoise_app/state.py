@@ -30,6 +30,16 @@ def plate_key(experiment: str, index: int) -> str:
     return f"{experiment}/{int(index)}"
 
 
+def report_plate_keys(folder: str | Path) -> list[str]:
+    """Plate keys ("EXP/P") of the per-plate reports in a score folder."""
+    keys = []
+    for path in sorted(Path(folder).glob("*_Plate*.csv")):
+        match = _REPORT_RE.match(path.name)
+        if match:
+            keys.append(plate_key(match["exp"], int(match["plate"])))
+    return keys
+
+
 def read_report(path: Path) -> pd.DataFrame:
     """Read one per-plate report CSV (the engine's reader when present, else pandas)."""
     try:
@@ -129,11 +139,13 @@ class AppState:
             self.score_dir = Path(score_dir)
         self.predictions_changed.emit()
 
-    def load_predictions(self, score_dir: str | Path) -> int:
+    def load_predictions(self, score_dir: str | Path, *, keep_others: bool = False) -> int:
         """Load every ``{experiment}_Plate{p}.csv`` in ``score_dir``; returns the plate count.
 
-        Raises FileNotFoundError when the folder is missing and ValueError naming the file
-        when a report cannot be read.
+        ``keep_others``: the plates of earlier predictions that ``score_dir`` does not hold
+        stay (scoring one plate adds to the screen's predictions). Raises
+        FileNotFoundError when the folder is missing and ValueError naming the file when a
+        report cannot be read.
         """
         folder = Path(score_dir)
         if not folder.is_dir():
@@ -150,8 +162,11 @@ class AppState:
             if "well" not in frame.columns:
                 raise ValueError(f"{path}: plate report has no 'well' column")
             frames[plate_key(match["exp"], int(match["plate"]))] = frame
+        count = len(frames)
+        if keep_others:
+            frames = {**self.predictions, **frames}
         self.set_predictions(frames, score_dir=folder)
-        return len(frames)
+        return count
 
     def set_prediction_mode(self, mode: str) -> None:
         """'balanced' (after the per-plate assignment) or 'raw' (argmax)."""

@@ -24,6 +24,7 @@ from deepnoise_app.canvas_warmup import WARM_DRAW_MS
 from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource, shared_pixels
+from deepnoise_app.view_fit import fit_view
 from deepnoise_engine.screen.model import Screen, Site, Well
 
 ALL_SITES = 0  # combo data for "all sites side by side"
@@ -349,7 +350,7 @@ class WellViewer(QWidget):
         reset = self._shape != planes.shape[1:]
         self._shape = planes.shape[1:]
         if reset and self.shown:
-            self.viewer.reset_view()
+            fit_view(self.viewer)
 
     @property
     def thumbnails_pending(self) -> bool:
@@ -382,9 +383,23 @@ class WellViewer(QWidget):
         self._screen = screen
         self.pixels = shared_pixels(screen) if screen is not None else None
         self._fill_sites(screen)
+        self._shape = None  # the new screen's first well fits the view to its size
+        self.loaded_well = None
         if screen is not None:
+            self._drop_other_channels(list(screen.channels))
             self.create_layers(list(screen.channels))
             self._size_placeholders(screen.image_size)
+
+    def _drop_other_channels(self, channels: list[int]) -> None:
+        """Remove the channel layers the new screen does not have: they held the previous
+        screen's pixels, shown in the composite over the new well's."""
+        stale = [layer for channel, layer in self.channel_layers().items()
+                 if channel not in channels]
+        for channel in [c for c in self._placeholders if c not in channels]:
+            self._placeholders.discard(channel)
+        self._hidden_missing &= set(channels)
+        self._stale_thumbnails &= set(channels)
+        self._remove_layers(stale)
 
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0

@@ -176,7 +176,7 @@ class WorkflowDock(QWidget):
             ) or "cpu"
             hello = self.bridge.hello
             version = hello.get("engine_version") or hello.get("version") or ""
-            self.engine_label.setText(f"Engine ready {version} ({devices})".replace("  ", " "))
+            self.engine_label.setText(f"Engine ready {version} on {devices}".replace("  ", " "))
             self.engine_label.setStyleSheet("")
         elif state == STARTING:
             self.engine_label.setText("Engine starting…")
@@ -233,10 +233,11 @@ class WorkflowDock(QWidget):
 
     def _screen_changed(self, *_args: Any) -> None:
         self.model_panel.message.setText("")
-        self.demo.check()
+        if self.demo.check() in ("skipped", "running") and self.demo.stage != "training":
+            self._demo_status("")  # the demo's line belongs to the demo screen
 
     # -- actions ---------------------------------------------------------------------
-    def open_train_dialog(self, exec_: bool = True) -> TrainDialog:
+    def open_train_dialog(self, *, exec_: bool = True) -> TrainDialog:
         """Open the train dialog; on Train, send the request and follow it."""
         dialog = TrainDialog(
             screen=getattr(self.state, "screen", None),
@@ -264,7 +265,7 @@ class WorkflowDock(QWidget):
         # with whatever was loaded before)
         self.model_panel.replace_with(run_dir)
 
-    def open_export_dialog(self, exec_: bool = True) -> ExportDialog:
+    def open_export_dialog(self, *, exec_: bool = True) -> ExportDialog:
         score_dir = getattr(self.state, "score_dir", None) or self.score_panel.out_dir
         dialog = ExportDialog(self.bridge, Path(score_dir) if score_dir else None, parent=self)
         if exec_:

@@ -135,6 +135,7 @@ class ModelPanel(QWidget):
         self.state = state
         self.models: list[dict] = []
         self._pending: dict[str, str] = {}  # request id -> path
+        self._replaced: dict[str, list[str]] = {}  # path -> the models it replaced
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Value"])
@@ -213,6 +214,7 @@ class ModelPanel(QWidget):
         self.clear()
         request = self.load(path)
         if request is not None and previous:
+            self._replaced[str(Path(path).expanduser())] = previous
             self._say(
                 f"Reading {Path(path).name}… It replaces {', '.join(previous)}; "
                 "load more models to score with an ensemble."
@@ -248,6 +250,9 @@ class ModelPanel(QWidget):
         self._fit_tree_height()
         count = len(self.models)
         also = f" {count} models loaded: scoring uses their ensemble." if count > 1 else ""
+        replaced = self._replaced.pop(str(path), None)
+        if replaced:
+            also += f" It replaces {', '.join(replaced)}."
         self._say(f"Loaded {Path(path).name}: {line}.{also}")
         self._publish()
         return True
@@ -324,9 +329,15 @@ class ModelPanel(QWidget):
         while item is not None and item.parent() is not None:
             item = item.parent()
         if item is None:
+            self._say("Select a model in the list to remove it." if self.models
+                      else "No model is loaded.", error=bool(self.models))
             return
         index = self.tree.indexOfTopLevelItem(item)
         self.tree.takeTopLevelItem(index)
-        del self.models[index]
+        removed = Path(self.models.pop(index)["path"]).name
         self._fit_tree_height()
+        left = len(self.models)
+        rest = {0: "no model is loaded.", 1: "1 model is loaded."}.get(
+            left, f"{left} models are loaded: scoring uses their ensemble.")
+        self._say(f"Removed {removed}; {rest}")
         self._publish()

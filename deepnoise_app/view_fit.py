@@ -1,0 +1,96 @@
+"""Fit the canvas to what is shown: the well's channels or the plate mosaic, never both.
+
+napari's ``reset_view`` (the home button, Ctrl+R) frames every layer, hidden ones too, so
+going back from the mosaic left the well as a small square in a corner of the mosaic's
+frame. One ``ViewFitter`` per viewer fits the camera to the visible layers, redoes any
+napari reset the same way, and fits again when the canvas is resized while the view was
+still the fitted one (a user's own zoom is kept).
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import Any
+
+from qtpy.QtCore import QEvent, QObject, QTimer
+
+_FITTERS: weakref.WeakValueDictionary[int, ViewFitter] = weakref.WeakValueDictionary()
+
+
+def shown_layers(viewer: Any) -> list[Any]:
+    """The visible layers that have something to show (an empty Points layer has none)."""
+    return [layer for layer in viewer.layers
+            if layer.visible and getattr(layer, "ndim", 0) and _has_data(layer)]
+
+
+def _has_data(layer: Any) -> bool:
+    data = getattr(layer, "data", None)
+    try:
+        return len(data) > 0
+    except TypeError:
+        return data is not None
+
+
+class ViewFitter(QObject):
+    """Keeps one viewer's camera fitted to its visible layers (see the module docstring)."""
+
+    def __init__(self, viewer: Any) -> None:
+        super().__init__()
+        self.viewer = viewer
+        self._fitting = False
+        self._fitted: tuple[tuple[float, ...], float] | None = None
+        viewer.events.reset_view.connect(self._napari_reset)
+        try:
+            self._canvas = viewer.window._qt_viewer.canvas.native
+        except AttributeError:  # no window (a headless model): no resize to follow
+            self._canvas = None
+        if self._canvas is not None:
+            self._canvas.installEventFilter(self)
+            self.setParent(self._canvas)  # lives and dies with the canvas
+
+    def fit(self) -> None:
+        """Frame the visible layers (all layers when none is visible)."""
+        layers = shown_layers(self.viewer) or None
+        self._fitting = True
+        try:
+            self.viewer.reset_view(layers=layers)
+        finally:
+            self._fitting = False
+        camera = self.viewer.camera
+        self._fitted = (tuple(camera.center), float(camera.zoom))
+
+    @property
+    def is_fitted(self) -> bool:
+        """True while the camera is where the last fit put it (the user has not moved it)."""
+        camera = self.viewer.camera
+        return self._fitted == (tuple(camera.center), float(camera.zoom))
+
+    def _napari_reset(self, *_args: Any) -> None:
+        if not self._fitting:  # napari's own reset framed hidden layers too: redo it
+            self.fit()
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if event.type() == QEvent.Type.Resize and self._fitted is not None and self.is_fitted:
+            # after napari has taken the new canvas size
+            QTimer.singleShot(0, self, self._refit)
+        return False
+
+    def _refit(self) -> None:
+        if self._fitted is not None:
+            self.fit()
+
+
+def view_fitter(viewer: Any) -> ViewFitter:
+    """The ViewFitter of ``viewer`` (created on first use)."""
+    fitter = _FITTERS.get(id(viewer))
+    if fitter is None or fitter.viewer is not viewer:
+        fitter = ViewFitter(viewer)
+        _FITTERS[id(viewer)] = fitter
+        if fitter._canvas is None:  # no Qt parent keeps it alive: the viewer does
+            viewer._deepnoise_view_fitter = fitter
+    return fitter
+
+
+def fit_view(viewer: Any) -> None:
+    """Fit ``viewer``'s camera to its visible layers."""
+    view_fitter(viewer).fit()
