@@ -142,6 +142,16 @@ def typed_calls(rows: list[dict[str, Any]]) -> pd.DataFrame:
     return frame.astype({c: float if c == "confidence" else object for c in CALL_COLUMNS})
 
 
+def sliced_while_hidden(layer: Any) -> None:
+    """Bring a hidden layer's view slice up to date after its data changed.
+
+    napari slices only visible layers, yet draws every layer's text on a zoom change:
+    a hidden calls layer kept the old plate's point indices over its new (fewer) labels,
+    an IndexError in every frame (after a screen change, or predictions while hidden)."""
+    if not layer.visible:
+        layer.set_view_slice()
+
+
 def label_translation(tile: int) -> list[float]:
     """Offset of a call's label from its marker: into the tile's lower left part."""
     return [tile * 0.62, -tile * 0.08]
@@ -282,6 +292,8 @@ class PlateMosaic(QWidget):
                 layer.visible = visible
         if shown:
             self.load_plate(self.state.plate)
+        elif self.well_viewer is not None:
+            self.well_viewer.fit_view()
         else:
             fit_view(self.viewer)
 
@@ -312,6 +324,7 @@ class PlateMosaic(QWidget):
         if calls is not None and len(calls.data):  # the old screen's calls
             calls.data = np.zeros((0, 2))
             calls.visible = False
+            sliced_while_hidden(calls)
 
     def _size_chosen(self) -> None:
         self._preferred_size = self.size  # kept for the next screens (when they allow it)
@@ -398,7 +411,7 @@ class PlateMosaic(QWidget):
         self._update_calls(push_image=False)
         self._update_selection()
         if self.shown:
-            fit_view(self.viewer)
+            fit_view(self.viewer, [self.image_layer()])
             show_text(self.viewer, f"{plate.experiment} plate {plate.index} - mosaic of "
                                    f"{len(thumbs.wells)} wells (first usable site)")
         self.last_build_s = time.perf_counter() - started
@@ -455,6 +468,7 @@ class PlateMosaic(QWidget):
             visible = self.shown and len(coords) > 0
             if layer.visible != visible:  # napari refreshes even when unchanged
                 layer.visible = visible
+            sliced_while_hidden(layer)
             return
         if len(coords) == 0:
             return

@@ -10,6 +10,7 @@ still the fitted one (a user's own zoom is kept).
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QTimer
@@ -39,6 +40,8 @@ class ViewFitter(QObject):
         self.viewer = viewer
         self._fitting = False
         self._fitted: tuple[tuple[float, ...], float] | None = None
+        self._hooks: list[Callable[[], None]] = []
+        self._framed: list[Any] = []  # the layers the last fit was asked to frame
         viewer.events.reset_view.connect(self._napari_reset)
         try:
             self._canvas = viewer.window._qt_viewer.canvas.native
@@ -48,9 +51,16 @@ class ViewFitter(QObject):
             self._canvas.installEventFilter(self)
             self.setParent(self._canvas)  # lives and dies with the canvas
 
-    def fit(self) -> None:
-        """Frame the visible layers (all layers when none is visible)."""
-        layers = shown_layers(self.viewer) or None
+    def fit(self, layers: list[Any] | None = None) -> None:
+        """Frame ``layers`` (default: those of the last fit still shown, else the visible
+        layers; all layers when none is visible). The well viewer and the mosaic name
+        their own layers: another one may be visible for a moment (the warm-up's frame)."""
+        if layers is not None:
+            self._framed = list(layers)
+        else:
+            layers = [ly for ly in self._framed if ly in self.viewer.layers and ly.visible]
+            layers = layers or shown_layers(self.viewer)
+        layers = [ly for ly in layers if _has_data(ly)] or None
         self._fitting = True
         try:
             self.viewer.reset_view(layers=layers)
@@ -69,15 +79,22 @@ class ViewFitter(QObject):
         if not self._fitting:  # napari's own reset framed hidden layers too: redo it
             self.fit()
 
+    def on_resize(self, hook: Callable[[], None]) -> None:
+        """Call ``hook()`` after each canvas resize (the caption wraps to the new width)."""
+        self._hooks.append(hook)
+
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
-        if event.type() == QEvent.Type.Resize and self._fitted is not None and self.is_fitted:
+        if event.type() == QEvent.Type.Resize:
+            refit = self._fitted is not None and self.is_fitted
             # after napari has taken the new canvas size
-            QTimer.singleShot(0, self, self._refit)
+            QTimer.singleShot(0, self, lambda: self._resized(refit))
         return False
 
-    def _refit(self) -> None:
-        if self._fitted is not None:
+    def _resized(self, refit: bool) -> None:
+        if refit:
             self.fit()
+        for hook in self._hooks:
+            hook()
 
 
 def view_fitter(viewer: Any) -> ViewFitter:
@@ -91,6 +108,14 @@ def view_fitter(viewer: Any) -> ViewFitter:
     return fitter
 
 
-def fit_view(viewer: Any) -> None:
-    """Fit ``viewer``'s camera to its visible layers."""
-    view_fitter(viewer).fit()
+def canvas_width(viewer: Any) -> int | None:
+    """The canvas's width in pixels (None without a window)."""
+    try:
+        return int(viewer.window._qt_viewer.canvas.native.width())
+    except AttributeError:
+        return None
+
+
+def fit_view(viewer: Any, layers: list[Any] | None = None) -> None:
+    """Fit ``viewer``'s camera to ``layers`` (default: its visible layers)."""
+    view_fitter(viewer).fit(layers)

@@ -125,6 +125,7 @@ class WorkflowDock(QWidget):
             self.bridge, state, self.model_panel.model_paths, scores_dir=self.data_dir / "scores"
         )
         self.model_panel.models_changed.connect(self.score_panel.show_models)
+        self.model_panel.models_changed.connect(self._show_loaded_run)
         score_box = QGroupBox("Score")
         QVBoxLayout(score_box).addWidget(self.score_panel)
 
@@ -227,6 +228,12 @@ class WorkflowDock(QWidget):
         if run_complete(self.demo.run_dir) and not self.model_panel.models:
             self.model_panel.load(self.demo.run_dir)  # score again or export in one click
 
+    def _show_loaded_run(self, models: list[dict]) -> None:
+        """A loaded run folder's curves go to the Training tab (unless a run is live)."""
+        runs = [Path(m["path"]) for m in models if Path(m["path"]).is_dir()]
+        if runs:
+            self.training_view.show_run(runs[-1])
+
     def _screen_root(self) -> str | None:
         screen = getattr(self.state, "screen", None)
         return str(screen.root) if screen is not None else None
@@ -276,9 +283,36 @@ class WorkflowDock(QWidget):
 def install_workflow(viewer: Any, state: Any) -> WorkflowDock:
     """Add the workflow dock to ``viewer`` (right side) and stop the engine when the app quits."""
     dock = WorkflowDock(viewer, state=state)
-    viewer.window.add_dock_widget(dock, name="DeepNoise workflow", area="right")
+    wrapper = viewer.window.add_dock_widget(dock, name="DeepNoise workflow", area="right")
+    _tabify_with_plate_map(viewer, wrapper, dock)
     app = QApplication.instance()
     if app is not None:
         bridge = dock.bridge
         app.aboutToQuit.connect(lambda: bridge.shutdown(timeout=2.0))
     return dock
+
+
+def _dock_named(viewer: Any, title: str) -> Any:
+    """napari's dock widget with this title, or None."""
+    from qtpy.QtWidgets import QDockWidget
+
+    for candidate in viewer.window._qt_window.findChildren(QDockWidget):
+        if candidate.windowTitle() == title:
+            return candidate
+    return None
+
+
+def _tabify_with_plate_map(viewer: Any, wrapper: Any, dock: WorkflowDock) -> None:
+    """The workflow shares the plate map's place as a tab: stacked under it, a napari-sized
+    window showed only ~150 px of the workflow page (the Score box out of sight). The plate
+    map comes to the front when a scoring's calls are loaded; Train… and Export… are one
+    tab click away."""
+    plate_map = _dock_named(viewer, "DeepNoise plate map")
+    if plate_map is None:
+        return
+    try:
+        viewer.window._qt_window.tabifyDockWidget(plate_map, wrapper)
+    except RuntimeError:  # napari internals moved: keep the docks stacked
+        return
+    QTimer.singleShot(0, plate_map.raise_)  # the plate map first: the screen's overview
+    dock.score_panel.scored.connect(lambda _out: plate_map.raise_())

@@ -103,27 +103,38 @@ class TrainingView(QWidget):
         self.resume_button = QPushButton("Resume…")
         self.resume_button.setToolTip("Continue an interrupted run from its last checkpoint")
 
+        self.open_button = QPushButton("Show run…")
+        self.open_button.setToolTip("Show the curves of a training run folder (metrics.jsonl)")
+        self.save_button = QPushButton("Save image…")
+        self.save_button.setToolTip("Save the curves as a PNG image")
+
+        # the controls first: in a short dock they stay in view, the curves take the rest
         bar = QHBoxLayout()
         bar.addWidget(self.progress_bar, 1)
         bar.addWidget(self.eta_label)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.resume_button)
-        buttons.addWidget(self.cancel_button)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.resume_button)
+        files = QHBoxLayout()
+        files.addWidget(self.open_button)
+        files.addWidget(self.save_button)
+        files.addStretch(1)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.curves)
         splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([300, 100])  # the curves get most of a short dock
+        splitter.setSizes([400, 90])  # the curves get most of a short dock
+        self.log_view.setMinimumHeight(48)
         layout = QVBoxLayout(self)
         layout.addWidget(self.title)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
-        layout.addLayout(buttons)
+        layout.addLayout(files)
 
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button.clicked.connect(self._ask_resume)
+        self.open_button.clicked.connect(self._ask_show_run)
+        self.save_button.clicked.connect(self._ask_save_image)
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
         bridge.state_changed.connect(self._on_engine_state)
@@ -167,6 +178,52 @@ class TrainingView(QWidget):
         request = self.bridge.submit("resume", **params)
         self.follow(request, run_dir, title="Resuming", data=data)
         return request
+
+    def show_run(self, run_dir: str | Path) -> bool:
+        """Show a run's curves from its ``metrics.jsonl`` (not while a training is followed).
+
+        Returns False when a live run keeps the view or the folder has no metrics."""
+        run = Path(run_dir)
+        if self.status in ("queued", "running"):
+            return False
+        if self.status == "done" and self.run_dir == run:
+            return True  # the run just trained: its curves are on show already
+        records = read_metrics(run)
+        if not records:
+            return False
+        self.request = None
+        self.status = "idle"
+        self.run_dir = run
+        self.curves.set_records(records)
+        self.title.setText(f"Run {run.name}: {len(records)} epochs (from its metrics.jsonl)")
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("not running")
+        self.eta_label.setText("")
+        self.cancel_button.setEnabled(False)
+        self.resume_button.setEnabled(True)
+        return True
+
+    def _ask_show_run(self) -> None:
+        start = str(self.run_dir) if self.run_dir else ""
+        folder = QFileDialog.getExistingDirectory(self, "Training run folder", start)
+        if folder and not self.show_run(folder):
+            busy = self.status in ("queued", "running")
+            self.append_log("A training is running: its curves stay on show." if busy
+                            else f"{folder} has no metrics.jsonl: not a training run.")
+
+    def _ask_save_image(self) -> None:
+        name = f"{self.run_dir.name}-curves.png" if self.run_dir else "curves.png"
+        start = str((self.run_dir or Path.home()) / name)
+        path, _ = QFileDialog.getSaveFileName(self, "Save the curves", start,
+                                              "PNG image (*.png)")
+        if path:
+            try:
+                self.curves.save_image(path)
+            except OSError as exc:
+                self.append_log(str(exc))
+            else:
+                self.append_log(f"Curves saved to {path}")
 
     def cancel(self) -> None:
         if self.request and self.status in ("queued", "running"):
