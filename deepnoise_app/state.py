@@ -30,14 +30,16 @@ def plate_key(experiment: str, index: int) -> str:
     return f"{experiment}/{int(index)}"
 
 
+def report_plate_key(name: str) -> str | None:
+    """'HEPG2-01_Plate1.csv' -> 'HEPG2-01/1'; None for a name that is no plate report."""
+    match = _REPORT_RE.match(name)
+    return plate_key(match["exp"], int(match["plate"])) if match else None
+
+
 def report_plate_keys(folder: str | Path) -> list[str]:
     """Plate keys ("EXP/P") of the per-plate reports in a score folder."""
-    keys = []
-    for path in sorted(Path(folder).glob("*_Plate*.csv")):
-        match = _REPORT_RE.match(path.name)
-        if match:
-            keys.append(plate_key(match["exp"], int(match["plate"])))
-    return keys
+    keys = (report_plate_key(p.name) for p in sorted(Path(folder).glob("*_Plate*.csv")))
+    return [k for k in keys if k is not None]
 
 
 def read_report(path: Path) -> pd.DataFrame:
@@ -139,13 +141,11 @@ class AppState:
             self.score_dir = Path(score_dir)
         self.predictions_changed.emit()
 
-    def load_predictions(self, score_dir: str | Path, *, keep_others: bool = False) -> int:
+    def load_predictions(self, score_dir: str | Path) -> int:
         """Load every ``{experiment}_Plate{p}.csv`` in ``score_dir``; returns the plate count.
 
-        ``keep_others``: the plates of earlier predictions that ``score_dir`` does not hold
-        stay (scoring one plate adds to the screen's predictions). Raises
-        FileNotFoundError when the folder is missing and ValueError naming the file when a
-        report cannot be read.
+        Raises FileNotFoundError when the folder is missing and ValueError naming the file
+        when a report cannot be read.
         """
         folder = Path(score_dir)
         if not folder.is_dir():
@@ -162,11 +162,8 @@ class AppState:
             if "well" not in frame.columns:
                 raise ValueError(f"{path}: plate report has no 'well' column")
             frames[plate_key(match["exp"], int(match["plate"]))] = frame
-        count = len(frames)
-        if keep_others:
-            frames = {**self.predictions, **frames}
         self.set_predictions(frames, score_dir=folder)
-        return count
+        return len(frames)
 
     def set_prediction_mode(self, mode: str) -> None:
         """'balanced' (after the per-plate assignment) or 'raw' (argmax)."""

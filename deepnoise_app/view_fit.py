@@ -119,3 +119,22 @@ def canvas_width(viewer: Any) -> int | None:
 def fit_view(viewer: Any, layers: list[Any] | None = None) -> None:
     """Fit ``viewer``'s camera to ``layers`` (default: its visible layers)."""
     view_fitter(viewer).fit(layers)
+
+
+WINDOW_SHARE = 0.9  # of the screen's free area the app's window opens at
+
+
+def size_to_screen(window: Any, share: float = WINDOW_SHARE) -> tuple[int, int]:
+    """Size ``window`` to ``share`` of the free area of the screen it is on and centre it
+    there (napari's own first size, about 1090 x 690, left a large screen mostly empty
+    and the docks cramped). Returns the new (width, height)."""
+    from qtpy.QtWidgets import QApplication
+
+    screen = window.screen() or QApplication.primaryScreen()
+    if screen is None:
+        return window.width(), window.height()
+    free = screen.availableGeometry()
+    width, height = int(free.width() * share), int(free.height() * share)
+    window.resize(width, height)
+    window.move(free.x() + (free.width() - width) // 2, free.y() + (free.height() - height) // 2)
+    return width, height

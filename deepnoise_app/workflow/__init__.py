@@ -240,6 +240,7 @@ class WorkflowDock(QWidget):
 
     def _screen_changed(self, *_args: Any) -> None:
         self.model_panel.message.setText("")
+        self.model_panel.drop_unfitting()  # a model of other channels cannot score it
         if self.demo.check() in ("skipped", "running") and self.demo.stage != "training":
             self._demo_status("")  # the demo's line belongs to the demo screen
 

@@ -257,6 +257,25 @@ class ModelPanel(QWidget):
         self._publish()
         return True
 
+    def drop_unfitting(self) -> list[str]:
+        """Unload the models that cannot score the open screen (called when it changes);
+        says which and why. Returns their names."""
+        screen = getattr(self.state, "screen", None)
+        dropped: list[str] = []
+        why = ""
+        for index in reversed(range(len(self.models))):
+            problem = fit_problem(self.models[index], screen)
+            if problem:
+                dropped.insert(0, Path(self.models[index]["path"]).name)
+                why = problem
+                self.tree.takeTopLevelItem(index)
+                del self.models[index]
+        if dropped:
+            self._fit_tree_height()
+            self._say(f"Unloaded {', '.join(dropped)} for this screen: {why}", error=True)
+            self._publish()
+        return dropped
+
     def clear(self) -> None:
         self.models.clear()
         self.tree.clear()

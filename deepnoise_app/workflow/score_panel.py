@@ -42,6 +42,25 @@ def folder_has_files(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
+    """Copy the per-plate reports of an earlier score folder that ``out`` lacks into
+    ``out`` (each written atomically), so the new folder holds every scored plate and
+    Export… finds them all. Returns how many were copied."""
+    from deepnoise_app.state import report_plate_key, report_plate_keys
+    from deepnoise_engine.atomic_io import atomic_write_bytes
+
+    if earlier is None or not Path(earlier).is_dir() or Path(earlier) == Path(out):
+        return 0
+    have = set(report_plate_keys(out))
+    copied = 0
+    for path in sorted(Path(earlier).glob("*_Plate*.csv")):
+        key = report_plate_key(path.name)
+        if key is not None and key not in have and not (out / path.name).exists():
+            atomic_write_bytes(out / path.name, path.read_bytes())
+            copied += 1
+    return copied
+
+
 class ScorePanel(QWidget):
     """Plate scope tree, output folder, Score button, progress and the raw/balanced toggle."""
 
@@ -162,8 +181,10 @@ class ScorePanel(QWidget):
     # -- scope -----------------------------------------------------------------------
     def refresh(self, *_args: Any) -> None:
         """Rebuild the plate tree from the open screen (everything checked)."""
-        if self.request is None:  # the last run's line belonged to the previous screen
+        if self.request is None:  # the last run's line and bar belonged to the last screen
             self._say("")
+            self.progress_bar.setValue(0)
+            self.progress_bar.setTextVisible(False)
         self.tree.blockSignals(True)
         self.tree.clear()
         screen = getattr(self.state, "screen", None)
@@ -314,15 +335,15 @@ class ScorePanel(QWidget):
     def _load(self, out: Path | None) -> None:
         if out is None:
             return
-        before = set(getattr(self.state, "predictions", {}) or {})
-        try:  # added to the plates scored before (scoring one plate keeps the others)
-            count = self.state.load_predictions(out, keep_others=True)
+        scored = len(self._scored_keys(out))
+        try:  # the plates scored before stay (scoring one plate adds to the others)
+            kept = carry_earlier_reports(getattr(self.state, "score_dir", None), out)
+            self.state.load_predictions(out)
         except Exception as exc:  # shown, never raised into the event loop
             self._say(f"Scored, but the reports could not be loaded: {exc}", error=True)
             return
-        kept = len(set(self.state.predictions) - set(self._scored_keys(out))) if before else 0
-        also = f" The {kept} plate(s) scored before still show." if kept else ""
-        self._say(f"Scored {count} plate(s); reports in {out}.{also} Export… writes them "
+        also = f" The {kept} plate(s) scored before were kept with them." if kept else ""
+        self._say(f"Scored {scored} plate(s); reports in {out}.{also} Export… writes them "
                   "elsewhere.")
         self._suggest_out()  # the next Score goes to a new folder: nothing is overwritten
         self.scored.emit(str(out))
