@@ -178,6 +178,9 @@ def test_journey_by_clicks(make_napari_viewer, qtbot, tmp_path, screens, monkeyp
     for i, channel in enumerate([1, 2, 3]):
         np.testing.assert_array_equal(channels[channel].data, pixels[i])
     assert not state.predictions and "Demo" not in dock.demo_label.text()
+    # the model of 6 channels cannot score it: unloaded, and the dock says why
+    assert dock.model_panel.models == [] and "3" in dock.model_panel.message.text()
+    assert not dock.score_panel.progress_bar.isTextVisible()  # no stale 100%
     assert fitted_fraction(viewer, 40, 40) > 0.8
     shot("08-second-screen")
 
