@@ -85,11 +85,12 @@ def _pen(colour: str, dashed: bool, width: float = 2.0) -> pg.QtGui.QPen:
 class _Panel:
     """One pyqtgraph plot: its series' curves, a compact legend and the stage lines."""
 
-    def __init__(self, title: str, series: tuple[Series, ...], y_label: str) -> None:
+    def __init__(self, title: str, series: tuple[Series, ...], y_label: str,
+                 empty: str = "waiting for the first epoch") -> None:
         self.series = series
         # colours set per widget: pyqtgraph's global options are shared with other docks
         self.widget = pg.PlotWidget(background="w")
-        self.widget.setMinimumSize(160, 110)
+        self.widget.setMinimumSize(150, 80)
         self.plot: pg.PlotItem = self.widget.getPlotItem()
         for axis in ("left", "bottom"):
             self.plot.getAxis(axis).setPen("#888888")
@@ -100,15 +101,15 @@ class _Panel:
         self.plot.showGrid(x=True, y=True, alpha=0.25)
         self.plot.setMenuEnabled(True)  # right click: view options and Export…
         self.legend = self.plot.addLegend(offset=(4, 4), labelTextSize="8pt",
-                                          verSpacing=-6)
+                                          labelTextColor="#222222", verSpacing=-6,
+                                          brush=pg.mkBrush(255, 255, 255, 200))
         self.curves = {s.key: self.plot.plot([], [], pen=_pen(s.colour, s.dashed),
                                              symbol="o", symbolSize=4,
                                              symbolBrush=s.colour, symbolPen=None,
                                              antialias=True, name=None)
                        for s in series}
         self.stage_lines: list[pg.InfiniteLine] = []
-        self.placeholder = pg.TextItem("waiting for the first epoch", color="#999999",
-                                       anchor=(0.5, 0.5))
+        self.placeholder = pg.TextItem(empty, color="#999999", anchor=(0.5, 0.5))
         self.plot.addItem(self.placeholder, ignoreBounds=True)
 
     def update(self, points: dict[str, list[tuple[float, float]]],
@@ -122,6 +123,9 @@ class _Panel:
             sample = pg.PlotDataItem([], [], pen=_pen(colour, dashed))
             self.legend.addItem(sample, label)
         self.placeholder.setVisible(not present)
+        if not present:  # in the middle of the empty plot
+            (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+            self.placeholder.setPos((x0 + x1) / 2, (y0 + y1) / 2)
         self._draw_stages(stages)
 
     def _draw_stages(self, stages: list[tuple[float, str]]) -> None:
@@ -150,7 +154,8 @@ class CurvesWidget(QWidget):
         super().__init__(parent)
         self._records: list[dict] = []
         self.loss = _Panel("Loss per epoch", LOSS_SERIES, "loss")
-        self.accuracy = _Panel("Validation accuracy per epoch", ACC_SERIES, "accuracy")
+        self.accuracy = _Panel("Validation accuracy per epoch", ACC_SERIES, "accuracy",
+                               empty="no validation accuracy (yet)")
         self.readout = QLabel("Hover a curve to read its values; the wheel zooms.")
         self.readout.setStyleSheet("color: #555555;")
         self.readout.setWordWrap(True)
@@ -162,7 +167,7 @@ class CurvesWidget(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(self._panels, 1)
         layout.addWidget(self.readout)
-        self.setMinimumSize(340, 180)
+        self.setMinimumSize(300, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         for panel in (self.loss, self.accuracy):
             panel.widget.scene().sigMouseMoved.connect(
@@ -226,6 +231,12 @@ class CurvesWidget(QWidget):
         self.accuracy.plot.setYRange(0.0, top, padding=0.02)
         self.accuracy.plot.enableAutoRange(axis="x")
         self.loss.plot.enableAutoRange()
+        for panel in (self.loss, self.accuracy):  # whole epochs while they are few
+            axis = panel.plot.getAxis("bottom")
+            if len(self._records) <= 12:
+                axis.setTickSpacing(major=1, minor=1)
+            else:
+                axis.setTickSpacing()
 
     # -- reading and saving ----------------------------------------------------------
     def nearest(self, panel: _Panel, x: float, y: float) -> tuple[Series, float, float] | None:
@@ -272,9 +283,10 @@ class CurvesWidget(QWidget):
         return QSize(640, 300)
 
     def side_by_side(self) -> bool:
-        """Panels side by side when wide, or when stacking would leave them too flat."""
+        """Panels side by side when wide, or unless the widget is clearly taller than wide
+        (stacked panels in a short dock pushed the second one out of view)."""
         w, h = self.width(), self.height()
-        return w >= 600 or (w >= 340 and h < 340)
+        return w >= 600 or (w >= 300 and h < 1.2 * w)
 
     def resizeEvent(self, event: Any) -> None:
         super().resizeEvent(event)

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -86,7 +87,9 @@ class TrainingView(QWidget):
         self._started_at: float | None = None
 
         self.title = QLabel("No training running.")
-        self.title.setWordWrap(True)
+        # one line that may be cut: a wrapped label asks for many lines' height in a
+        # narrow dock (the curves were pushed out of view); the tooltip has it all
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -114,22 +117,21 @@ class TrainingView(QWidget):
         bar.addWidget(self.eta_label)
         bar.addWidget(self.cancel_button)
         bar.addWidget(self.resume_button)
-        files = QHBoxLayout()
-        files.addWidget(self.open_button)
-        files.addWidget(self.save_button)
-        files.addStretch(1)
+        top = QHBoxLayout()  # the title with the run's files: one row less
+        top.addWidget(self.title, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.save_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.curves)
         splitter.addWidget(self.log_view)
         splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
         splitter.setSizes([400, 90])  # the curves get most of a short dock
-        self.log_view.setMinimumHeight(48)
+        self.log_view.setMinimumHeight(40)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
+        layout.addLayout(top)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
-        layout.addLayout(files)
 
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button.clicked.connect(self._ask_resume)
@@ -158,7 +160,7 @@ class TrainingView(QWidget):
         self._started_at = None
         self.curves.set_records(read_metrics(self.run_dir) if self.run_dir else [])
         self.log_view.clear()
-        self.title.setText(f"{title}: {self.run_dir or ''} (waiting for the engine)")
+        self._set_title(f"{title}: {self._run_name()} (waiting for the engine)")
         self.progress_bar.setRange(0, 0)  # busy until the first progress event
         self.progress_bar.setFormat("%p%")
         self.eta_label.setText("")
@@ -195,7 +197,7 @@ class TrainingView(QWidget):
         self.status = "idle"
         self.run_dir = run
         self.curves.set_records(records)
-        self.title.setText(f"Run {run.name}: {len(records)} epochs (from its metrics.jsonl)")
+        self._set_title(f"Run {run.name}: {len(records)} epochs (from its metrics.jsonl)")
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
         self.progress_bar.setFormat("not running")
@@ -225,6 +227,15 @@ class TrainingView(QWidget):
             else:
                 self.append_log(f"Curves saved to {path}")
 
+    def _run_name(self) -> str:
+        return self.run_dir.name if self.run_dir else ""
+
+    def _set_title(self, text: str) -> None:
+        """The run's folder name in the title, its full path in the tooltip (a long path
+        took three lines of a narrow dock)."""
+        self.title.setText(text)
+        self.title.setToolTip(f"{text}\n{self.run_dir}" if self.run_dir else text)
+
     def cancel(self) -> None:
         if self.request and self.status in ("queued", "running"):
             self.bridge.cancel(self.request)
@@ -253,7 +264,7 @@ class TrainingView(QWidget):
         if name == "started":
             self.status = "running"
             self._started_at = time.monotonic()
-            self.title.setText(f"Training: {self.run_dir or ''}")
+            self._set_title(f"Training: {self._run_name()}")
         elif name == "progress":
             self.status = "running"
             self._on_progress(event)
@@ -313,7 +324,7 @@ class TrainingView(QWidget):
             return
         self.status = status
         self.append_log(message)
-        self.title.setText(f"{message} {self.run_dir or ''}")
+        self._set_title(f"{message} {self._run_name()}")
         self.progress_bar.setRange(0, 1000)
         if status == "done":
             self.progress_bar.setValue(1000)
