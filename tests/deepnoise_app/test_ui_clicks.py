@@ -506,3 +506,15 @@ def test_plugin_widgets_from_the_plugins_menu(make_napari_viewer, qtbot,
     click(qtbot, mosaic.show_button)
     assert not mosaic.image_layer().visible
     assert Settings().recent_screens[0] == str(small_screen_path.resolve())
+    # the workflow widget: Train… opens its dialog on the screen opened above
+    from deepnoise_app.workflow import WorkflowDock
+
+    workflow = next(w for w in widgets.values() if isinstance(w, WorkflowDock))
+    _to_front(qtbot, window, workflow)
+    click(qtbot, workflow.train_button)
+    dialog = workflow.findChild(TrainDialog)
+    qtbot.waitUntil(lambda: dialog is not None and dialog.isVisible(), timeout=5_000)
+    assert dialog.table.rowCount() == len(state.screen.experiments)
+    click(qtbot, dialog.buttons.button(dialog.buttons.StandardButton.Cancel))
+    assert not dialog.isVisible()
+    workflow.bridge.shutdown(timeout=1.0)
