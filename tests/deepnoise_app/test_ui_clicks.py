@@ -187,6 +187,27 @@ def test_site_choice_and_mosaic_by_clicks(make_napari_viewer, qtbot, small_scree
     assert fitted_fraction(viewer, 32, 32) > 0.8
 
 
+def test_thumbnail_size_choice(make_napari_viewer, qtbot, tmp_path: Path) -> None:
+    from deepnoise_engine.screen.synthetic import make_demo
+
+    screen = make_demo(tmp_path / "s48", image_size=48, channels=3, plates_per_experiment=1,
+                       sirnas_per_plate=4, sites=1, train_experiments_per_cell_type=1,
+                       test_experiments_per_cell_type=0)
+    _viewer, state, docks = _app(make_napari_viewer, qtbot, screen)
+    mosaic = docks.mosaic
+    combo = mosaic.size_combo
+    assert [combo.itemText(i) for i in range(combo.count())] == [
+        "32 px thumbnails", "48 px thumbnails"]
+    with qtbot.waitSignal(mosaic.mosaic_ready, timeout=20_000):
+        click(qtbot, mosaic.show_button)
+    rows, cols = state.plate.format.rows, state.plate.format.columns
+    # the largest size up to the default 64 px, then the smaller one chosen
+    assert mosaic.image_layer().data.shape[:2] == (rows * 50 + 2, cols * 50 + 2)
+    with qtbot.waitSignal(mosaic.mosaic_ready, timeout=20_000):
+        choose(qtbot, combo, "32 px thumbnails")
+    assert mosaic.image_layer().data.shape[:2] == (rows * 34 + 2, cols * 34 + 2)
+
+
 def test_mosaic_after_predictions_while_hidden_and_other_screen(
         make_napari_viewer, qtbot, small_screen_path: Path, prediction_frame,
         tmp_path: Path) -> None:
@@ -254,6 +275,17 @@ def test_workflow_buttons_without_a_model(make_napari_viewer, qtbot, small_scree
     assert panel.chosen_plates() == [f"{state.plate.experiment}:{state.plate.index}"]
     assert panel.status.text() == ""  # the plates changed: the old error went
     click(qtbot, panel.all_button)
+    assert panel.chosen_plates() is None
+    tree = panel.tree
+    top = tree.topLevelItem(0)
+    top.setExpanded(True)
+    child = top.child(0)
+    qtbot.mouseClick(tree.viewport(), Qt.MouseButton.LeftButton,
+                     pos=tree.visualItemRect(child).center())
+    qtbot.keyClick(tree, Qt.Key.Key_Space)  # unchecks the plate
+    assert child.data(0, Qt.ItemDataRole.UserRole) not in panel.chosen_plates()
+    assert top.checkState(0) == Qt.CheckState.PartiallyChecked
+    qtbot.keyClick(tree, Qt.Key.Key_Space)
     assert panel.chosen_plates() is None
     click(qtbot, panel.raw_radio)
     assert state.prediction_mode == "raw"
@@ -426,11 +458,13 @@ def test_workflow_buttons_with_the_engine(make_napari_viewer, qtbot, trained, tm
     qtbot.waitUntil(lambda: export is not None and export.isVisible(), timeout=5_000)
     out = tmp_path / "export"
     type_text(qtbot, export.out_edit, str(out))
+    click(qtbot, export.figures_check)
     click(qtbot, export.export_button)
     qtbot.waitUntil(lambda: bool(export.written), timeout=60_000)
     for plate in state.screen.plates():
         assert set(pd.read_csv(out / f"{plate.experiment}_Plate{plate.index}.csv")["well"]) \
             == set(plate.wells)
+        assert (out / f"{plate.experiment}_Plate{plate.index}.png").stat().st_size > 0
     answer_message_box(qtbot, QMessageBox.StandardButton.Yes)
     click(qtbot, export.export_button)
     qtbot.waitUntil(lambda: "Wrote" in export.status.text() and export.request is None,
