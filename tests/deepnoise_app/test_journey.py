@@ -98,9 +98,11 @@ def test_journey_by_clicks(make_napari_viewer, qtbot, tmp_path, screens, monkeyp
     qtbot.waitUntil(lambda: dialog is not None and dialog.isVisible(), timeout=5_000)
     assert dialog.size_spin.value() <= 32  # never more than the screen's own size
     type_text(qtbot, dialog.epochs_spin, "1")
-    if dialog.finetune_check.isChecked():
-        click(qtbot, dialog.finetune_check)
-    assert dialog.epochs_spin.value() == 1 and not dialog.finetune_check.isChecked()
+    for check in (dialog.finetune_check, dialog.mean_teacher_check, dialog.pseudo_check):
+        if check.isChecked():  # the shortest training: one supervised epoch
+            click(qtbot, check)
+        assert not check.isChecked()
+    assert dialog.epochs_spin.value() == 1
     dialog.grab().save(str(shots / "02-train-dialog.png"))
     click(qtbot, dialog.buttons.button(dialog.buttons.StandardButton.Ok))
     assert not dialog.isVisible(), dialog.error_label.text()
