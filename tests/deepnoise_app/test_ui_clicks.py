@@ -27,6 +27,7 @@ from ui_driver import (
     click,
     click_tab,
     fitted_fraction,
+    hover,
     menu_action,
     raise_dock,
     type_text,
@@ -360,9 +361,16 @@ def test_training_tab_buttons(make_napari_viewer, qtbot, small_screen_path: Path
     click(qtbot, view.open_button)
     assert view.curves.drawn_point_count() == 4 * 4
     assert "4 epochs" in view.title.text()
-    # hovering reads the nearest point
-    text = view.curves.read_at(view.curves.loss, 2.0, 1.5)
-    assert text.startswith("train loss: 1.5 at epoch 2")
+    # hovering reads the nearest point: the pointer moved over train loss at epoch 2
+    from qtpy.QtCore import QPointF
+
+    panel = view.curves.loss
+    qtbot.waitUntil(lambda: panel.widget.isVisible(), timeout=5_000)
+    qtbot.wait(300)  # the plot has fitted its range to the points
+    scene_pos = panel.plot.getViewBox().mapViewToScene(QPointF(2.0, 1.5))
+    hover(panel.widget.viewport(), panel.widget.mapFromScene(scene_pos))
+    qtbot.waitUntil(lambda: view.curves.readout.text().startswith(
+        "train loss: 1.5 at epoch 2"), timeout=3_000)
     # Save image… writes a PNG of the curves
     answer_file_dialog(qtbot, tmp_path / "curves.png")
     click(qtbot, view.save_button)

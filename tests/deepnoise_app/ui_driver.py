@@ -145,6 +145,19 @@ def answer_message_box(qtbot: Any, button: QMessageBox.StandardButton) -> None:
     when_shown(QMessageBox, answer)
 
 
+def hover(widget: QWidget, pos: QPoint) -> None:
+    """The pointer moved over ``widget`` to ``pos`` with no button down (QTest's
+    mouseMove moves the system cursor, which Xvfb does not turn into a move event)."""
+    from qtpy.QtCore import QEvent, QPointF
+    from qtpy.QtGui import QMouseEvent
+
+    local = QPointF(pos)
+    event = QMouseEvent(QEvent.Type.MouseMove, local, QPointF(widget.mapToGlobal(pos)),
+                        Qt.MouseButton.NoButton, Qt.MouseButton.NoButton,
+                        Qt.KeyboardModifier.NoModifier)
+    QApplication.sendEvent(widget, event)
+
+
 def canvas_click(qtbot: Any, viewer: Any, y: float, x: float, *, double: bool = False) -> None:
     """A real mouse click on the canvas at world position (y, x)."""
     native = viewer.window._qt_viewer.canvas.native
