@@ -128,6 +128,10 @@ def main(argv: list[str] | None = None) -> int:
     viewer = napari.Viewer(title="DeepNoise")
     if args.screenshot:  # a predictable size for screenshots
         viewer.window._qt_window.resize(1500, 950)
+    else:
+        from deepnoise_app.view_fit import size_to_screen
+
+        size_to_screen(viewer.window._qt_window)
     state = state_for(viewer)
     docks = install_docks(viewer, state)
     _install_file_menu(viewer, state)

@@ -40,6 +40,7 @@ from deepnoise_app.thumbnails import (
     tile_at,
     tile_origin,
 )
+from deepnoise_app.view_fit import fit_view
 from deepnoise_app.well_viewer import WellViewer, show_text, well_viewer_for
 from deepnoise_app.workers import run_with_progress
 from deepnoise_engine.screen.model import Plate, Screen, Well
@@ -49,12 +50,46 @@ POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
 #: the calls layer's features (one row per predicted well)
 CALL_COLUMNS = ["well", "sirna", "confidence", "correct", "text_colour"]
+#: what a marker gets before its features arrive (napari adds points with these values)
+CALL_DEFAULTS = {"well": "", "sirna": "", "confidence": 0.0, "correct": "",
+                 "text_colour": "white"}
 PROGRESS_AFTER_S = 0.3  # the thumbnail progress bar shows once a build takes this long
+THUMBNAIL_SIZES = (32, 48, 64, 96, 128)
+IDLE_STATUS = "Click a tile to select a well, double-click to open it."
 SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
 
 
 #: the called siRNA's label sits in this part of a tile (fractions of the thumbnail size)
 LABEL_BOX = (0.62, 0.95, 0.0, 0.5)  # y0, y1, x0, x1
+
+
+LABEL_SHADE = 0.3  # a called well's label box is darkened to this share of its brightness
+
+
+def shaded_label_box(thumbnail: np.ndarray) -> np.ndarray:
+    """``thumbnail`` with its label box darkened: white text reads on any tile (napari text
+    has no outline; black or white alone left some labels unreadable on mixed tiles)."""
+    out = thumbnail.copy()
+    t = thumbnail.shape[0]
+    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
+    out[y0:y1, x0:x1] = (out[y0:y1, x0:x1] * LABEL_SHADE).astype(np.uint8)
+    return out
+
+
+def shade_label_boxes(image: np.ndarray, plate: Plate, wells: list[str], t: int) -> np.ndarray:
+    """The mosaic ``image`` with the label boxes of ``wells`` darkened (a copy when any)."""
+    if not wells:
+        return image
+    out = image.copy()
+    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
+    for name in wells:
+        well = plate.wells.get(name)
+        if well is None:
+            continue
+        y, x = tile_origin(well.row, well.column, t)
+        box = out[y + y0:y + y1, x + x0:x + x1]
+        box[...] = (box * LABEL_SHADE).astype(np.uint8)
+    return out
 
 
 def label_colour(thumbnail: np.ndarray | None) -> str:
@@ -93,10 +128,28 @@ def call_features(
             "correct": "" if pred["correct"] is None else ("right" if pred["correct"]
                                                             else "wrong"),
             "text_colour": label_colour(
-                thumbs.images[index[well.name]] if well.name in index else None),
+                shaded_label_box(thumbs.images[index[well.name]]) if well.name in index
+                else None),
         })
-    features = pd.DataFrame(rows, columns=CALL_COLUMNS)
-    return np.array(coords, dtype=float).reshape(-1, 2), features
+    return np.array(coords, dtype=float).reshape(-1, 2), typed_calls(rows)
+
+
+def typed_calls(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The calls table with its dtypes fixed, also when it is empty: an empty frame of
+    object columns made napari give new markers a confidence of None, which its
+    colormap cannot map (a plate without predictions, then one with)."""
+    frame = pd.DataFrame(rows, columns=CALL_COLUMNS)
+    return frame.astype({c: float if c == "confidence" else object for c in CALL_COLUMNS})
+
+
+def sliced_while_hidden(layer: Any) -> None:
+    """Bring a hidden layer's view slice up to date after its data changed.
+
+    napari slices only visible layers, yet draws every layer's text on a zoom change:
+    a hidden calls layer kept the old plate's point indices over its new (fewer) labels,
+    an IndexError in every frame (after a screen change, or predictions while hidden)."""
+    if not layer.visible:
+        layer.set_view_slice()
 
 
 def label_translation(tile: int) -> list[float]:
@@ -126,12 +179,11 @@ class PlateMosaic(QWidget):
         self.show_button = QPushButton("Show plate mosaic")
         self.show_button.setCheckable(True)
         self.size_combo = QComboBox()
-        for size in (32, 48, 64, 96, 128):
-            self.size_combo.addItem(f"{size} px thumbnails", size)
-        self.size_combo.setCurrentIndex(max(0, self.size_combo.findData(thumbnail_size)))
+        self._preferred_size = thumbnail_size
+        self._offer_sizes(None)
         self.progress = QProgressBar()
         self.progress.setFormat("%v / %m thumbnails")
-        self.status = QLabel("Click a tile to select a well, double-click to open it.")
+        self.status = QLabel(IDLE_STATUS)
         self.status.setWordWrap(True)
         # room for two lines, always: a label that grows relays out the docks, which
         # resizes the canvas and redraws the whole window (a long frame without a GPU)
@@ -151,6 +203,7 @@ class PlateMosaic(QWidget):
         self.cache: ThumbnailCache | None = None
         self.shown = False
         self.thumbs: PlateThumbnails | None = None
+        self._base_image: np.ndarray | None = None  # the mosaic without label bands
         self._plate: Plate | None = None
         self._cancel: threading.Event | None = None
         self._worker: Any = None
@@ -158,7 +211,7 @@ class PlateMosaic(QWidget):
         self.warming = False  # the mosaic layers' invisible first draw is under way
 
         self.show_button.toggled.connect(self.set_shown)
-        self.size_combo.currentIndexChanged.connect(lambda _i: self._size_changed())
+        self.size_combo.activated.connect(lambda _i: self._size_chosen())
         state.screen_changed.connect(self._screen_changed)
         state.plate_changed.connect(self._plate_changed)
         state.well_changed.connect(self._well_changed)
@@ -179,9 +232,7 @@ class PlateMosaic(QWidget):
         if self.calls_layer() is None:
             # typed columns: napari keeps a feature's dtype, and the confidence colormap
             # needs a float column once points arrive
-            empty = pd.DataFrame({c: pd.Series(dtype=float if c == "confidence" else str)
-                                  for c in CALL_COLUMNS})
-            self._add_calls_layer(np.zeros((0, 2)), empty, self.size)
+            self._add_calls_layer(np.zeros((0, 2)), typed_calls([]), self.size)
         if self._layer(SELECTION_TAG) is None:
             self._add_selection_layer(self.size, (0.0, 0.0))
 
@@ -241,15 +292,43 @@ class PlateMosaic(QWidget):
                 layer.visible = visible
         if shown:
             self.load_plate(self.state.plate)
+        elif self.well_viewer is not None:
+            self.well_viewer.fit_view()
         else:
-            self.viewer.reset_view()
+            fit_view(self.viewer)
 
     # -- building ---------------------------------------------------------------------------
+    def _offer_sizes(self, screen: Screen | None) -> None:
+        """Thumbnail sizes up to the screen's image size (no upsampled thumbnails)."""
+        largest = max(screen.image_size) if screen is not None and screen.image_size else None
+        sizes = [s for s in THUMBNAIL_SIZES if largest is None or s <= largest]
+        sizes = sizes or THUMBNAIL_SIZES[:1]
+        wanted = max((s for s in sizes if s <= self._preferred_size), default=sizes[0])
+        self.size_combo.blockSignals(True)
+        self.size_combo.clear()
+        for size in sizes:
+            self.size_combo.addItem(f"{size} px thumbnails", size)
+        self.size_combo.setCurrentIndex(sizes.index(wanted))
+        self.size_combo.blockSignals(False)
+
     def _screen_changed(self, screen: Screen | None) -> None:
         self._cancel_build()
+        self._offer_sizes(screen)
         self.cache = (ThumbnailCache(screen, size=self.size, pixels=shared_pixels(screen))
                       if screen is not None else None)
         self.thumbs = None
+        self._plate = None
+        self._base_image = None
+        self.status.setText(IDLE_STATUS)  # the last plate's line belonged to that screen
+        calls = self.calls_layer()
+        if calls is not None and len(calls.data):  # the old screen's calls
+            calls.data = np.zeros((0, 2))
+            calls.visible = False
+            sliced_while_hidden(calls)
+
+    def _size_chosen(self) -> None:
+        self._preferred_size = self.size  # kept for the next screens (when they allow it)
+        self._size_changed()
 
     def _size_changed(self) -> None:
         if self.state.screen is not None:
@@ -327,6 +406,24 @@ class PlateMosaic(QWidget):
               started: float) -> None:
         self._plate = plate
         self.thumbs = thumbs
+        self._base_image = image
+        self._put_image(shade_label_boxes(image, plate, self._called_wells(), thumbs.size))
+        self._update_calls(push_image=False)
+        self._update_selection()
+        if self.shown:
+            fit_view(self.viewer, [self.image_layer()])
+            show_text(self.viewer, f"{plate.experiment} plate {plate.index} - mosaic of "
+                                   f"{len(thumbs.wells)} wells (first usable site)")
+        self.last_build_s = time.perf_counter() - started
+        missing = len(thumbs.missing)
+        self.status.setText(
+            f"{plate.key}: {len(thumbs.wells)} wells"
+            + (f", {missing} without pixels (striped)" if missing else "")
+            + f" in {self.last_build_s:.2f} s. Click selects, double-click opens."
+        )
+        self.mosaic_ready.emit(plate.key)
+
+    def _put_image(self, image: np.ndarray) -> None:
         layer = self.image_layer()
         if layer is None:
             self.viewer.add_image(
@@ -339,30 +436,28 @@ class PlateMosaic(QWidget):
             layer.refresh(extent=False, highlight=False)
         else:
             layer.data = image
-        self._update_calls()
-        self._update_selection()
-        if self.shown:
-            self.viewer.reset_view()
-            show_text(self.viewer, f"{plate.experiment} plate {plate.index} - mosaic of "
-                                   f"{len(thumbs.wells)} wells (first usable site)")
-        self.last_build_s = time.perf_counter() - started
-        missing = len(thumbs.missing)
-        self.status.setText(
-            f"{plate.key}: {len(thumbs.wells)} wells"
-            + (f", {missing} without pixels (striped)" if missing else "")
-            + f" in {self.last_build_s:.2f} s. Click selects, double-click opens."
-        )
-        self.mosaic_ready.emit(plate.key)
 
-    def _update_calls(self) -> None:
+    def _called_wells(self) -> list[str]:
+        """The wells of the shown plate with a call (their labels sit on a dark band)."""
+        if self._plate is None:
+            return []
+        calls = self.state.plate_calls(self._plate)
+        return [name for name, pred in calls.items() if pred.get("sirna") is not None]
+
+    def _update_calls(self, *, push_image: bool = True) -> None:
         plate = self._plate
         if plate is None or self.thumbs is None:
             return
+        if push_image and self._base_image is not None:  # the label bands follow the calls
+            self._put_image(shade_label_boxes(self._base_image, plate, self._called_wells(),
+                                              self.thumbs.size))
         coords, features = call_features(plate, self.state, self.thumbs.size, self.thumbs)
         layer = self.calls_layer()
         size = max(4.0, self.thumbs.size * 0.22)
         if layer is not None:
-            # update in place: removing and re-adding a layer costs napari a gc pass (~1 s)
+            # update in place: removing and re-adding a layer costs napari a gc pass (~1 s);
+            # the defaults first: napari fills the new points' features from them
+            layer.feature_defaults = CALL_DEFAULTS
             layer.data = coords
             layer.features = features
             if len(coords) and not np.allclose(layer.size, size):
@@ -373,6 +468,7 @@ class PlateMosaic(QWidget):
             visible = self.shown and len(coords) > 0
             if layer.visible != visible:  # napari refreshes even when unchanged
                 layer.visible = visible
+            sliced_while_hidden(layer)
             return
         if len(coords) == 0:
             return
@@ -385,8 +481,7 @@ class PlateMosaic(QWidget):
             features=features,
             # what points get before their features arrive (data and features are set
             # one after the other): a white label, which the features then replace
-            feature_defaults={"well": "", "sirna": "", "confidence": 0.0, "correct": "",
-                              "text_colour": "white"},
+            feature_defaults=CALL_DEFAULTS,
             name="mosaic calls",
             symbol="square",
             size=max(4.0, tile * 0.22),

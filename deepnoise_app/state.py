@@ -30,6 +30,18 @@ def plate_key(experiment: str, index: int) -> str:
     return f"{experiment}/{int(index)}"
 
 
+def report_plate_key(name: str) -> str | None:
+    """'HEPG2-01_Plate1.csv' -> 'HEPG2-01/1'; None for a name that is no plate report."""
+    match = _REPORT_RE.match(name)
+    return plate_key(match["exp"], int(match["plate"])) if match else None
+
+
+def report_plate_keys(folder: str | Path) -> list[str]:
+    """Plate keys ("EXP/P") of the per-plate reports in a score folder."""
+    keys = (report_plate_key(p.name) for p in sorted(Path(folder).glob("*_Plate*.csv")))
+    return [k for k in keys if k is not None]
+
+
 def read_report(path: Path) -> pd.DataFrame:
     """Read one per-plate report CSV (the engine's reader when present, else pandas)."""
     try:

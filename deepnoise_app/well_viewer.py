@@ -10,6 +10,7 @@ shown as hidden, empty layers with a message - never a crash.
 from __future__ import annotations
 
 import contextlib
+import textwrap
 import time
 import weakref
 from collections.abc import Iterator
@@ -24,6 +25,7 @@ from deepnoise_app.canvas_warmup import WARM_DRAW_MS
 from deepnoise_app.screen_cache import PerScreen
 from deepnoise_app.state import AppState
 from deepnoise_app.thumbnails import PixelSource, shared_pixels
+from deepnoise_app.view_fit import canvas_width, fit_view, view_fitter
 from deepnoise_engine.screen.model import Screen, Site, Well
 
 ALL_SITES = 0  # combo data for "all sites side by side"
@@ -176,12 +178,39 @@ def text_overlay(viewer: Any) -> Any:
     return viewer.text_overlay  # older napari
 
 
+CAPTION_FONT_SIZE = 10
+CAPTION_CHAR_PX = 8.5  # the caption font's average character width on the canvas
+_CAPTIONS: dict[int, str] = {}  # id(viewer) -> the caption before wrapping
+
+
+def wrap_caption(text: str, width_px: int | None) -> str:
+    """``text`` in lines that fit a canvas ``width_px`` wide (napari's text overlay does
+    not wrap: a long caption ran off a narrow canvas)."""
+    if not width_px or not text.strip():
+        return text
+    columns = max(16, int((width_px - 20) / CAPTION_CHAR_PX))
+    lines = []
+    for paragraph in text.split("\n"):
+        lines += textwrap.wrap(paragraph, columns, break_long_words=False,
+                               break_on_hyphens=False) or [""]
+    return "\n".join(lines)
+
+
 def show_text(viewer: Any, text: str) -> None:
     """Put ``text`` on the canvas (top left, white, no box: napari's box is a mesh whose
-    every change re-links a shader, a long frame without a GPU)."""
+    every change re-links a shader, a long frame without a GPU), wrapped to its width."""
+    key = id(viewer)
+    if key not in _CAPTIONS and canvas_width(viewer) is not None:
+        view_fitter(viewer).on_resize(lambda: _show_wrapped(viewer, _CAPTIONS.get(key, "")))
+    _CAPTIONS[key] = text
+    _show_wrapped(viewer, text)
+
+
+def _show_wrapped(viewer: Any, text: str) -> None:
     overlay = text_overlay(viewer)
-    wanted = {"position": "top_left", "box": False, "font_size": 10, "text": text,
-              "visible": bool(text)}
+    text = wrap_caption(text, canvas_width(viewer))
+    wanted = {"position": "top_left", "box": False, "font_size": CAPTION_FONT_SIZE,
+              "text": text, "visible": bool(text)}
     for key, value in wanted.items():  # each assignment redraws: only set what changed
         if getattr(overlay, key) != value:
             setattr(overlay, key, value)
@@ -349,7 +378,7 @@ class WellViewer(QWidget):
         reset = self._shape != planes.shape[1:]
         self._shape = planes.shape[1:]
         if reset and self.shown:
-            self.viewer.reset_view()
+            self.fit_view()
 
     @property
     def thumbnails_pending(self) -> bool:
@@ -367,6 +396,12 @@ class WellViewer(QWidget):
         if self._stale_thumbnails:
             QTimer.singleShot(0, self, self._refresh_thumbnails)
 
+    def fit_view(self) -> None:
+        """Frame the well's shown channels."""
+        channels = self.channel_layers()
+        layers = [ly for c, ly in channels.items() if c not in self._hidden_missing]
+        fit_view(self.viewer, layers or list(channels.values()))
+
     def set_shown(self, shown: bool) -> None:
         """Show or hide the channel layers (the mosaic hides them while it is shown)."""
         self.shown = shown
@@ -382,9 +417,23 @@ class WellViewer(QWidget):
         self._screen = screen
         self.pixels = shared_pixels(screen) if screen is not None else None
         self._fill_sites(screen)
+        self._shape = None  # the new screen's first well fits the view to its size
+        self.loaded_well = None
         if screen is not None:
+            self._drop_other_channels(list(screen.channels))
             self.create_layers(list(screen.channels))
             self._size_placeholders(screen.image_size)
+
+    def _drop_other_channels(self, channels: list[int]) -> None:
+        """Remove the channel layers the new screen does not have: they held the previous
+        screen's pixels, shown in the composite over the new well's."""
+        stale = [layer for channel, layer in self.channel_layers().items()
+                 if channel not in channels]
+        for channel in [c for c in self._placeholders if c not in channels]:
+            self._placeholders.discard(channel)
+        self._hidden_missing &= set(channels)
+        self._stale_thumbnails &= set(channels)
+        self._remove_layers(stale)
 
     def _fill_sites(self, screen: Screen | None) -> None:
         n_sites = 0

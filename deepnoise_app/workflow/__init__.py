@@ -125,6 +125,7 @@ class WorkflowDock(QWidget):
             self.bridge, state, self.model_panel.model_paths, scores_dir=self.data_dir / "scores"
         )
         self.model_panel.models_changed.connect(self.score_panel.show_models)
+        self.model_panel.models_changed.connect(self._show_loaded_run)
         score_box = QGroupBox("Score")
         QVBoxLayout(score_box).addWidget(self.score_panel)
 
@@ -176,7 +177,7 @@ class WorkflowDock(QWidget):
             ) or "cpu"
             hello = self.bridge.hello
             version = hello.get("engine_version") or hello.get("version") or ""
-            self.engine_label.setText(f"Engine ready {version} ({devices})".replace("  ", " "))
+            self.engine_label.setText(f"Engine ready {version} on {devices}".replace("  ", " "))
             self.engine_label.setStyleSheet("")
         elif state == STARTING:
             self.engine_label.setText("Engine starting…")
@@ -227,16 +228,24 @@ class WorkflowDock(QWidget):
         if run_complete(self.demo.run_dir) and not self.model_panel.models:
             self.model_panel.load(self.demo.run_dir)  # score again or export in one click
 
+    def _show_loaded_run(self, models: list[dict]) -> None:
+        """A loaded run folder's curves go to the Training tab (unless a run is live)."""
+        runs = [Path(m["path"]) for m in models if Path(m["path"]).is_dir()]
+        if runs:
+            self.training_view.show_run(runs[-1])
+
     def _screen_root(self) -> str | None:
         screen = getattr(self.state, "screen", None)
         return str(screen.root) if screen is not None else None
 
     def _screen_changed(self, *_args: Any) -> None:
         self.model_panel.message.setText("")
-        self.demo.check()
+        self.model_panel.drop_unfitting()  # a model of other channels cannot score it
+        if self.demo.check() in ("skipped", "running") and self.demo.stage != "training":
+            self._demo_status("")  # the demo's line belongs to the demo screen
 
     # -- actions ---------------------------------------------------------------------
-    def open_train_dialog(self, exec_: bool = True) -> TrainDialog:
+    def open_train_dialog(self, *, exec_: bool = True) -> TrainDialog:
         """Open the train dialog; on Train, send the request and follow it."""
         dialog = TrainDialog(
             screen=getattr(self.state, "screen", None),
@@ -264,7 +273,7 @@ class WorkflowDock(QWidget):
         # with whatever was loaded before)
         self.model_panel.replace_with(run_dir)
 
-    def open_export_dialog(self, exec_: bool = True) -> ExportDialog:
+    def open_export_dialog(self, *, exec_: bool = True) -> ExportDialog:
         score_dir = getattr(self.state, "score_dir", None) or self.score_panel.out_dir
         dialog = ExportDialog(self.bridge, Path(score_dir) if score_dir else None, parent=self)
         if exec_:
@@ -275,9 +284,36 @@ class WorkflowDock(QWidget):
 def install_workflow(viewer: Any, state: Any) -> WorkflowDock:
     """Add the workflow dock to ``viewer`` (right side) and stop the engine when the app quits."""
     dock = WorkflowDock(viewer, state=state)
-    viewer.window.add_dock_widget(dock, name="DeepNoise workflow", area="right")
+    wrapper = viewer.window.add_dock_widget(dock, name="DeepNoise workflow", area="right")
+    _tabify_with_plate_map(viewer, wrapper, dock)
     app = QApplication.instance()
     if app is not None:
         bridge = dock.bridge
         app.aboutToQuit.connect(lambda: bridge.shutdown(timeout=2.0))
     return dock
+
+
+def _dock_named(viewer: Any, title: str) -> Any:
+    """napari's dock widget with this title, or None."""
+    from qtpy.QtWidgets import QDockWidget
+
+    for candidate in viewer.window._qt_window.findChildren(QDockWidget):
+        if candidate.windowTitle() == title:
+            return candidate
+    return None
+
+
+def _tabify_with_plate_map(viewer: Any, wrapper: Any, dock: WorkflowDock) -> None:
+    """The workflow shares the plate map's place as a tab: stacked under it, a napari-sized
+    window showed only ~150 px of the workflow page (the Score box out of sight). The plate
+    map comes to the front when a scoring's calls are loaded; Train… and Export… are one
+    tab click away."""
+    plate_map = _dock_named(viewer, "DeepNoise plate map")
+    if plate_map is None:
+        return
+    try:
+        viewer.window._qt_window.tabifyDockWidget(plate_map, wrapper)
+    except RuntimeError:  # napari internals moved: keep the docks stacked
+        return
+    QTimer.singleShot(0, plate_map.raise_)  # the plate map first: the screen's overview
+    dock.score_panel.scored.connect(lambda _out: plate_map.raise_())

@@ -1,20 +1,23 @@
-"""Live training curves like the paper's Fig. 5, drawn with QPainter (no chart library).
+"""Training curves like the paper's Fig. 5, drawn with pyqtgraph.
 
-Two panels (side by side, or stacked in a tall narrow dock): losses (train, validation)
-and validation accuracy (students and teachers, raw and plate-balanced, plus the ensemble
-when present). Points come from the
-training's metrics records (one per epoch; ``metrics.jsonl`` keys).
+Two plots (side by side, or stacked in a tall narrow dock): losses (train, validation) and
+validation accuracy (students and teachers, raw and plate-balanced, plus the ensemble when
+present). Points come from the training's metrics records (one per epoch;
+``metrics.jsonl`` keys), live or read from a finished run. The mouse wheel zooms, a drag
+pans, the "A" button or a double click fits again; hovering reads the nearest point; the
+right-click menu and ``save_image`` save the curves as an image.
 """
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
-from qtpy.QtCore import QPointF, QRectF, QSize, Qt
-from qtpy.QtGui import QColor, QFont, QPainter, QPaintEvent, QPen
-from qtpy.QtWidgets import QSizePolicy, QWidget
+import pyqtgraph as pg
+from qtpy.QtCore import QPointF, QSize, Qt
+from qtpy.QtWidgets import QBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 
 @dataclass(frozen=True)
@@ -44,7 +47,7 @@ def legend_entries(present: list[Series]) -> list[tuple[str, str, bool]]:
 
     Accuracy series are named by role (colour) with one "raw" (dashed) and one "balanced"
     (solid) entry, as in the paper's Fig. 5: 5 short entries instead of 6 long ones, so
-    the legend fits a narrow dock in one or two rows.
+    the legend fits a narrow dock.
     """
     roles: dict[str, str] = {}
     styles: set[bool] = set()
@@ -72,54 +75,120 @@ def _number(value: object) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _nice_ticks(lo: float, hi: float, count: int = 5) -> list[float]:
-    """Round tick values covering [lo, hi]."""
-    if hi <= lo:
-        hi = lo + 1.0
-    raw = (hi - lo) / max(count - 1, 1)
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    first = math.floor(lo / step) * step
-    ticks, t = [], first
-    while t <= hi + step * 1e-6:
-        ticks.append(round(t, 10))
-        t += step
-    return ticks
+def _pen(colour: str, dashed: bool, width: float = 2.0) -> pg.QtGui.QPen:
+    pen = pg.mkPen(colour, width=width)
+    if dashed:
+        pen.setStyle(Qt.PenStyle.DashLine)
+    return pen
+
+
+class _Panel:
+    """One pyqtgraph plot: its series' curves, a compact legend and the stage lines."""
+
+    def __init__(self, title: str, series: tuple[Series, ...], y_label: str,
+                 empty: str = "waiting for the first epoch") -> None:
+        self.series = series
+        # colours set per widget: pyqtgraph's global options are shared with other docks
+        self.widget = pg.PlotWidget(background="w")
+        self.widget.setMinimumSize(150, 80)
+        self.plot: pg.PlotItem = self.widget.getPlotItem()
+        for axis in ("left", "bottom"):
+            self.plot.getAxis(axis).setPen("#888888")
+            self.plot.getAxis(axis).setTextPen("#333333")
+        self.plot.setTitle(title, size="9pt", color="#222222")
+        self.plot.setLabel("bottom", "epoch")
+        self.plot.setLabel("left", y_label)
+        self.plot.showGrid(x=True, y=True, alpha=0.25)
+        self.plot.setMenuEnabled(True)  # right click: view options and Export…
+        self.legend = self.plot.addLegend(offset=(4, 4), labelTextSize="8pt",
+                                          labelTextColor="#222222", verSpacing=-6,
+                                          brush=pg.mkBrush(255, 255, 255, 200))
+        self.curves = {s.key: self.plot.plot([], [], pen=_pen(s.colour, s.dashed),
+                                             symbol="o", symbolSize=4,
+                                             symbolBrush=s.colour, symbolPen=None,
+                                             antialias=True, name=None)
+                       for s in series}
+        self.stage_lines: list[pg.InfiniteLine] = []
+        self.placeholder = pg.TextItem(empty, color="#999999", anchor=(0.5, 0.5))
+        self.plot.addItem(self.placeholder, ignoreBounds=True)
+
+    def update(self, points: dict[str, list[tuple[float, float]]],
+               stages: list[tuple[float, str]]) -> None:
+        present = [s for s in self.series if points.get(s.key)]
+        for s in self.series:
+            pts = points.get(s.key) or []
+            self.curves[s.key].setData([p[0] for p in pts], [p[1] for p in pts])
+        self.legend.clear()
+        for label, colour, dashed in legend_entries(present):
+            sample = pg.PlotDataItem([], [], pen=_pen(colour, dashed))
+            self.legend.addItem(sample, label)
+        self.placeholder.setVisible(not present)
+        if not present:  # in the middle of the empty plot
+            (x0, x1), (y0, y1) = self.plot.getViewBox().viewRange()
+            self.placeholder.setPos((x0 + x1) / 2, (y0 + y1) / 2)
+        self._draw_stages(stages)
+
+    def _draw_stages(self, stages: list[tuple[float, str]]) -> None:
+        for line in self.stage_lines:
+            self.plot.removeItem(line)
+        self.stage_lines = []
+        for i, (x, stage) in enumerate(stages[1:]):
+            # labels step down the plot: stages close together do not overlap
+            line = pg.InfiniteLine(
+                pos=x - 0.5, angle=90, pen=pg.mkPen("#999999", style=Qt.PenStyle.DotLine),
+                label=stage, labelOpts={"position": 0.92 - 0.12 * (i % 4), "color": "#666666",
+                                        "anchors": [(0, 0), (0, 0)]})
+            self.plot.addItem(line, ignoreBounds=True)
+            self.stage_lines.append(line)
 
 
 class CurvesWidget(QWidget):
     """Loss and accuracy curves per epoch; feed it metrics records with ``add_record``.
 
     The x value of a record is its position in the run (shared epochs, then the
-    fine-tuning epochs per cell type), so stages follow each other left to right;
-    stage changes are drawn as vertical dotted lines with the stage name.
+    fine-tuning epochs per cell type), so stages follow each other left to right; stage
+    changes are dotted vertical lines named by the stage.
     """
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._records: list[dict] = []
-        self.setMinimumSize(360, 180)
+        self.loss = _Panel("Loss per epoch", LOSS_SERIES, "loss")
+        self.accuracy = _Panel("Validation accuracy per epoch", ACC_SERIES, "accuracy",
+                               empty="no validation accuracy (yet)")
+        self.readout = QLabel("Hover a curve to read its values; the wheel zooms.")
+        self.readout.setStyleSheet("color: #555555;")
+        self.readout.setWordWrap(True)
+        self._panels = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self._panels.setContentsMargins(0, 0, 0, 0)
+        self._panels.addWidget(self.loss.widget)
+        self._panels.addWidget(self.accuracy.widget)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addLayout(self._panels, 1)
+        layout.addWidget(self.readout)
+        self.setMinimumSize(300, 150)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setAutoFillBackground(True)
-        pal = self.palette()
-        pal.setColor(self.backgroundRole(), QColor("white"))
-        self.setPalette(pal)
+        for panel in (self.loss, self.accuracy):
+            panel.widget.scene().sigMouseMoved.connect(
+                lambda pos, panel=panel: self._hover(panel, pos))
+        self._redraw()
 
     # -- data ------------------------------------------------------------------------
     def clear(self) -> None:
         self._records.clear()
-        self.update()
+        self._redraw()
 
     def set_records(self, records: list[dict]) -> None:
         self._records = [dict(r) for r in records]
-        self.update()
+        self._redraw()
 
     def add_record(self, record: dict) -> None:
         """Append one metrics record (an epoch); accepts ``{"record": {...}}`` events too."""
         if "record" in record and isinstance(record["record"], dict):
             record = record["record"]
         self._records.append(dict(record))
-        self.update()
+        self._redraw()
 
     @property
     def records(self) -> list[dict]:
@@ -138,6 +207,11 @@ class CurvesWidget(QWidget):
         """Number of drawn points over all series."""
         return sum(len(self.series(s.key)) for s in (*LOSS_SERIES, *ACC_SERIES))
 
+    def drawn_point_count(self) -> int:
+        """Points the plots hold now (what the user sees)."""
+        return sum(len(curve.xData if curve.xData is not None else ())
+                   for panel in (self.loss, self.accuracy) for curve in panel.curves.values())
+
     def stage_starts(self) -> list[tuple[float, str]]:
         """(x, stage) where a new stage begins."""
         starts, last = [], None
@@ -148,143 +222,75 @@ class CurvesWidget(QWidget):
                 last = stage
         return starts
 
-    # -- drawing ---------------------------------------------------------------------
+    def _redraw(self) -> None:
+        stages = self.stage_starts()
+        for panel in (self.loss, self.accuracy):
+            panel.update({s.key: self.series(s.key) for s in panel.series}, stages)
+        ys = [y for s in ACC_SERIES for _, y in self.series(s.key)]
+        top = 100.0 if ys and max(ys) > 1.0 else 1.0  # accuracy given in percent
+        self.accuracy.plot.setYRange(0.0, top, padding=0.02)
+        self.accuracy.plot.enableAutoRange(axis="x")
+        self.loss.plot.enableAutoRange()
+        for panel in (self.loss, self.accuracy):  # whole epochs while they are few
+            axis = panel.plot.getAxis("bottom")
+            if len(self._records) <= 12:
+                axis.setTickSpacing(major=1, minor=1)
+            else:
+                axis.setTickSpacing()
+
+    # -- reading and saving ----------------------------------------------------------
+    def nearest(self, panel: _Panel, x: float, y: float) -> tuple[Series, float, float] | None:
+        """The point of ``panel`` nearest to data position (x, y), in screen distance."""
+        view = panel.plot.getViewBox()
+        (x0, x1), (y0, y1) = view.viewRange()
+        sx, sy = max(x1 - x0, 1e-9), max(y1 - y0, 1e-9)
+        best, best_d = None, math.inf
+        for s in panel.series:
+            for px, py in self.series(s.key):
+                d = ((px - x) / sx) ** 2 + ((py - y) / sy) ** 2
+                if d < best_d:
+                    best, best_d = (s, px, py), d
+        return best if best is not None and best_d < 0.05 ** 2 else None
+
+    def _hover(self, panel: _Panel, scene_pos: QPointF) -> None:
+        view = panel.plot.getViewBox()
+        if not view.sceneBoundingRect().contains(scene_pos):
+            return
+        point = view.mapSceneToView(scene_pos)
+        self.read_at(panel, point.x(), point.y())
+
+    def read_at(self, panel: _Panel, x: float, y: float) -> str:
+        """Show (and return) the readout of the point nearest to data position (x, y)."""
+        found = self.nearest(panel, x, y)
+        if found is None:
+            return self.readout.text()
+        s, px, py = found
+        record = self._records[int(px) - 1]
+        text = (f"{s.label}: {py:.4g} at epoch {record.get('epoch', int(px))} "
+                f"({record.get('stage', '')})")
+        self.readout.setText(text)
+        return text
+
+    def save_image(self, path: str | Path) -> Path:
+        """Save both plots as one image (PNG, JPG… by the suffix)."""
+        path = Path(path)
+        if not self.grab().save(str(path)):
+            raise OSError(f"cannot write the image {path}")
+        return path
+
+    # -- layout ----------------------------------------------------------------------
     def sizeHint(self) -> QSize:
-        return QSize(640, 260)
+        return QSize(640, 300)
 
     def side_by_side(self) -> bool:
-        """Panels side by side when wide, or when stacking would leave them too flat."""
+        """Panels side by side when wide, or unless the widget is clearly taller than wide
+        (stacked panels in a short dock pushed the second one out of view)."""
         w, h = self.width(), self.height()
-        return w >= 600 or (w >= 360 and h < 340)
+        return w >= 600 or (w >= 300 and h < 1.2 * w)
 
-    def paintEvent(self, event: QPaintEvent) -> None:
-        painter = QPainter(self)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.fillRect(self.rect(), QColor("white"))
-        w, h = self.width(), self.height()
-        if self.side_by_side():
-            loss_area, acc_area = QRectF(0, 0, w / 2, h), QRectF(w / 2, 0, w - w / 2, h)
-        else:
-            loss_area, acc_area = QRectF(0, 0, w, h / 2), QRectF(0, h / 2, w, h - h / 2)
-        self._draw_panel(painter, loss_area, "Loss per epoch", LOSS_SERIES, None)
-        self._draw_panel(
-            painter, acc_area, "Validation accuracy per epoch", ACC_SERIES, (0.0, 1.0)
-        )
-        painter.end()
-
-    def _draw_panel(
-        self,
-        p: QPainter,
-        area: QRectF,
-        title: str,
-        series: tuple[Series, ...],
-        y_range: tuple[float, float] | None,
-    ) -> None:
-        font = QFont(self.font())
-        font.setPointSizeF(max(font.pointSizeF() * 0.85, 6.0))
-        p.setFont(font)
-        fm = p.fontMetrics()
-        line_h = fm.height()
-        present = [s for s in series if self.series(s.key)]
-        entries = legend_entries(present)
-        legend_rows = 0
-        if entries:
-            entry_w = max(fm.horizontalAdvance(e[0]) for e in entries) + 30
-            cols = max(1, min(len(entries), int((area.width() - 10) // entry_w)))
-            legend_rows = math.ceil(len(entries) / cols)
-        left, right = area.left() + fm.horizontalAdvance("0.000") + 10, area.right() - 10
-        top = area.top() + line_h + 6
-        bottom = area.bottom() - line_h - 8 - legend_rows * line_h
-        plot = QRectF(QPointF(left, top), QPointF(right, max(bottom, top + 20)))
-
-        p.setPen(QColor("#222222"))
-        p.drawText(
-            QRectF(area.left(), area.top() + 2, area.width(), line_h),
-            Qt.AlignmentFlag.AlignHCenter,
-            title,
-        )
-        p.setPen(QPen(QColor("#888888"), 1))
-        p.drawRect(plot)
-
-        n = len(self._records)
-        x_lo, x_hi = 1.0, float(max(n, 2))
-        ys = [y for s in present for _, y in self.series(s.key)]
-        if y_range is not None:
-            y_lo, y_hi = y_range
-            if ys and max(ys) > 1.0:  # accuracy given in percent
-                y_hi = 100.0
-        elif ys:
-            y_lo, y_hi = min(0.0, min(ys)), max(ys) * 1.05 or 1.0
-        else:
-            y_lo, y_hi = 0.0, 1.0
-
-        def to_px(x: float, y: float) -> QPointF:
-            fx = (x - x_lo) / (x_hi - x_lo) if x_hi > x_lo else 0.5
-            fy = (y - y_lo) / (y_hi - y_lo) if y_hi > y_lo else 0.5
-            return QPointF(plot.left() + fx * plot.width(), plot.bottom() - fy * plot.height())
-
-        # grid and y ticks: as many as fit without the labels touching
-        for t in _nice_ticks(y_lo, y_hi, max(3, min(5, int(plot.height() // (1.6 * line_h))))):
-            if t < y_lo - 1e-9 or t > y_hi + 1e-9:
-                continue
-            pt = to_px(x_lo, t)
-            p.setPen(QPen(QColor("#e6e6e6"), 1))
-            p.drawLine(QPointF(plot.left(), pt.y()), QPointF(plot.right(), pt.y()))
-            p.setPen(QColor("#444444"))
-            label = f"{t:g}"
-            p.drawText(
-                QRectF(area.left(), pt.y() - line_h / 2, plot.left() - area.left() - 4, line_h),
-                Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                label,
-            )
-        # x ticks (epochs)
-        for t in _nice_ticks(x_lo, x_hi, 6):
-            if t < x_lo or t > x_hi or abs(t - round(t)) > 1e-9:
-                continue
-            pt = to_px(t, y_lo)
-            p.setPen(QColor("#444444"))
-            p.drawText(
-                QRectF(pt.x() - 20, plot.bottom() + 2, 40, line_h),
-                Qt.AlignmentFlag.AlignHCenter,
-                str(int(t)),
-            )
-        # stage boundaries
-        starts = self.stage_starts()
-        if len(starts) > 1:
-            for x, stage in starts[1:]:
-                pt = to_px(x - 0.5, y_hi)
-                p.setPen(QPen(QColor("#999999"), 1, Qt.PenStyle.DotLine))
-                p.drawLine(QPointF(pt.x(), plot.top()), QPointF(pt.x(), plot.bottom()))
-                p.drawText(QPointF(pt.x() + 2, plot.top() + line_h), stage)
-
-        if not present:
-            p.setPen(QColor("#999999"))
-            p.drawText(plot, Qt.AlignmentFlag.AlignCenter, "waiting for the first epoch")
-            return
-        # curves
-        for s in present:
-            pts = [to_px(x, y) for x, y in self.series(s.key)]
-            pen = QPen(QColor(s.colour), 2)
-            if s.dashed:
-                pen.setStyle(Qt.PenStyle.DashLine)
-            p.setPen(pen)
-            for a, b in itertools.pairwise(pts):
-                p.drawLine(a, b)
-            p.setBrush(QColor(s.colour))
-            p.setPen(QPen(QColor(s.colour), 1))
-            for pt in pts:
-                p.drawEllipse(pt, 2.5, 2.5)
-            p.setBrush(Qt.BrushStyle.NoBrush)
-        # legend under the plot: as many columns as the widest label allows
-        entry_w = max(fm.horizontalAdvance(e[0]) for e in entries) + 30
-        cols = max(1, min(len(entries), int((area.width() - 10) // entry_w)))
-        for i, (label, colour, dashed) in enumerate(entries):
-            x = area.left() + 10 + (i % cols) * entry_w
-            y = plot.bottom() + line_h + 6 + (i // cols) * line_h
-            pen = QPen(QColor(colour), 2)
-            if dashed:
-                pen.setStyle(Qt.PenStyle.DashLine)
-            p.setPen(pen)
-            p.drawLine(QPointF(x, y + line_h / 2), QPointF(x + 18, y + line_h / 2))
-            p.setPen(QColor("#222222"))
-            p.drawText(QPointF(x + 22, y + fm.ascent()), label)
+    def resizeEvent(self, event: Any) -> None:
+        super().resizeEvent(event)
+        direction = (QBoxLayout.Direction.LeftToRight if self.side_by_side()
+                     else QBoxLayout.Direction.TopToBottom)
+        if self._panels.direction() != direction:
+            self._panels.setDirection(direction)

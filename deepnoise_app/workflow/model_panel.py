@@ -135,6 +135,7 @@ class ModelPanel(QWidget):
         self.state = state
         self.models: list[dict] = []
         self._pending: dict[str, str] = {}  # request id -> path
+        self._replaced: dict[str, list[str]] = {}  # path -> the models it replaced
 
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Model", "Value"])
@@ -213,6 +214,7 @@ class ModelPanel(QWidget):
         self.clear()
         request = self.load(path)
         if request is not None and previous:
+            self._replaced[str(Path(path).expanduser())] = previous
             self._say(
                 f"Reading {Path(path).name}… It replaces {', '.join(previous)}; "
                 "load more models to score with an ensemble."
@@ -248,9 +250,31 @@ class ModelPanel(QWidget):
         self._fit_tree_height()
         count = len(self.models)
         also = f" {count} models loaded: scoring uses their ensemble." if count > 1 else ""
+        replaced = self._replaced.pop(str(path), None)
+        if replaced:
+            also += f" It replaces {', '.join(replaced)}."
         self._say(f"Loaded {Path(path).name}: {line}.{also}")
         self._publish()
         return True
+
+    def drop_unfitting(self) -> list[str]:
+        """Unload the models that cannot score the open screen (called when it changes);
+        says which and why. Returns their names."""
+        screen = getattr(self.state, "screen", None)
+        dropped: list[str] = []
+        why = ""
+        for index in reversed(range(len(self.models))):
+            problem = fit_problem(self.models[index], screen)
+            if problem:
+                dropped.insert(0, Path(self.models[index]["path"]).name)
+                why = problem
+                self.tree.takeTopLevelItem(index)
+                del self.models[index]
+        if dropped:
+            self._fit_tree_height()
+            self._say(f"Unloaded {', '.join(dropped)} for this screen: {why}", error=True)
+            self._publish()
+        return dropped
 
     def clear(self) -> None:
         self.models.clear()
@@ -324,9 +348,15 @@ class ModelPanel(QWidget):
         while item is not None and item.parent() is not None:
             item = item.parent()
         if item is None:
+            self._say("Select a model in the list to remove it." if self.models
+                      else "No model is loaded.", error=bool(self.models))
             return
         index = self.tree.indexOfTopLevelItem(item)
         self.tree.takeTopLevelItem(index)
-        del self.models[index]
+        removed = Path(self.models.pop(index)["path"]).name
         self._fit_tree_height()
+        left = len(self.models)
+        rest = {0: "no model is loaded.", 1: "1 model is loaded."}.get(
+            left, f"{left} models are loaded: scoring uses their ensemble.")
+        self._say(f"Removed {removed}; {rest}")
         self._publish()

@@ -42,6 +42,25 @@ def folder_has_files(path: Path) -> bool:
     return path.is_dir() and any(path.iterdir())
 
 
+def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
+    """Copy the per-plate reports of an earlier score folder that ``out`` lacks into
+    ``out`` (each written atomically), so the new folder holds every scored plate and
+    Export… finds them all. Returns how many were copied."""
+    from deepnoise_app.state import report_plate_key, report_plate_keys
+    from deepnoise_engine.atomic_io import atomic_write_bytes
+
+    if earlier is None or not Path(earlier).is_dir() or Path(earlier) == Path(out):
+        return 0
+    have = set(report_plate_keys(out))
+    copied = 0
+    for path in sorted(Path(earlier).glob("*_Plate*.csv")):
+        key = report_plate_key(path.name)
+        if key is not None and key not in have and not (out / path.name).exists():
+            atomic_write_bytes(out / path.name, path.read_bytes())
+            copied += 1
+    return copied
+
+
 class ScorePanel(QWidget):
     """Plate scope tree, output folder, Score button, progress and the raw/balanced toggle."""
 
@@ -80,6 +99,7 @@ class ScorePanel(QWidget):
         self.tta_combo.addItems(["8", "1"])
         self.tta_combo.setToolTip("Test-time augmentation: 8 flips/rotations or none")
         self.out_edit = QLineEdit()
+        self.out_edit.textEdited.connect(lambda _t: self._clear_error())
         self.score_button = QPushButton("Score")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -149,6 +169,7 @@ class ScorePanel(QWidget):
 
     def show_models(self, *_args: Any) -> None:
         """Say which models a Score uses (several: their ensemble)."""
+        self._clear_error()
         names = [Path(m).name for m in self.models()]
         if not names:
             self.models_label.setText("With: no model loaded yet (load or train one).")
@@ -160,6 +181,10 @@ class ScorePanel(QWidget):
     # -- scope -----------------------------------------------------------------------
     def refresh(self, *_args: Any) -> None:
         """Rebuild the plate tree from the open screen (everything checked)."""
+        if self.request is None:  # the last run's line and bar belonged to the last screen
+            self._say("")
+            self.progress_bar.setValue(0)
+            self.progress_bar.setTextVisible(False)
         self.tree.blockSignals(True)
         self.tree.clear()
         screen = getattr(self.state, "screen", None)
@@ -186,6 +211,7 @@ class ScorePanel(QWidget):
         self.out_edit.setText(str(self.scores_dir / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"))
 
     def _item_changed(self, item: QTreeWidgetItem, _column: int) -> None:
+        self._clear_error()
         self.tree.blockSignals(True)
         if item.parent() is None:  # an experiment: (un)check its plates
             for i in range(item.childCount()):
@@ -300,41 +326,52 @@ class ScorePanel(QWidget):
             self._finish()
             self._load(self.out_dir)
         elif name == "error":
-            self._finish()
+            self._finish(complete=False)
             self._say(f"Scoring failed: {event.get('message', 'error')}", error=True)
         elif name == "cancelled":
-            self._finish()
-            self._say("Scoring cancelled.")
+            self._finish(complete=False)
+            self._say("Scoring cancelled; nothing was loaded.")
 
     def _load(self, out: Path | None) -> None:
         if out is None:
             return
-        try:
-            count = self.state.load_predictions(out)
+        scored = len(self._scored_keys(out))
+        try:  # the plates scored before stay (scoring one plate adds to the others)
+            kept = carry_earlier_reports(getattr(self.state, "score_dir", None), out)
+            self.state.load_predictions(out)
         except Exception as exc:  # shown, never raised into the event loop
             self._say(f"Scored, but the reports could not be loaded: {exc}", error=True)
             return
-        self._say(f"Scored {count} plate(s); reports in {out}. Export… writes them elsewhere.")
+        also = f" The {kept} plate(s) scored before were kept with them." if kept else ""
+        self._say(f"Scored {scored} plate(s); reports in {out}.{also} Export… writes them "
+                  "elsewhere.")
         self._suggest_out()  # the next Score goes to a new folder: nothing is overwritten
         self.scored.emit(str(out))
 
-    def _finish(self) -> None:
+    @staticmethod
+    def _scored_keys(out: Path) -> list[str]:
+        """Plate keys ("EXP/P") of the reports in a score folder."""
+        from deepnoise_app.state import report_plate_keys
+
+        return report_plate_keys(out)
+
+    def _finish(self, *, complete: bool = True) -> None:
+        """The request is over: full bar when it completed, an empty one otherwise."""
         self.request = None
         self.score_button.setEnabled(True)
         self.cancel_button.setEnabled(False)
         self.progress_bar.setRange(0, 1)
-        self.progress_bar.setValue(1)
+        self.progress_bar.setValue(1 if complete else 0)
+        self.progress_bar.setTextVisible(complete)
 
     def _on_engine_died(self, info: dict) -> None:
         if self.request is not None:
-            self._finish()
-            self.progress_bar.setValue(0)
+            self._finish(complete=False)
             self._say(str(info.get("message", "The engine stopped.")), error=True)
 
     def _on_engine_state(self, state: str) -> None:
         if state == STOPPED and self.request is not None:  # restarted: no answer will come
-            self._finish()
-            self.progress_bar.setValue(0)
+            self._finish(complete=False)
             self._say("Scoring stopped: the engine was restarted. Score again.", error=True)
 
     # -- raw / balanced --------------------------------------------------------------
@@ -354,6 +391,12 @@ class ScorePanel(QWidget):
     def _say(self, text: str, error: bool = False) -> None:
         self.status.setStyleSheet("color: #c62828;" if error else "")
         self.status.setText(text)
+        self._error_shown = error
+
+    def _clear_error(self) -> None:
+        """An error line goes once what it asked for may have changed."""
+        if getattr(self, "_error_shown", False):
+            self._say("")
 
     def _ask(self, text: str) -> bool:
         answer = QMessageBox.question(self, "DeepNoise", text)

@@ -163,6 +163,10 @@ class TrainDialog(QDialog):
         for combo in (self.model1_combo, self.model2_combo):
             combo.setEditable(True)  # any timm backbone name
             combo.addItems(BACKBONES)
+            # the longest name in full (an editable combo sized to its box clipped it)
+            combo.setMinimumContentsLength(max(len(b) for b in BACKBONES))
+            combo.setSizeAdjustPolicy(
+                QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.ensemble_check = QCheckBox("Ensemble of two models")
         self.ensemble_check.toggled.connect(self.model2_combo.setEnabled)
         self.epochs_spin = QSpinBox()
@@ -243,6 +247,17 @@ class TrainDialog(QDialog):
         self.apply_preset(self.preset_combo.currentText())
         self._fill_table()
         self._suggest_out()
+        # a shown problem is checked again as the user changes things: fixed, it goes
+        for signal in (self.out_edit.textChanged, self.data_edit.textChanged,
+                       self.model1_combo.currentTextChanged,
+                       self.model2_combo.currentTextChanged, self.ensemble_check.toggled,
+                       self.device_combo.currentIndexChanged):
+            signal.connect(lambda *_a: self._recheck())
+
+    def _recheck(self) -> None:
+        """Update a shown error to what is still wrong (nothing shown: nothing to do)."""
+        if self.error_label.text():
+            self.error_label.setText("\n".join(self.validate()))
 
     # -- filling ---------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
@@ -303,6 +318,7 @@ class TrainDialog(QDialog):
         self._update_note()
 
     def _update_note(self) -> None:
+        self._recheck()
         roles = self.experiment_roles()
         counts = {
             r: sum(1 for v in roles.values() if v == r) for r in (TRAIN, VALIDATION, UNLABELLED)

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QVBoxLayout,
     QWidget,
@@ -86,7 +87,9 @@ class TrainingView(QWidget):
         self._started_at: float | None = None
 
         self.title = QLabel("No training running.")
-        self.title.setWordWrap(True)
+        # one line that may be cut: a wrapped label asks for many lines' height in a
+        # narrow dock (the curves were pushed out of view); the tooltip has it all
+        self.title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress_bar = QProgressBar()
         self.progress_bar.setRange(0, 1)
         self.progress_bar.setValue(0)
@@ -103,27 +106,37 @@ class TrainingView(QWidget):
         self.resume_button = QPushButton("Resume…")
         self.resume_button.setToolTip("Continue an interrupted run from its last checkpoint")
 
+        self.open_button = QPushButton("Show run…")
+        self.open_button.setToolTip("Show the curves of a training run folder (metrics.jsonl)")
+        self.save_button = QPushButton("Save image…")
+        self.save_button.setToolTip("Save the curves as a PNG image")
+
+        # the controls first: in a short dock they stay in view, the curves take the rest
         bar = QHBoxLayout()
         bar.addWidget(self.progress_bar, 1)
         bar.addWidget(self.eta_label)
-        buttons = QHBoxLayout()
-        buttons.addStretch(1)
-        buttons.addWidget(self.resume_button)
-        buttons.addWidget(self.cancel_button)
+        bar.addWidget(self.cancel_button)
+        bar.addWidget(self.resume_button)
+        top = QHBoxLayout()  # the title with the run's files: one row less
+        top.addWidget(self.title, 1)
+        top.addWidget(self.open_button)
+        top.addWidget(self.save_button)
         splitter = QSplitter(Qt.Orientation.Vertical)
         splitter.addWidget(self.curves)
         splitter.addWidget(self.log_view)
-        splitter.setStretchFactor(0, 3)
+        splitter.setStretchFactor(0, 4)
         splitter.setStretchFactor(1, 1)
-        splitter.setSizes([300, 100])  # the curves get most of a short dock
+        splitter.setSizes([400, 90])  # the curves get most of a short dock
+        self.log_view.setMinimumHeight(40)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.title)
+        layout.addLayout(top)
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
-        layout.addLayout(buttons)
 
         self.cancel_button.clicked.connect(self.cancel)
         self.resume_button.clicked.connect(self._ask_resume)
+        self.open_button.clicked.connect(self._ask_show_run)
+        self.save_button.clicked.connect(self._ask_save_image)
         bridge.event.connect(self._on_event)
         bridge.engine_died.connect(self._on_engine_died)
         bridge.state_changed.connect(self._on_engine_state)
@@ -147,7 +160,7 @@ class TrainingView(QWidget):
         self._started_at = None
         self.curves.set_records(read_metrics(self.run_dir) if self.run_dir else [])
         self.log_view.clear()
-        self.title.setText(f"{title}: {self.run_dir or ''} (waiting for the engine)")
+        self._set_title(f"{title}: {self._run_name()} (waiting for the engine)")
         self.progress_bar.setRange(0, 0)  # busy until the first progress event
         self.progress_bar.setFormat("%p%")
         self.eta_label.setText("")
@@ -167,6 +180,61 @@ class TrainingView(QWidget):
         request = self.bridge.submit("resume", **params)
         self.follow(request, run_dir, title="Resuming", data=data)
         return request
+
+    def show_run(self, run_dir: str | Path) -> bool:
+        """Show a run's curves from its ``metrics.jsonl`` (not while a training is followed).
+
+        Returns False when a live run keeps the view or the folder has no metrics."""
+        run = Path(run_dir)
+        if self.status in ("queued", "running"):
+            return False
+        if self.status == "done" and self.run_dir == run:
+            return True  # the run just trained: its curves are on show already
+        records = read_metrics(run)
+        if not records:
+            return False
+        self.request = None
+        self.status = "idle"
+        self.run_dir = run
+        self.curves.set_records(records)
+        self._set_title(f"Run {run.name}: {len(records)} epochs (from its metrics.jsonl)")
+        self.progress_bar.setRange(0, 1)
+        self.progress_bar.setValue(0)
+        self.progress_bar.setFormat("not running")
+        self.eta_label.setText("")
+        self.cancel_button.setEnabled(False)
+        self.resume_button.setEnabled(True)
+        return True
+
+    def _ask_show_run(self) -> None:
+        start = str(self.run_dir) if self.run_dir else ""
+        folder = QFileDialog.getExistingDirectory(self, "Training run folder", start)
+        if folder and not self.show_run(folder):
+            busy = self.status in ("queued", "running")
+            self.append_log("A training is running: its curves stay on show." if busy
+                            else f"{folder} has no metrics.jsonl: not a training run.")
+
+    def _ask_save_image(self) -> None:
+        name = f"{self.run_dir.name}-curves.png" if self.run_dir else "curves.png"
+        start = str((self.run_dir or Path.home()) / name)
+        path, _ = QFileDialog.getSaveFileName(self, "Save the curves", start,
+                                              "PNG image (*.png)")
+        if path:
+            try:
+                self.curves.save_image(path)
+            except OSError as exc:
+                self.append_log(str(exc))
+            else:
+                self.append_log(f"Curves saved to {path}")
+
+    def _run_name(self) -> str:
+        return self.run_dir.name if self.run_dir else ""
+
+    def _set_title(self, text: str) -> None:
+        """The run's folder name in the title, its full path in the tooltip (a long path
+        took three lines of a narrow dock)."""
+        self.title.setText(text)
+        self.title.setToolTip(f"{text}\n{self.run_dir}" if self.run_dir else text)
 
     def cancel(self) -> None:
         if self.request and self.status in ("queued", "running"):
@@ -196,7 +264,7 @@ class TrainingView(QWidget):
         if name == "started":
             self.status = "running"
             self._started_at = time.monotonic()
-            self.title.setText(f"Training: {self.run_dir or ''}")
+            self._set_title(f"Training: {self._run_name()}")
         elif name == "progress":
             self.status = "running"
             self._on_progress(event)
@@ -256,7 +324,7 @@ class TrainingView(QWidget):
             return
         self.status = status
         self.append_log(message)
-        self.title.setText(f"{message} {self.run_dir or ''}")
+        self._set_title(f"{message} {self._run_name()}")
         self.progress_bar.setRange(0, 1000)
         if status == "done":
             self.progress_bar.setValue(1000)

@@ -12,6 +12,7 @@ import signal
 
 import pandas as pd
 import pytest
+from ui_driver import click
 
 pytest.importorskip("deepnoise_engine.serve.client")
 pytest.importorskip("deepnoise_engine.train.loop")
@@ -53,6 +54,7 @@ def dock(qtbot, screen_root, tmp_path):
     dock = WorkflowDock(state=state, data_dir=tmp_path / "data", autostart=True)
     qtbot.addWidget(dock)
     dock.resize(520, 760)
+    dock.show()  # the buttons are clicked as a user does
     qtbot.waitUntil(lambda: dock.bridge.state == READY, timeout=60_000)
     yield dock
     dock.bridge.shutdown(timeout=2.0)
@@ -145,7 +147,7 @@ def test_cancel_mid_training(qtbot, dock):
     view = dock.training_view
     qtbot.waitUntil(lambda: view.status == "running", timeout=60_000)
     qtbot.waitUntil(lambda: view.progress_bar.maximum() == 1000, timeout=60_000)
-    view.cancel_button.click()
+    click(qtbot, view.cancel_button)
     qtbot.waitUntil(lambda: view.status == "cancelled", timeout=30_000)
     assert "resumed" in view.log_view.toPlainText()
     assert view.resume_button.isEnabled() and not view.cancel_button.isEnabled()
@@ -177,7 +179,7 @@ def test_engine_killed_mid_training_then_restart(qtbot, dock):
     dialog = dock.open_train_dialog(exec_=False)
     qtbot.addWidget(dialog)
     assert dialog.validate() == []
-    dock.restart_button.click()
+    click(qtbot, dock.restart_button)
     qtbot.waitUntil(lambda: dock.bridge.state == READY, timeout=60_000)
     assert "Engine ready" in dock.engine_label.text()
     events: list[dict] = []

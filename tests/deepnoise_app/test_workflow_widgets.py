@@ -319,6 +319,23 @@ def test_model_panel_summary_and_replace(qtbot, screen, tmp_path):
     assert panel.models == [] and state.models == []
     assert "replaces a, b" in panel.message.text()
     qtbot.waitUntil(lambda: not panel.loading, timeout=30_000)
+    # once described, the message still says which models the new one replaced
+    assert panel.add_description(str(run), desc)
+    assert "It replaces a, b." in panel.message.text()
+
+
+def test_demo_line_goes_with_the_demo_screen(qtbot, screen, tmp_path):
+    from deepnoise_app.state import AppState
+    from deepnoise_app.workflow import WorkflowDock
+
+    state = AppState()
+    dock = WorkflowDock(state=state, data_dir=tmp_path, autostart=False)
+    qtbot.addWidget(dock)
+    dock._demo_status("Demo: predictions for 24 plate(s) loaded")
+    assert not dock.demo_label.isHidden()
+    state.set_screen(screen)  # not the demo screen: its line goes
+    assert dock.demo_label.isHidden() and dock.demo_label.text() == ""
+    dock.bridge.shutdown(timeout=1.0)
 
 
 def test_score_panel_names_its_models(qtbot, screen, tmp_path):
