@@ -209,14 +209,14 @@ def test_demo_flow_trains_scores_caches_and_reloads(
         qtbot.waitUntil(lambda: dock.demo.stage in ("done", "failed"), timeout=180_000)
         assert dock.demo.stage == "done", dock.demo.status
         assert len(state.predictions) == len(list(state.screen.plates()))
-        assert (data_dir / "demo-predictions-v1").is_dir()
+        assert (data_dir / "demo-predictions-v2").is_dir()
         assert "loaded" in dock.demo_label.text()
         assert dock.training_view.status == "done" and dock.training_view.curves.records
         # the demo run is loaded as a model: scoring again is one click
         qtbot.waitUntil(lambda: bool(dock.model_panel.models), timeout=30_000)
         assert dock.model_panel.model_paths() == [str(dock.demo.run_dir)]
-        assert dock.model_panel.message.text().startswith("Loaded demo-run-v1: ")
-        assert dock.score_panel.models_label.text() == "With: demo-run-v1"
+        assert dock.model_panel.message.text().startswith("Loaded demo-run-v2: ")
+        assert dock.score_panel.models_label.text() == "With: demo-run-v2"
     finally:
         dock.bridge.shutdown(timeout=2.0)
     # a later start loads the cache at once, with no engine job
