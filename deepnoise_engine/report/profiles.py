@@ -8,6 +8,8 @@ kind (pycytominer's ``infer_cp_features(df, compartments=[prefix])`` finds them)
 - ``embedding_model{i}.parquet``: each model's own embedding (i from 1, see profiles.json);
 - ``log_prob.parquet``: log-probabilities before balancing (``Logprob_<class>``), so a
   plate can be re-balanced with another method without new inference;
+- ``log_prob_model{i}.parquet``: each model's own log-probabilities (the review queue's
+  "models disagree");
 - ``pixels_raw.parquet`` / ``pixels_normalised.parquet``: per-channel intensity statistics
   of the usable sites before and after the models' normalisation (``Image_Intensity_*``),
   the "before the model" reference for QC;
@@ -51,7 +53,8 @@ def profile_paths(score_dir: Path, n_models: int) -> list[Path]:
     """Every file ``write_profiles`` writes for ``n_models`` distinct models."""
     folder = profile_dir(score_dir)
     names = [EMBEDDING, *[f"{EMBEDDING}_model{i}" for i in range(1, n_models + 1)],
-             LOG_PROB, PIXELS_RAW, PIXELS_NORMALISED]
+             LOG_PROB, *[f"{LOG_PROB}_model{i}" for i in range(1, n_models + 1)],
+             PIXELS_RAW, PIXELS_NORMALISED]
     return [folder / f"{n}.parquet" for n in names] + [folder / INDEX_NAME]
 
 
@@ -118,13 +121,15 @@ def write_profiles(
     classes: Sequence[str],
     embeddings: Mapping[str, np.ndarray],
     pixels: tuple[np.ndarray, np.ndarray, list[str]],
+    model_log_probs: Mapping[str, np.ndarray] | None = None,
     info: Mapping[str, Any] | None = None,
     overwrite: bool = False,
 ) -> list[Path]:
     """Write the profile set of ``meta``'s wells (rows aligned with every array).
 
     ``embeddings``: ``{"ensemble": (W, D), model key: (W, D_m), ...}`` (NaN rows for wells
-    a model did not score). Refuses to replace existing files unless ``overwrite``.
+    a model did not score); ``model_log_probs``: ``{model key: (W, K)}`` alike. Refuses
+    to replace existing files unless ``overwrite``.
     """
     folder = profile_dir(score_dir)
     model_keys = [k for k in embeddings if k != "ensemble"]
@@ -135,7 +140,12 @@ def write_profiles(
         frames[EMBEDDING] = _embedding_frame(meta, embeddings["ensemble"])
     for i, key in enumerate(model_keys, start=1):
         frames[f"{EMBEDDING}_model{i}"] = _embedding_frame(meta, embeddings[key])
-    frames[LOG_PROB] = profile_frame(meta, log_probs, [f"Logprob_{c}" for c in classes])
+    class_columns = [f"Logprob_{c}" for c in classes]
+    frames[LOG_PROB] = profile_frame(meta, log_probs, class_columns)
+    for i, key in enumerate(model_keys, start=1):
+        if model_log_probs and key in model_log_probs:
+            frames[f"{LOG_PROB}_model{i}"] = profile_frame(meta, model_log_probs[key],
+                                                          class_columns)
     raw, norm, names = pixels
     frames[PIXELS_RAW] = profile_frame(meta, raw, names)
     frames[PIXELS_NORMALISED] = profile_frame(meta, norm, names)
@@ -146,6 +156,9 @@ def write_profiles(
         "files": {name: f"{name}.parquet" for name in frames},
         "prefix": {name: PREFIX[name.split("_model")[0]] for name in frames},
         "models": {f"{EMBEDDING}_model{i}": key for i, key in enumerate(model_keys, start=1)},
+        "model_log_probs": {f"{LOG_PROB}_model{i}": key
+                            for i, key in enumerate(model_keys, start=1)
+                            if f"{LOG_PROB}_model{i}" in frames},
         **dict(info or {}),
     }
     written.append(atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n"))
@@ -162,6 +175,7 @@ def write_scoring_profiles(
     classes: Sequence[str],
     embeddings: Mapping[str, Mapping[str, np.ndarray]],
     normalisation_of: Mapping[str, Mapping[str, Any]],
+    model_log_probs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     answers: Mapping[str, str],
     overwrite: bool = False,
 ) -> list[Path]:
@@ -193,13 +207,16 @@ def write_scoring_profiles(
               names or [f"Image_Intensity_{s}_Ch{c}" for s in ("Mean", "Std")
                         for c in cache.channels])
     modes = sorted({json.loads(k).get("mode", "none") for k in bound})
+    member_lp = _embedding_matrices(wells, model_log_probs or {}, ensemble=False)
     return write_profiles(score_dir, meta, log_probs=lp, classes=classes,
                           embeddings=_embedding_matrices(wells, embeddings), pixels=pixels,
-                          info={"normalisation": modes}, overwrite=overwrite)
+                          model_log_probs=member_lp, info={"normalisation": modes},
+                          overwrite=overwrite)
 
 
 def _embedding_matrices(
-    wells: Sequence[str], embeddings: Mapping[str, Mapping[str, np.ndarray]]
+    wells: Sequence[str], embeddings: Mapping[str, Mapping[str, np.ndarray]],
+    ensemble: bool = True,
 ) -> dict[str, np.ndarray]:
     """Per-well dicts -> ``{key: (W, D)}``; NaN where a model did not score a well (another
     cell type's ensemble), zero-padded ensembles when ensembles differ in width."""
@@ -207,7 +224,7 @@ def _embedding_matrices(
         return {}
     keys = list(dict.fromkeys(k for w in wells for k in embeddings.get(w, {})))
     out: dict[str, np.ndarray] = {}
-    for key in ["ensemble", *[k for k in keys if k != "ensemble"]]:
+    for key in (["ensemble"] if ensemble else []) + [k for k in keys if k != "ensemble"]:
         width = max(len(embeddings[w][key]) for w in wells if key in embeddings.get(w, {}))
         fill = 0.0 if key == "ensemble" else np.nan
         matrix = np.full((len(wells), width), fill, np.float32)

@@ -303,6 +303,7 @@ def predict_wells(
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
     embeddings: dict[str, dict[str, np.ndarray]] | None = None,
+    model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Score wells: ``{id_code: log-probabilities (K,) float32}``.
 
@@ -317,7 +318,8 @@ def predict_wells(
     Under ``torch.distributed`` each rank scores a shard of the wells and rank 0 returns
     all of them (other ranks return ``{}``). ``embeddings``: a dict filled in place with
     ``{id_code: {model key: (D,) float32, ..., "ensemble": (D_sum,)}}`` (model key:
-    ``model_key(LoadedModel)``); None skips the embeddings.
+    ``model_key(LoadedModel)``); None skips the embeddings. ``model_log_probs``: filled
+    the same way with each ensemble member's own log-probabilities (where members disagree).
     """
     import torch
 
@@ -390,6 +392,8 @@ def predict_wells(
         counts = np.zeros(len(members), np.int64)
         emb_sums = [np.zeros((len(members), p.lm.model.embedding_dim), np.float64)
                     for p in models] if embeddings is not None else None
+        member_sums = [np.zeros((len(members), n_classes), np.float64)
+                       for _ in models] if model_log_probs is not None else None
         sites = [(i, r) for i, (_, rows) in enumerate(members) for r in rows]
         norm_keys = sorted({p.norm_key for p in models})
         batches = _batches(cache, sites, batch_size, norm_keys, normalisers)
@@ -413,6 +417,9 @@ def predict_wells(
                             unit = torch.nn.functional.normalize(feats.float(), dim=1)
                             emb = unit if emb is None else emb + unit
                     site_logits += acc.double().cpu()
+                    if member_sums is not None:
+                        np.add.at(member_sums[m], well_idx,
+                                  acc.double().cpu().numpy() / len(transforms))
                     if emb_sums is not None and emb is not None:
                         np.add.at(emb_sums[m], well_idx,
                                   emb.double().cpu().numpy() / len(transforms))
@@ -427,20 +434,29 @@ def predict_wells(
             results[well] = log_probs[i]
         if embeddings is not None and emb_sums is not None:
             _store_embeddings(embeddings, [w for w, _ in members], models, emb_sums)
+        if model_log_probs is not None and member_sums is not None:
+            for m, p in enumerate(models):
+                mean_logits = torch.from_numpy(member_sums[m] / counts[:, None])
+                member = torch.log_softmax(mean_logits, dim=1).numpy()
+                for i, (well, _) in enumerate(members):
+                    model_log_probs.setdefault(well, {})[model_key(p.lm, m)] = \
+                        member[i].astype(np.float32)
     report(force=True)
 
     if world > 1:
         import torch.distributed as dist
 
         gathered: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object((results, embeddings), gathered, dst=0)
+        dist.gather_object((results, embeddings, model_log_probs), gathered, dst=0)
         if rank != 0:
             return {}
         merged: dict[str, np.ndarray] = {}
-        for part, part_emb in gathered or []:
+        for part, part_emb, part_lp in gathered or []:
             merged.update(part or {})
             if embeddings is not None:
                 embeddings.update(part_emb or {})
+            if model_log_probs is not None:
+                model_log_probs.update(part_lp or {})
         return merged
     return results
 

@@ -263,6 +263,7 @@ def _predict(
     progress: ProgressFn | None,
     cancel: threading.Event | None,
     embeddings: dict[str, dict[str, np.ndarray]] | None = None,
+    model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Run H3's ``predict_wells`` (torch) with the ensembles the chosen cell types need;
     None when cancelled."""
@@ -277,7 +278,7 @@ def _predict(
     try:
         return predict_wells(needed, cache, rows_by_well, tta=tta, batch_size=batch_size,
                              device=device, progress=progress, cancel=cancel,
-                             embeddings=embeddings)
+                             embeddings=embeddings, model_log_probs=model_log_probs)
     except InferenceCancelled:
         return None
 
@@ -365,9 +366,11 @@ def run_scoring(
     _log(progress, f"predicting {len(rows_by_well)} wells on {len(chosen)} plates "
                    f"(tta {tta}, {sum(map(len, model_set.ensembles.values()))} model(s))")
     embeddings: dict[str, dict[str, np.ndarray]] = {}
+    model_log_probs: dict[str, dict[str, np.ndarray]] = {}
     scores = _predict(model_set, cache, rows_by_well, set(usable["cell_type"].astype(str)),
                       tta=int(tta), batch_size=int(batch_size), device=device,
-                      progress=progress, cancel=cancel, embeddings=embeddings)
+                      progress=progress, cancel=cancel, embeddings=embeddings,
+                      model_log_probs=model_log_probs)
     if scores is None or (cancel is not None and cancel.is_set()):
         return {"cancelled": True, "stage": "score"}
     if dist.enabled:
@@ -392,7 +395,8 @@ def run_scoring(
         written.append(write_submission(combined, Path(submission), overwrite=overwrite))
     written += write_scoring_profiles(
         out, screen=screen, cache=cache, rows_by_well=rows_by_well, log_probs=log_probs,
-        classes=classes, embeddings=embeddings, answers=_read_answers(screen.root),
+        classes=classes, embeddings=embeddings, model_log_probs=model_log_probs,
+        answers=_read_answers(screen.root),
         normalisation_of={ct: model_set.metas[stems[0]].get("normalisation") or {}
                           for ct, stems in model_set.ensembles.items()}, overwrite=overwrite)
     labels_from = ["screen"] + ([str(ANSWERS_FILE)] if answers_used else [])

@@ -48,7 +48,8 @@ def test_profiles_are_pycytominer_tables(scored: dict) -> None:
     out = scored["out"]
     index = json.loads((profile_dir(out) / "profiles.json").read_text())
     assert set(index["files"]) == {"embedding", "embedding_model1", "embedding_model2",
-                                   "log_prob", "pixels_raw", "pixels_normalised"}
+                                   "log_prob", "log_prob_model1", "log_prob_model2",
+                                   "pixels_raw", "pixels_normalised"}
     plates = pd.concat([read_plate_report(p) for p in sorted(out.glob("*_Plate*.csv"))])
     scored_wells = plates[plates["sites_used"] > 0]
     ens = pd.read_parquet(profile_dir(out) / "embedding.parquet")  # plain pandas
@@ -80,6 +81,17 @@ def test_log_probs_are_the_raw_calls(scored: dict) -> None:
     called = plates[plates["sirna_raw"].notna()].set_index("id_code")
     raw_call = lp.loc[called.index, cols].to_numpy().argmax(axis=1)
     assert [classes[i] for i in raw_call] == list(called["sirna_raw"])
+
+
+def test_members_log_probs_average_to_the_ensemble(scored: dict) -> None:
+    from scipy.special import log_softmax
+
+    cols = [f"Logprob_{c}" for c in scored["classes"]]
+    ens = read_profile(scored["out"], "log_prob")[cols].to_numpy()
+    members = [read_profile(scored["out"], f"log_prob_model{i}")[cols].to_numpy()
+               for i in (1, 2)]
+    assert np.allclose(log_softmax((members[0] + members[1]) / 2, axis=1), ens, atol=1e-4)
+    assert not np.allclose(members[0], members[1])  # two different models
 
 
 def test_pixel_profiles_before_and_after_plate_normalisation(scored: dict) -> None:
