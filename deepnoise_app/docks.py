@@ -237,6 +237,7 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
         log.info("workflow dock not available: %s", exc)
     else:
         docks.workflow = install_workflow(viewer, state)
+    _install_qc_docks(window, state, docks)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
     # warm-up: what the first well needs now (the window is not in use yet), the rest
     # (mosaic shaders, other glyphs) once the first screen has had time to open
@@ -254,6 +255,19 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
         ref = lambda viewer=viewer: viewer  # noqa: E731
     _INSTALLED[key] = (ref, docks)
     return docks
+
+
+def _install_qc_docks(window: Any, state: AppState, docks: DeepNoiseDocks) -> None:
+    """The QC map and the review queue: hidden until the user opens them (Window menu)."""
+    from deepnoise_app.qc_dock import QCDock
+    from deepnoise_app.review_dock import ReviewDock
+
+    qc = QCDock(state, bridge=getattr(docks.workflow, "bridge", None))
+    docks.dock_widgets["qc"] = window.add_dock_widget(qc, name="DeepNoise QC", area="bottom")
+    docks.dock_widgets["review"] = window.add_dock_widget(
+        ReviewDock(state), name="DeepNoise review", area="right")
+    for name in ("qc", "review"):
+        docks.dock_widgets[name].hide()
 
 
 def keep_contents_visible(dock: Any) -> None:

@@ -47,7 +47,8 @@ def write_retrieval_figure(profiles: dict[str, Any], stem: Path) -> list[Path]:
         ax.bar(xs, np.nan_to_num(values), color=colours)
         ax.scatter(xs, chance, marker="_", s=600, color="black", label="chance")
         better = "higher" if task.higher_is_better else "lower"
-        ax.set_title(f"{name} retrieval ({better} is better)", fontsize=10)
+        title = "siRNA" if name == "sirna" else name
+        ax.set_title(f"{title} retrieval ({better} is better)", fontsize=10)
         ax.set_xticks(xs, [str(i + 1) for i in xs])
         ax.set_ylim(0, 1)
     np.atleast_1d(axes)[0].set_ylabel("mean average precision")

@@ -200,10 +200,11 @@ def qc_markdown(report: dict[str, Any]) -> str:
         f"Score folder `{report['score_dir']}`: {report['wells']} labelled treatment wells.",
         "",
         "Each cell: mAP (chance; normalised, 0 = chance, 1 = perfect). siRNA: a well finds "
-        "its siRNA's wells in other experiments (higher is better). Experiment / plate: a "
-        "well finds wells of its own experiment (among the same cell type) / plate (among "
-        "the same experiment) with other siRNAs (lower is better). Mixing: how well "
-        "experiments mix among the 10 nearest wells (1 = random, 0 = separated).",
+        "its siRNA's wells in other experiments of its cell type (higher is better). "
+        "Experiment / plate: a well finds wells of its own experiment (among the same "
+        "cell type) / plate (among the same experiment) with other siRNAs (lower is "
+        "better). Mixing: how well experiments mix among the 10 nearest wells "
+        "(1 = random, 0 = separated).",
         "",
         "| profile | siRNA mAP (higher is better) | experiment mAP (lower) | plate mAP (lower) "
         "| experiment mixing | plate mixing |",
