@@ -12,8 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from qtpy.QtCore import Qt, QTimer
-from qtpy.QtGui import QKeySequence, QShortcut
+from qtpy.QtCore import QEvent, QObject, Qt, QTimer
 from qtpy.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -84,10 +83,7 @@ class ReviewDock(QWidget):
         self.reject_button.clicked.connect(lambda: self.decide("rejected"))
         self.clear_button.clicked.connect(lambda: self.decide(""))
         self.note.returnPressed.connect(self.save_note)
-        for key, decision in (("A", "accepted"), ("R", "rejected")):
-            shortcut = QShortcut(QKeySequence(key), self.table)
-            shortcut.setContext(Qt.ShortcutContext.WidgetShortcut)
-            shortcut.activated.connect(lambda d=decision: self.decide(d))
+        self.table.installEventFilter(self)  # A / R decide while the queue has the keys
         self.count = QLabel("")
         buttons = QHBoxLayout()
         for widget in (self.accept_button, self.reject_button, self.clear_button):
@@ -183,6 +179,15 @@ class ReviewDock(QWidget):
         return (f"{item['id_code']}: call {prediction.get('sirna')}"
                 + (f" (true {truth})" if truth else "") + f"\ntop 5: {top or 'none'}"
                 + f"\nwhy: {item['why'] or 'no flag'}")
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:
+        if watched is self.table and event.type() == QEvent.Type.KeyPress and not (
+                event.modifiers() & ~Qt.KeyboardModifier.KeypadModifier):
+            decision = {Qt.Key.Key_A: "accepted", Qt.Key.Key_R: "rejected"}.get(event.key())
+            if decision is not None:
+                self.decide(decision)
+                return True
+        return super().eventFilter(watched, event)
 
     def select_index(self, row: int) -> None:
         """Make queue row ``row`` the current one (as a click would)."""

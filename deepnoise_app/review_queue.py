@@ -1,8 +1,8 @@
 """The review queue (Qt-free): which wells deserve a second look, in what order.
 
 Reasons, each a column of the queue (True/False):
-- ``low confidence``: the call's confidence is below ``LOW_CONFIDENCE`` or among the
-  lowest ``LOWEST_FRACTION`` of the run;
+- ``low confidence``: the call's confidence is below ``LOW_CONFIDENCE`` or below the
+  run's ``LOWEST_FRACTION`` quantile;
 - ``changed by balancing``: the plate assignment changed the raw call;
 - ``models disagree``: the ensemble's members call different siRNAs (the score folder's
   ``profiles/log_prob_model{i}.parquet``);
@@ -78,7 +78,7 @@ def build_queue(predictions: dict[str, pd.DataFrame], *, screen: Any = None,
         "sites_used": pd.to_numeric(table["sites_used"], errors="coerce").fillna(0).astype(int),
     })
     treatment = table["well_type"].astype(str) == "treatment"
-    q["low confidence"] = (conf < LOW_CONFIDENCE) | (conf <= cutoff)
+    q["low confidence"] = (conf < LOW_CONFIDENCE) | (conf < cutoff)
     q["changed by balancing"] = table["changed_by_balancing"].astype("boolean").fillna(False)
     q["models disagree"] = q["id_code"].map(model_disagreement(score_dir)).fillna(False)
     q["control call"] = treatment & table["sirna_raw"].astype("string").isin(controls).fillna(

@@ -29,7 +29,7 @@ def write_score_folder(screen, out: Path, prediction_frame, *, confidence=None,
     classes = [str(i) for i in range(4)]
     lp = np.log(np.full((len(ids), 4), 0.25, np.float32))
     member2 = lp.copy()
-    member2[:5, 1] = 0.0  # the second model calls class 1 for the first five wells
+    member2[-5:, 1] = 0.0  # the second model calls class 1 for the last five wells
     write_profiles(out, meta, log_probs=lp, classes=classes,
                    embeddings={"ensemble": emb, "a": emb, "b": emb}, pixels=(pixels, pixels, names),
                    model_log_probs={"a": lp, "b": member2})
