@@ -31,6 +31,7 @@ from qtpy.QtWidgets import (
 
 from deepnoise_app.qc_map import (
     COLOUR_BY,
+    PALETTE,
     MapPoints,
     describe,
     load_points,
@@ -43,6 +44,9 @@ from deepnoise_app.qc_map import (
 from deepnoise_app.state import AppState
 
 log = logging.getLogger(__name__)
+
+#: at most this many colours are drawn; more categories (siRNAs) cycle through PALETTE
+MAX_LAYERS = 24
 
 
 class LassoViewBox(pg.ViewBox):
@@ -111,6 +115,8 @@ class QCDock(QWidget):
         self.lasso_button.toggled.connect(self._lasso_toggled)
         self.hover_label = QLabel("")
         self.hover_label.setObjectName("deepnoise-qc-hover")
+        # a fixed height: a new hover text must not re-layout the dock (and repaint the map)
+        self.hover_label.setFixedHeight(self.hover_label.fontMetrics().height() + 4)
         self.message = QLabel("Score a screen to see its wells here.")
         self.message.setWordWrap(True)
         top = QHBoxLayout()
@@ -126,11 +132,13 @@ class QCDock(QWidget):
         self.plot.setObjectName("deepnoise-qc-map")
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
-        self.scatter = pg.ScatterPlotItem(size=6, pen=None, pxMode=True, useCache=True,
-                                          hoverable=False)
+        # one ScatterPlotItem per colour: a uniform brush keeps pyqtgraph vectorised
+        # (per-point brushes cost a Python loop over 20,000 points at every recolour)
+        self.layers: list[pg.ScatterPlotItem] = []
+        self.layer_rows: list[np.ndarray] = []
         self.selected = pg.ScatterPlotItem(size=16, pen=pg.mkPen("k", width=2), brush=None,
                                            pxMode=True)
-        self.plot.addItem(self.scatter)
+        self.selected.setZValue(5)  # above the colour layers
         self.plot.addItem(self.selected)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
@@ -233,10 +241,9 @@ class QCDock(QWidget):
         self.lasso_rows = np.zeros(0, int)
         self.lasso_list.clear()
         if points is None:
-            self.scatter.clear()
+            self._set_layers([], [])
             self.selected.clear()
             return
-        self.scatter.setData(pos=points.xy, size=6, pen=None)
         self.recolour()
         self._show_selected()
         self.plot.autoRange()
@@ -246,12 +253,44 @@ class QCDock(QWidget):
         if self.points is None:
             return
         codes, palette = point_colours(self.points, self.colour_by.currentText())
-        brushes = [QBrush(QColor(*rgb)) for _, rgb in palette]
-        self.scatter.setBrush([brushes[c] for c in codes])
+        drawn = palette if len(palette) <= MAX_LAYERS else [
+            (label, PALETTE[i % len(PALETTE)]) for i, (label, _) in enumerate(palette)]
+        colours = sorted({rgb for _, rgb in drawn})
+        layer_of = np.array([colours.index(rgb) for _, rgb in drawn], int)[codes]
+        order = np.argsort(layer_of, kind="stable")
+        bounds = np.searchsorted(layer_of[order], np.arange(len(colours) + 1))
+        self._set_layers(colours, [order[bounds[i]:bounds[i + 1]]
+                                   for i in range(len(colours))])
+        palette = drawn
         shown = palette if len(palette) <= 24 else palette[:0]
         swatches = " ".join(f'<span style="color: rgb{rgb}">●</span>&nbsp;{label}'
                             for label, rgb in shown)
         self.legend.setText(swatches or f"{len(palette)} values (hover to read)")
+
+    def _set_layers(self, colours: list[tuple], rows: list[np.ndarray]) -> None:
+        """One scatter item per colour holding ``rows`` of the points (items are reused)."""
+        while len(self.layers) < len(colours):
+            item = pg.ScatterPlotItem(size=6, pen=None, pxMode=True, useCache=True)
+            self.plot.addItem(item)
+            self.layers.append(item)
+        for i, item in enumerate(self.layers):
+            if i < len(colours) and len(rows[i]) and self.points is not None:
+                item.setData(pos=self.points.xy[rows[i]], size=6, pen=None,
+                             brush=QBrush(QColor(*colours[i])))
+                item.setVisible(True)
+            else:
+                item.clear()
+                item.setVisible(False)
+        self.layer_rows = [rows[i] if i < len(rows) else np.zeros(0, int)
+                           for i in range(len(self.layers))]
+
+    def drawn_colours(self) -> np.ndarray:
+        """(N, 3) RGB of every point as the scatter items draw it (tests, benchmarks)."""
+        out = np.zeros((0 if self.points is None else len(self.points), 3), int)
+        for item, rows in zip(self.layers, self.layer_rows, strict=True):
+            if len(rows):
+                out[rows] = item.opts["brush"].color().getRgb()[:3]
+        return out
 
     def show_table(self) -> None:
         """Fill the QC table from ``qc/qc.json`` of the score folder (or say how to get it)."""
@@ -305,7 +344,6 @@ class QCDock(QWidget):
         text = "" if i is None else describe(self.points, i)
         if text != self.hover_label.text():
             self.hover_label.setText(text)
-            self.plot.setToolTip(text)
 
     def _clicked(self, ev: Any) -> None:
         if self.view.lasso or ev.button() != Qt.MouseButton.LeftButton:

@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.qc.layout import pca_2d
+
 COLOUR_BY = ("experiment", "plate", "cell type", "siRNA", "confidence", "right/wrong")
 LAYOUTS = ("PCA", "UMAP")
 
@@ -49,18 +51,6 @@ class MapPoints:
 
     def __len__(self) -> int:
         return len(self.frame)
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """The first two principal components (fitted on at most 2,000 rows)."""
-    x = np.nan_to_num(np.asarray(x, np.float64))
-    centred = x - x.mean(axis=0)
-    if len(centred) < 2:
-        return np.zeros((len(centred), 2))
-    sample = centred[:: max(1, len(centred) // 2000)]
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    out = centred @ vt[:2].T
-    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
 
 
 def layout_2d(x: np.ndarray, layout: str = "PCA") -> np.ndarray:

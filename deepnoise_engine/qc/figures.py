@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.qc.layout import pca_2d
 from deepnoise_engine.qc.retrieval import TASKS
 from deepnoise_engine.report.io import atomic_write
 
@@ -57,18 +58,6 @@ def write_retrieval_figure(profiles: dict[str, Any], stem: Path) -> list[Path]:
                loc="lower center", ncol=min(len(labels), 3), fontsize=8, frameon=False)
     fig.tight_layout(rect=(0, 0.12, 1, 1))
     return _save(fig, stem)
-
-
-def pca_2d(x: np.ndarray) -> np.ndarray:
-    """First two principal components of the rows of ``x`` (NaN rows -> 0)."""
-    x = np.nan_to_num(np.asarray(x, np.float64))
-    centred = x - x.mean(axis=0)
-    if centred.shape[0] < 2 or centred.shape[1] < 1:
-        return np.zeros((x.shape[0], 2))
-    sample = centred[:: max(1, len(centred) // 1000)]  # 2 components: 1,000 rows suffice
-    _, _, vt = np.linalg.svd(sample, full_matrices=False)
-    out = centred @ vt[:2].T
-    return np.pad(out, ((0, 0), (0, 2 - out.shape[1])))
 
 
 def write_map_figure(maps: dict[str, tuple[np.ndarray, pd.DataFrame]],

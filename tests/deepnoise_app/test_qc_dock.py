@@ -57,7 +57,7 @@ def test_colour_choice_recolours_the_points(opened, qtbot) -> None:
     _viewer, state, _docks, qc = opened
     n = sum(len(p.used_wells()) for p in state.screen.plates())
     assert len(qc.points) == n
-    brushes = lambda: [b.color().getRgb()[:3] for b in qc.scatter.data["brush"]]  # noqa: E731
+    brushes = lambda: [tuple(c) for c in qc.drawn_colours()]  # noqa: E731
     by_experiment = brushes()
     assert len(set(by_experiment)) == len(state.screen.experiments)
     qc.colour_by.setCurrentText("right/wrong")
@@ -127,7 +127,8 @@ def test_qc_table_shows_the_report(opened, qtbot) -> None:
     assert qc.table.rowCount() == 0 and qc.run_qc.text() == "Run QC"
     run_qc(state.score_dir, block=64)
     qc.reload()
-    qtbot.waitUntil(lambda: qc.table.rowCount() == 5, timeout=15_000)  # 3 + 2 models
+    qtbot.waitUntil(lambda: qc.table.rowCount() == 5 and not qc.loading,
+                    timeout=15_000)  # 3 profiles + 2 models; the map's worker done
     assert qc.table.item(0, 0).text() == "pixel statistics, raw"
     assert qc.table.item(2, 0).text() == "model embedding (ensemble)"
 

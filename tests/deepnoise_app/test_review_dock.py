@@ -38,7 +38,7 @@ def opened(make_napari_viewer, qtbot, small_screen_path: Path, prediction_frame,
 
 
 def test_queue_ranks_wells_by_reasons(opened) -> None:
-    _viewer, state, _docks, review, first, both = opened
+    _viewer, _state, _docks, review, first, both = opened
     queue = review.queue
     top = queue.iloc[0]
     # on the first plate: low confidence and changed by balancing (two reasons)
