@@ -47,7 +47,7 @@ def _wheel(widget, pos, steps: int) -> None:
     QApplication.sendEvent(widget, event)
 
 
-def main() -> None:
+def main(points: int = 10**9) -> None:
     import napari
     from qtpy.QtCore import QEvent, QPoint, QPointF, Qt
 
@@ -71,6 +71,11 @@ def main() -> None:
         docks.dock_widgets["qc"].show()
         qc = docks.dock_widgets["qc"].widget()
         wait_until(lambda: qc.points is not None, timeout=120)
+        if points < len(qc.points):  # a baseline: what the window costs without the points
+            from deepnoise_app.qc_map import MapPoints
+
+            qc.points = MapPoints(qc.points.frame.iloc[:points].reset_index(drop=True),
+                                  qc.points.xy[:points], qc.points.layout)
         t1 = time.perf_counter()
         qc.set_points(qc.points)  # the main thread's share of a load, timed alone
         out_main = round(time.perf_counter() - t1, 3)
@@ -118,4 +123,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 10**9)  # [POINTS]: fewer, as a baseline
