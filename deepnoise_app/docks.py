@@ -266,8 +266,22 @@ def _install_qc_docks(window: Any, state: AppState, docks: DeepNoiseDocks) -> No
     docks.dock_widgets["qc"] = window.add_dock_widget(qc, name="DeepNoise QC", area="bottom")
     docks.dock_widgets["review"] = window.add_dock_widget(
         ReviewDock(state), name="DeepNoise review", area="right")
+    beside = _dock_of(docks.workflow) or docks.dock_widgets["view"]
+    try:  # the review queue shares the workflow's place (the plate map stays in sight)
+        window._qt_window.tabifyDockWidget(beside, docks.dock_widgets["review"])
+    except (AttributeError, RuntimeError) as exc:
+        log.info("cannot tabify the review queue: %s", exc)
     for name in ("qc", "review"):
         docks.dock_widgets[name].hide()
+
+
+def _dock_of(widget: Any) -> Any:
+    """The QDockWidget holding ``widget`` (None when it is not docked)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
 
 
 def keep_contents_visible(dock: Any) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from qtpy.QtCore import Qt, QTimer, Signal
+from qtpy.QtCore import QSize, Qt, QTimer, Signal
 from qtpy.QtGui import QBrush, QColor
 from qtpy.QtWidgets import (
     QComboBox,
@@ -152,10 +152,14 @@ class QCDock(QWidget):
             ["profile", "siRNA mAP ↑", "experiment mAP ↓", "plate mAP ↓", "mixing ↑"])
         self.table.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
         self.table.setToolTip("mAP (chance) per profile; docs/qc.md explains the columns")
+        self.table.setMinimumHeight(80)
+        self.table.verticalHeader().setVisible(False)
+        self.plot.setMinimumHeight(120)
         self.run_qc = QPushButton("Run QC")
         self.run_qc.clicked.connect(self.request_qc)
         self.lasso_list = QListWidget()
         self.lasso_list.setObjectName("deepnoise-qc-lasso")
+        self.lasso_list.setMinimumHeight(40)
         self.lasso_list.itemClicked.connect(
             lambda item: self.select_row(int(item.data(Qt.ItemDataRole.UserRole))))
         side = QWidget()
@@ -181,6 +185,10 @@ class QCDock(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.message)
         layout.addWidget(split, 1)
+
+    def sizeHint(self) -> QSize:
+        """Tall enough for the map and the table when the bottom dock first opens."""
+        return QSize(900, 380)
 
     # -- data ---------------------------------------------------------------------------------
     def _schedule_reload(self, *_args: Any) -> None:

@@ -70,6 +70,9 @@ class ReviewDock(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
         self.table.currentCellChanged.connect(lambda row, *_: self._current_changed(row))
+        self.table.setMinimumHeight(100)  # a few rows even in a crowded dock area
+        self.table.setWordWrap(False)
+        self.table.verticalHeader().setVisible(False)
         self.details = QLabel("")
         self.details.setObjectName("deepnoise-review-details")
         self.details.setWordWrap(True)
@@ -141,7 +144,8 @@ class ReviewDock(QWidget):
             for c, text in enumerate(values):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.blockSignals(False)
-        self.table.resizeColumnToContents(0)
+        for column in (0, 1, 3):
+            self.table.resizeColumnToContents(column)
         self.count.setText(f"{len(self.shown)} of {len(self.queue)} wells")
         self.details.setText("" if len(self.shown) else "Nothing to review.")
 
