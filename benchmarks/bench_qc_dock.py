@@ -69,7 +69,7 @@ def main(points: int = 10**9) -> None:
         beat.start()
         t0 = time.perf_counter()
         docks.dock_widgets["qc"].show()
-        qc = docks.dock_widgets["qc"].widget()
+        qc = docks.dock_widgets["qc"].widget().build()
         wait_until(lambda: qc.points is not None, timeout=120)
         if points < len(qc.points):  # a baseline: what the window costs without the points
             from deepnoise_app.qc_map import MapPoints

@@ -258,12 +258,18 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
 
 
 def _install_qc_docks(window: Any, state: AppState, docks: DeepNoiseDocks) -> None:
-    """The QC map and the review queue: hidden until the user opens them (Window menu)."""
-    from deepnoise_app.qc_dock import QCDock
+    """The QC map and the review queue: hidden until the user opens them (Window menu); the
+    map is built (and pyqtgraph imported) when it is first shown."""
+    from deepnoise_app.lazy_dock import LazyDock
     from deepnoise_app.review_dock import ReviewDock
 
-    qc = QCDock(state, bridge=getattr(docks.workflow, "bridge", None))
-    docks.dock_widgets["qc"] = window.add_dock_widget(qc, name="DeepNoise QC", area="bottom")
+    def qc_dock() -> QWidget:
+        from deepnoise_app.qc_dock import QCDock
+
+        return QCDock(state, bridge=getattr(docks.workflow, "bridge", None))
+
+    docks.dock_widgets["qc"] = window.add_dock_widget(LazyDock(qc_dock), name="DeepNoise QC",
+                                                      area="bottom")
     docks.dock_widgets["review"] = window.add_dock_widget(
         ReviewDock(state), name="DeepNoise review", area="right")
     beside = _dock_of(docks.workflow) or docks.dock_widgets["view"]

@@ -1,10 +1,7 @@
 """8. QC: does a profile depend on the siRNA and not on the experiment or plate?
 
 Torch-free; reads the well profiles that ``score`` writes (``report/profiles.py``).
+``job.run_qc`` (the ``qc`` command and engine job), ``retrieval`` (mAP via copairs, k-NN
+mixing), ``layout`` (PCA, numpy only: the app's QC map imports it without copairs),
+``figures`` (matplotlib), ``synthetic`` (planted profiles for tests and benchmarks).
 """
-
-from deepnoise_engine.qc.job import QC_DIR, QCCancelled, qc_paths, run_qc
-from deepnoise_engine.qc.retrieval import TASKS, knn_mixing, mean_average_precisions
-
-__all__ = ["QC_DIR", "TASKS", "QCCancelled", "knn_mixing", "mean_average_precisions",
-           "qc_paths", "run_qc"]

@@ -29,7 +29,7 @@ def opened(make_napari_viewer, qtbot, small_screen_path: Path, prediction_frame,
     dock_widget = docks.dock_widgets["qc"]
     assert not dock_widget.isVisible()  # hidden until the user opens it
     dock_widget.show()
-    qc = dock_widget.widget()
+    qc = dock_widget.widget().content  # built on the first show
     qtbot.waitUntil(lambda: qc.points is not None, timeout=15_000)
     return viewer, state, docks, qc
 
