@@ -97,3 +97,18 @@ def test_queue_without_models_or_screen(prediction_frame, small_screen) -> None:
     queue = build_queue({plate.key: prediction_frame(plate, {name: 0.1})})
     assert queue.iloc[0]["well"] == name and not queue["models disagree"].any()
     assert queue["low confidence"].sum() == 1
+
+
+def test_plugin_widgets_in_plain_napari(make_napari_viewer, qtbot, small_screen_path: Path,
+                                        prediction_frame, tmp_path: Path) -> None:
+    viewer = make_napari_viewer(show=True)  # docks load their data only while shown
+    _dock, qc = viewer.window.add_plugin_dock_widget("deepnoise", "QC map")
+    _dock, review = viewer.window.add_plugin_dock_widget("deepnoise", "Review queue")
+    state = state_for(viewer)
+    assert qc.state is review.state is state
+    open_screen_path(state, small_screen_path)
+    state.load_predictions(write_score_folder(state.screen, tmp_path / "scores",
+                                              prediction_frame))
+    qtbot.waitUntil(lambda: qc.points is not None and review.table.rowCount() > 0,
+                    timeout=15_000)
+    assert len(qc.points) == len(review.queue)
