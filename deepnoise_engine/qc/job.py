@@ -120,7 +120,7 @@ def run_qc(
     report = _report(score_dir, results, t0)
     written = write_qc(report, out, maps if figures else None)
     _progress(progress, len(sets) + 1, len(sets) + 1, t0)
-    return {**report, "out": str(out), "files": [str(p) for p in written]}
+    return {**_json_safe(report), "out": str(out), "files": [str(p) for p in written]}
 
 
 def _progress(progress: ProgressFn | None, done: int, total: int, t0: float) -> None:
@@ -146,17 +146,19 @@ def _report(score_dir: Path, results: dict[str, Any], t0: float) -> dict[str, An
 
 def verdict(results: dict[str, Any], near: float = 0.1) -> dict[str, Any]:
     """Plain answers: is the experiment signal near chance (normalised mAP below ``near``)
-    and is the siRNA signal above chance, per profile; did the model beat the pixels?"""
+    and is the siRNA signal above chance, per profile; did the model beat the pixels?
+    None where the screen cannot tell (one experiment per cell type, no replicates)."""
     out: dict[str, Any] = {}
     for kind, r in results.items():
         exp, sirna = r["experiment"]["normalised"], r["sirna"]["normalised"]
-        out[kind] = {"experiment_near_chance": bool(np.isfinite(exp) and exp < near),
-                     "sirna_above_chance": bool(np.isfinite(sirna) and sirna > near)}
-    if "embedding" in results and "pixels_raw" in results:
-        out["embedding_beats_pixels_on_sirna"] = bool(
-            results["embedding"]["sirna"]["map"] > max(
-                results[k]["sirna"]["map"] for k in ("pixels_raw", "pixels_normalised")
-                if k in results))
+        out[kind] = {"experiment_near_chance": bool(exp < near) if np.isfinite(exp) else None,
+                     "sirna_above_chance": bool(sirna > near) if np.isfinite(sirna) else None}
+    pixels = [results[k]["sirna"]["map"] for k in ("pixels_raw", "pixels_normalised")
+              if k in results]
+    if "embedding" in results and pixels:
+        ours = results["embedding"]["sirna"]["map"]
+        out["embedding_beats_pixels_on_sirna"] = (
+            bool(ours > max(pixels)) if np.isfinite([ours, *pixels]).all() else None)
     return out
 
 
@@ -183,6 +185,14 @@ def _json_safe(value: Any) -> Any:
     if isinstance(value, float) and not np.isfinite(value):
         return None
     return value
+
+
+def _answer(value: bool | None, yes: str, no: str) -> str:
+    return "not measurable here" if value is None else (yes if value else no)
+
+
+def _number(value: float) -> str:
+    return f"{value:.2f}" if np.isfinite(value) else "n/a"
 
 
 def _cell(metric: dict[str, Any]) -> str:
@@ -212,19 +222,22 @@ def qc_markdown(report: dict[str, Any]) -> str:
     ]
     for r in profiles.values():
         lines.append(f"| {r['label']} | {_cell(r['sirna'])} | {_cell(r['experiment'])} | "
-                     f"{_cell(r['plate'])} | {r['mixing_experiment']:.2f} | "
-                     f"{r['mixing_plate']:.2f} |")
+                     f"{_cell(r['plate'])} | {_number(r['mixing_experiment'])} | "
+                     f"{_number(r['mixing_plate'])} |")
     lines += ["", "## Answers", ""]
     for kind, v in report["verdict"].items():
         if kind in profiles:
             label = profiles[kind]["label"]
-            lines.append(f"- {label}: experiment signal "
-                         f"{'near chance' if v['experiment_near_chance'] else 'present'}, "
-                         f"siRNA signal {'above chance' if v['sirna_above_chance'] else 'absent'}.")
+            exp = _answer(v["experiment_near_chance"], "near chance", "present")
+            sirna = _answer(v["sirna_above_chance"], "above chance", "absent")
+            lines.append(f"- {label}: experiment signal {exp}, siRNA signal {sirna}.")
     beats = report["verdict"].get("embedding_beats_pixels_on_sirna")
     if beats is not None:
         lines.append(f"- The model's embedding {'finds' if beats else 'does not find'} "
                      "replicate siRNAs better than the pixel statistics.")
+    lines += ["", "(Experiment retrieval needs two or more experiments per cell type, siRNA "
+              "retrieval the same siRNA in two or more experiments; labelled treatment "
+              "wells only.)"]
     lines += ["", "Figures: `qc_retrieval.png` (mAP per profile and task, chance marked), "
               "`qc_map.png` (PCA of each profile, coloured by experiment).", ""]
     return "\n".join(lines)

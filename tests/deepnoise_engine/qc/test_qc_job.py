@@ -83,3 +83,14 @@ def test_engine_process_runs_qc(scores: Path, tmp_path: Path) -> None:
     assert result["profiles"]["embedding"]["sirna"]["normalised"] > 0.5
     assert any(e["event"] == "progress" and e["stage"] == "qc" for e in events)
     assert (tmp_path / "qc" / "qc.json").is_file()
+
+
+def test_one_experiment_says_not_measurable(tmp_path: Path) -> None:
+    meta = planted_metadata({"HEPG2": 1}, plates=1, sirnas=6)
+    scores = write_planted_profiles(tmp_path / "scores", meta, dims=8)
+    result = run_qc(scores)
+    json.dumps(result, allow_nan=False)  # the engine protocol sends it as strict JSON
+    assert result["profiles"]["embedding"]["experiment"]["map"] is None
+    assert result["verdict"]["embedding"] == {"experiment_near_chance": None,
+                                              "sirna_above_chance": None}
+    assert "not measurable here" in (scores / "qc" / "qc.md").read_text()
