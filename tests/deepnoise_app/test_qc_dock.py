@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from qc_fixtures import write_score_folder
 from qtpy.QtCore import QPointF, Qt
 
 from deepnoise_app.docks import install_docks, open_screen_path
 from deepnoise_app.qc_map import PALETTE, point_colours, points_in_polygon
 from deepnoise_app.state import state_for
-from tests.deepnoise_app.qc_fixtures import write_score_folder
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
 

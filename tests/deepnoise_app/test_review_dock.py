@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from qc_fixtures import write_score_folder
 from qtpy.QtCore import Qt
 
 from deepnoise_app.docks import install_docks, open_screen_path
 from deepnoise_app.review_queue import build_queue
 from deepnoise_app.state import state_for
 from deepnoise_engine.report.export import export_reports
-from tests.deepnoise_app.qc_fixtures import write_score_folder
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
 
