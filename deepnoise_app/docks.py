@@ -237,6 +237,7 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
         log.info("workflow dock not available: %s", exc)
     else:
         docks.workflow = install_workflow(viewer, state)
+    _install_qc_docks(window, state, docks)
     browser.open_requested.connect(lambda: choose_screen_folder(viewer, state))
     # warm-up: what the first well needs now (the window is not in use yet), the rest
     # (mosaic shaders, other glyphs) once the first screen has had time to open
@@ -254,6 +255,39 @@ def install_docks(viewer: Any, state: AppState | None = None) -> DeepNoiseDocks:
         ref = lambda viewer=viewer: viewer  # noqa: E731
     _INSTALLED[key] = (ref, docks)
     return docks
+
+
+def _install_qc_docks(window: Any, state: AppState, docks: DeepNoiseDocks) -> None:
+    """The QC map and the review queue: hidden until the user opens them (Window menu); the
+    map is built (and pyqtgraph imported) when it is first shown."""
+    from deepnoise_app.lazy_dock import LazyDock
+    from deepnoise_app.review_dock import ReviewDock
+
+    def qc_dock() -> QWidget:
+        from deepnoise_app.qc_dock import QCDock
+
+        return QCDock(state, bridge=getattr(docks.workflow, "bridge", None))
+
+    docks.dock_widgets["qc"] = window.add_dock_widget(LazyDock(qc_dock), name="DeepNoise QC",
+                                                      area="bottom")
+    docks.dock_widgets["review"] = window.add_dock_widget(
+        ReviewDock(state), name="DeepNoise review", area="right")
+    beside = _dock_of(docks.workflow) or docks.dock_widgets["view"]
+    try:  # the review queue shares the workflow's place (the plate map stays in sight)
+        window._qt_window.tabifyDockWidget(beside, docks.dock_widgets["review"])
+    except (AttributeError, RuntimeError) as exc:
+        log.info("cannot tabify the review queue: %s", exc)
+    for name in ("qc", "review"):
+        docks.dock_widgets[name].hide()
+
+
+def _dock_of(widget: Any) -> Any:
+    """The QDockWidget holding ``widget`` (None when it is not docked)."""
+    from qtpy.QtWidgets import QDockWidget
+
+    while widget is not None and not isinstance(widget, QDockWidget):
+        widget = widget.parentWidget()
+    return widget
 
 
 def keep_contents_visible(dock: Any) -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "deepnoise_engine.screen.cli",  # inspect, pack, make-demo, convert
     "deepnoise_engine.train.cli",  # train
     "deepnoise_engine.score.cli",  # score
+    "deepnoise_engine.qc.cli",  # qc
     "deepnoise_engine.serve.cli",  # serve
 ]
 

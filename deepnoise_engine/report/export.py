@@ -13,6 +13,7 @@ import pandas as pd
 from deepnoise_engine.report.figure import write_plate_map
 from deepnoise_engine.report.io import ReportError, atomic_write, check_free
 from deepnoise_engine.report.plate_report import list_plate_reports, read_plate_report
+from deepnoise_engine.report.review import read_decisions, with_decisions
 from deepnoise_engine.report.submission import write_submission
 
 SUBMISSION_NAME = "submission.csv"
@@ -50,7 +51,8 @@ def export_reports(
     figures: bool = False,
     overwrite: bool = False,
 ) -> list[Path]:
-    """Copy the chosen plates' CSVs from ``score_dir`` to ``out``; write the submission
+    """Copy the chosen plates' CSVs from ``score_dir`` to ``out`` (with the review queue's
+    ``review_decision`` / ``review_note`` columns when ``review.csv`` exists); write the submission
     for those plates (``submission.csv``) and, with ``figures``, ``{exp}_Plate{p}.png``.
 
     Checks every target first: existing files are kept and reported (``OutputExistsError``)
@@ -77,9 +79,15 @@ def export_reports(
         targets += [out / path.with_suffix(".png").name for path in chosen.values()]
     check_free(targets, overwrite)
     frames = {key: read_plate_report(path) for key, path in chosen.items()}  # validates
+    decisions = read_decisions(score_dir)
     written: list[Path] = []
     for path in chosen.values():
-        copy = lambda tmp, src=path: shutil.copyfile(src, tmp)  # noqa: E731
+        if len(decisions):  # the review queue's decisions become two more columns
+            copy = lambda tmp, src=path: with_decisions(  # noqa: E731
+                pd.read_csv(src, dtype=str, keep_default_na=False), decisions
+            ).to_csv(tmp, index=False, encoding="utf-8")
+        else:
+            copy = lambda tmp, src=path: shutil.copyfile(src, tmp)  # noqa: E731
         written.append(atomic_write(out / path.name, copy))
     if submission:
         combined = pd.concat(frames.values(), ignore_index=True)

@@ -8,6 +8,11 @@ Each model normalises its input with the normaliser stored in its checkpoint, bo
 the screen being scored (``Normalizer.for_cache``: plate/experiment/site/controls
 statistics are recomputed from that screen, global/cell-type ones carry over).
 Images are scored at the cache's full size (the networks pool globally).
+
+With ``embeddings={}`` it also fills, per well, each model's embedding (its L2-normalised
+backbone output averaged over the TTA transforms and sites, then L2-normalised again)
+and the ensemble's (the members' embeddings concatenated, divided by sqrt(members): unit
+length, and its cosine is the mean of the members' cosines).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ __all__ = [
     "InferenceCancelled",
     "LoadedModel",
     "load_models",
+    "model_key",
     "predict_wells",
     "resolve_device",
     "resolve_models",
@@ -296,6 +302,8 @@ def predict_wells(
     device: str = "cpu",
     progress: ProgressFn | None = None,
     cancel: threading.Event | None = None,
+    embeddings: dict[str, dict[str, np.ndarray]] | None = None,
+    model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Score wells: ``{id_code: log-probabilities (K,) float32}``.
 
@@ -308,7 +316,10 @@ def predict_wells(
     ``progress`` gets ``{"event": "progress", "stage": "score", "done", "total", "eta_s"}``
     in sites; ``cancel`` (``threading.Event``) raises ``InferenceCancelled`` between batches.
     Under ``torch.distributed`` each rank scores a shard of the wells and rank 0 returns
-    all of them (other ranks return ``{}``).
+    all of them (other ranks return ``{}``). ``embeddings``: a dict filled in place with
+    ``{id_code: {model key: (D,) float32, ..., "ensemble": (D_sum,)}}`` (model key:
+    ``model_key(LoadedModel)``); None skips the embeddings. ``model_log_probs``: filled
+    the same way with each ensemble member's own log-probabilities (where members disagree).
     """
     import torch
 
@@ -379,6 +390,10 @@ def predict_wells(
         n_classes = models[0].lm.model.num_classes
         sums = np.zeros((len(members), n_classes), np.float64)
         counts = np.zeros(len(members), np.int64)
+        emb_sums = [np.zeros((len(members), p.lm.model.embedding_dim), np.float64)
+                    for p in models] if embeddings is not None else None
+        member_sums = [np.zeros((len(members), n_classes), np.float64)
+                       for _ in models] if model_log_probs is not None else None
         sites = [(i, r) for i, (_, rows) in enumerate(members) for r in rows]
         norm_keys = sorted({p.norm_key for p in models})
         batches = _batches(cache, sites, batch_size, norm_keys, normalisers)
@@ -390,13 +405,24 @@ def predict_wells(
                 raw = raw.pin_memory().to(device, non_blocking=True)
             site_logits = torch.zeros(len(well_idx), n_classes, dtype=torch.float64)
             with torch.inference_mode(), autocast():
-                for p in models:
+                for m, p in enumerate(models):
                     x = _normalised(raw, stats[p.norm_key], p.channel_index, device)
                     x = _resized(x, p.image_size)
                     acc = torch.zeros(len(well_idx), n_classes, device=device)
+                    emb = None
                     for turns, flip in transforms:
-                        acc += p.lm.model(_apply(x, turns, flip)).float()
+                        feats = p.lm.model.features(_apply(x, turns, flip))
+                        acc += p.lm.model.logits(feats).float()
+                        if emb_sums is not None:
+                            unit = torch.nn.functional.normalize(feats.float(), dim=1)
+                            emb = unit if emb is None else emb + unit
                     site_logits += acc.double().cpu()
+                    if member_sums is not None:
+                        np.add.at(member_sums[m], well_idx,
+                                  acc.double().cpu().numpy() / len(transforms))
+                    if emb_sums is not None and emb is not None:
+                        np.add.at(emb_sums[m], well_idx,
+                                  emb.double().cpu().numpy() / len(transforms))
             site_logits /= len(models) * len(transforms)
             np.add.at(sums, well_idx, site_logits.numpy())
             np.add.at(counts, well_idx, 1)
@@ -406,18 +432,54 @@ def predict_wells(
         log_probs = torch.log_softmax(torch.from_numpy(mean), dim=1).numpy().astype(np.float32)
         for i, (well, _) in enumerate(members):
             results[well] = log_probs[i]
+        if embeddings is not None and emb_sums is not None:
+            _store_embeddings(embeddings, [w for w, _ in members], models, emb_sums)
+        if model_log_probs is not None and member_sums is not None:
+            for m, p in enumerate(models):
+                mean_logits = torch.from_numpy(member_sums[m] / counts[:, None])
+                member = torch.log_softmax(mean_logits, dim=1).numpy()
+                for i, (well, _) in enumerate(members):
+                    model_log_probs.setdefault(well, {})[model_key(p.lm, m)] = \
+                        member[i].astype(np.float32)
     report(force=True)
 
     if world > 1:
         import torch.distributed as dist
 
         gathered: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object(results, gathered, dst=0)
+        dist.gather_object((results, embeddings, model_log_probs), gathered, dst=0)
         if rank != 0:
             return {}
         merged: dict[str, np.ndarray] = {}
-        for part in gathered or []:
+        for part, part_emb, part_lp in gathered or []:
             merged.update(part or {})
+            if embeddings is not None:
+                embeddings.update(part_emb or {})
+            if model_log_probs is not None:
+                model_log_probs.update(part_lp or {})
         return merged
     return results
+
+
+def model_key(lm: LoadedModel, index: int = 0) -> str:
+    """The key of a model's embedding: its checkpoint stem path, else ``model{index}``."""
+    return str(lm.path) if lm.path is not None else f"model{index}"
+
+
+def _store_embeddings(
+    embeddings: dict[str, dict[str, np.ndarray]],
+    wells: list[str],
+    models: list[_Prepared],
+    emb_sums: list[np.ndarray],
+) -> None:
+    """Per-well unit embeddings per model and the ensemble's (concatenated / sqrt(M))."""
+    units = []
+    for sums in emb_sums:
+        norms = np.linalg.norm(sums, axis=1, keepdims=True)
+        units.append((sums / np.maximum(norms, 1e-12)).astype(np.float32))
+    ensemble = np.concatenate(units, axis=1) / np.float32(np.sqrt(len(units)))
+    for i, well in enumerate(wells):
+        entry = {model_key(p.lm, m): units[m][i] for m, p in enumerate(models)}
+        entry["ensemble"] = ensemble[i]
+        embeddings[well] = entry
 

@@ -37,6 +37,7 @@ from deepnoise_engine.report.plate_report import (
     to_report_frame,
     write_plate_report,
 )
+from deepnoise_engine.report.profiles import profile_paths, write_scoring_profiles
 from deepnoise_engine.report.submission import write_submission
 from deepnoise_engine.report.summary import summarise, summary_paths, write_summary
 from deepnoise_engine.screen.model import Screen, WellType, parse_well
@@ -258,6 +259,8 @@ def _predict(
     device: str,
     progress: ProgressFn | None,
     cancel: threading.Event | None,
+    embeddings: dict[str, dict[str, np.ndarray]] | None = None,
+    model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray] | None:
     """Run H3's ``predict_wells`` (torch) with the ensembles the chosen cell types need;
     None when cancelled."""
@@ -271,7 +274,8 @@ def _predict(
         return {}
     try:
         return predict_wells(needed, cache, rows_by_well, tta=tta, batch_size=batch_size,
-                             device=device, progress=progress, cancel=cancel)
+                             device=device, progress=progress, cancel=cancel,
+                             embeddings=embeddings, model_log_probs=model_log_probs)
     except InferenceCancelled:
         return None
 
@@ -328,8 +332,9 @@ def run_scoring(
     _log(progress, f"opening screen {data}")
     screen = data if isinstance(data, Screen) else open_screen(data)
     chosen = _choose_plates(screen, plates)
-    check_free(output_paths(out, chosen, Path(submission) if submission else None), overwrite)
     model_set = resolve_model_set(model_list)
+    check_free(output_paths(out, chosen, Path(submission) if submission else None)
+               + profile_paths(out, len(model_set.metas)), overwrite)
     check_models_fit(model_set, screen, chosen)
     classes = model_set.classes
 
@@ -357,9 +362,12 @@ def run_scoring(
 
     _log(progress, f"predicting {len(rows_by_well)} wells on {len(chosen)} plates "
                    f"(tta {tta}, {sum(map(len, model_set.ensembles.values()))} model(s))")
+    embeddings: dict[str, dict[str, np.ndarray]] = {}
+    model_log_probs: dict[str, dict[str, np.ndarray]] = {}
     scores = _predict(model_set, cache, rows_by_well, set(usable["cell_type"].astype(str)),
                       tta=int(tta), batch_size=int(batch_size), device=device,
-                      progress=progress, cancel=cancel)
+                      progress=progress, cancel=cancel, embeddings=embeddings,
+                      model_log_probs=model_log_probs)
     if scores is None or (cancel is not None and cancel.is_set()):
         return {"cancelled": True, "stage": "score"}
     if dist.enabled:
@@ -383,6 +391,12 @@ def run_scoring(
     written.append(write_submission(combined, out / SUBMISSION_NAME, overwrite=overwrite))
     if submission is not None:
         written.append(write_submission(combined, Path(submission), overwrite=overwrite))
+    written += write_scoring_profiles(
+        out, screen=screen, cache=cache, rows_by_well=rows_by_well, log_probs=log_probs,
+        classes=classes, embeddings=embeddings, model_log_probs=model_log_probs,
+        answers=_read_answers(screen.root),
+        normalisation_of={ct: model_set.metas[stems[0]].get("normalisation") or {}
+                          for ct, stems in model_set.ensembles.items()}, overwrite=overwrite)
     labels_from = ["screen"] + ([str(ANSWERS_FILE)] if answers_used else [])
     meta = {
         "data": str(screen.root),

@@ -540,6 +540,18 @@ def handle_export(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
     return {"out": params["out"], "files": [str(p) for p in files]}
 
 
+def handle_qc(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from deepnoise_engine.qc.job import QCCancelled, run_qc
+
+    kwargs = {k: params[k] for k in ("out", "overwrite", "block", "seed")
+              if params.get(k) is not None}
+    try:
+        return run_qc(params["score_dir"], progress=ctx.callback("qc"), cancel=ctx.cancel,
+                      **kwargs)
+    except QCCancelled as exc:
+        raise JobCancelled(str(exc)) from exc
+
+
 class OutOfMemoryError(RuntimeError):
     """Stand-in with torch.cuda.OutOfMemoryError's name (the diagnostic ``sleep`` job)."""
 
@@ -577,6 +589,7 @@ JOB_HANDLERS: dict[str, Handler] = {
     "resume": handle_resume,
     "score": handle_score,
     "export": handle_export,
+    "qc": handle_qc,
     "sleep": handle_sleep,
 }
 

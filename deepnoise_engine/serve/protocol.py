@@ -150,6 +150,11 @@ REQUESTS: dict[str, RequestSpec] = {
             "overwrite": "bool",
         },
     ),
+    "qc": RequestSpec(
+        job=True,
+        required={"score_dir": "str"},
+        optional={"out": "str", "overwrite": "bool", "block": "int", "seed": "int"},
+    ),
     # Diagnostics (tests, health checks): ``echo`` answers its params, ``sleep`` is a
     # cancellable job that reports progress and can be told to fail.
     "echo": RequestSpec(job=False, optional={"payload": "any"}, diagnostic=True),
