@@ -56,7 +56,10 @@ def export_reports(
     Checks every target first: existing files are kept and reported (``OutputExistsError``)
     unless ``overwrite``. Returns the written paths.
     """
+    from deepnoise_engine.report.output_set import check_score_folder
+
     score_dir, out = Path(score_dir), Path(out)
+    check_score_folder(score_dir)  # never export a partial set
     available = list_plate_reports(score_dir)
     if not available:
         raise ReportError(f"{score_dir}: no per-plate reports (*_PlateN.csv) found")

@@ -21,6 +21,7 @@ from typing import Any
 
 from deepnoise_engine.atomic_io import atomic_write_bytes, atomic_write_text, temp_token
 from deepnoise_engine.disk_space import DiskFullError, ensure_free, is_disk_full
+from deepnoise_engine.faults import fault_point
 from deepnoise_engine.report.io import OutputExistsError, ReportError
 
 MANIFEST = "manifest.json"
@@ -141,6 +142,7 @@ def write_set(out: Path, files: dict[str, bytes], copies: dict[Path, str],
     try:
         try:
             for name, data in files.items():
+                fault_point("score-stage", staging / name)
                 (staging / name).write_bytes(data)
         except OSError as exc:  # a full disk while staging: nothing in ``out`` changed
             if not is_disk_full(exc):
@@ -154,6 +156,7 @@ def write_set(out: Path, files: dict[str, bytes], copies: dict[Path, str],
         for name in files:
             os.replace(staging / name, out / name)
             written.append(out / name)
+            fault_point("score-move")
         for path, name in copies.items():
             written.append(atomic_write_bytes(path, files[name]))
         doc["status"] = "complete"

@@ -74,12 +74,13 @@ def run(args: argparse.Namespace) -> int:
 
 def _add_pack_problems(screen: object) -> None:
     """The read problems an earlier ``pack`` found (recorded in its cache) join the list."""
+    import contextlib
+
     from deepnoise_engine.screen.pack_cache import PackCache
 
-    try:
+    # no usable cache: the metadata problems are what there is
+    with contextlib.suppress(OSError, ValueError, KeyError):
         PackCache.open(screen, build=False)
-    except (OSError, ValueError, KeyError):
-        pass  # no usable cache: the metadata problems are what there is
 
 
 def _progress(done: int, total: int) -> None:
