@@ -3,18 +3,16 @@
 Every case runs the real command line in a subprocess and checks: one line naming the
 file and what to do, exit code 2, nothing already there changed, no partial output that
 reads as complete, and a re-run after the fix that succeeds. Full disks are real tmpfs
-mounts where this process may mount (root), else an injected ENOSPC
+mounts (the ``tmpfs`` fixture; skipped where mounting is refused) or an injected ENOSPC
 (``DEEPNOISE_FAULT``); kills are real SIGKILLs.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -51,20 +49,6 @@ def one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> str:
     return lines[0]
 
 
-@contextlib.contextmanager
-def tmpfs(folder: Path, size: str) -> Iterator[Path]:
-    """A real small file system at ``folder`` (skips the test where mounting is refused)."""
-    folder.mkdir(parents=True, exist_ok=True)
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs",
-                              str(folder)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip("cannot mount a tmpfs here (not root); the injected-ENOSPC tests cover it")
-    try:
-        yield folder
-    finally:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
-
-
 def tree(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes()
             for p in sorted(folder.rglob("*")) if p.is_file()}
@@ -95,7 +79,7 @@ def score_args(screen: Path, model: Path, out: Path, *extra: str | Path) -> list
 
 # -- full disks ---------------------------------------------------------------------------
 
-def test_pack_on_a_full_disk_says_so_and_packs_after_the_fix(tmp_path: Path) -> None:
+def test_pack_on_a_full_disk_says_so_and_packs_after_the_fix(tmp_path: Path, tmpfs) -> None:
     demo = make_demo(tmp_path / "demo", cell_types=("HEPG2",), image_size=192,
                      plates_per_experiment=4, plate_format=96,
                      train_experiments_per_cell_type=1, test_experiments_per_cell_type=0)
@@ -112,7 +96,8 @@ def test_pack_on_a_full_disk_says_so_and_packs_after_the_fix(tmp_path: Path) -> 
         assert "4 packed" in fixed.stdout
 
 
-def test_reserve_turns_a_full_disk_under_a_memory_map_into_an_error(tmp_path: Path) -> None:
+def test_reserve_turns_a_full_disk_under_a_memory_map_into_an_error(tmp_path: Path,
+                                                                    tmpfs) -> None:
     # without the reservation, writing these pages kills the process with SIGBUS
     code = ("import numpy as np, sys\n"
             "from deepnoise_engine.disk_space import reserve, DiskFullError\n"
