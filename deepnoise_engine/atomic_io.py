@@ -30,6 +30,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = N
     when known) and leaves no temp file.
     """
     from deepnoise_engine.disk_space import as_disk_full
+    from deepnoise_engine.faults import fault_point
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -38,6 +39,7 @@ def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = N
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        fault_point("write", path)
         write(tmp)
         with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())

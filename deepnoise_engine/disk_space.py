@@ -12,6 +12,8 @@ import os
 import shutil
 from pathlib import Path
 
+from deepnoise_engine.faults import fault_point
+
 #: errno values that mean "no space left" (a full disk or an exhausted quota)
 _FULL = {errno.ENOSPC, errno.EDQUOT}
 
@@ -74,6 +76,7 @@ def reserve(path: str | os.PathLike, size: int) -> None:
     cannot hit a full disk (SIGBUS); raises ``DiskFullError`` when they do not fit."""
     fd = os.open(path, os.O_RDWR)
     try:
+        fault_point("reserve", path)
         if size > 0:
             os.posix_fallocate(fd, 0, size)
     except OSError as exc:

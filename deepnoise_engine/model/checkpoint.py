@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any
 
 from deepnoise_engine import __version__
 from deepnoise_engine.atomic_io import atomic_write_bytes
-from deepnoise_engine.faults import fault_point
 from deepnoise_engine.model.errors import CheckpointError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -433,7 +432,6 @@ def save_training_state(path: str | Path, state: dict[str, Any]) -> tuple[Path, 
         "state": tree,
     }
     json_data = _json_bytes(doc)
-    fault_point("train-state", weights_path)
     atomic_write_bytes(weights_path, data)
     atomic_write_bytes(json_path, json_data)
     return weights_path, json_path

@@ -173,8 +173,9 @@ def test_train_run_json_is_complete_only_when_everything_is_written(
     out = tmp_path / "run"
     args = ["train", "--data", screen, "--out", out, "--quiet", *fast_sets()]
     # the disk fills while the training state is written
-    full = engine(*args, fault="enospc:train-state")
-    one_line_error(full, "disk full", str(out / "checkpoints"))
+    full = engine(*args, fault="enospc:write:last.state.safetensors")
+    one_line_error(full, "disk full", str(out / "checkpoints" / "last.state.safetensors"),
+                   "needs")
     assert json.loads((out / "run.json").read_text())["status"] != "complete"
     refused = engine(*score_args(screen, out, tmp_path / "s"))
     one_line_error(refused, "not complete", "--resume")
