@@ -155,7 +155,9 @@ class Campaign:
         try:
             rtype, params = _request(step, self.screen, target, self.run)
             job = engine.request(rtype, timeout=60, **params)
-            if fault.startswith("kill@"):
+            if fault.startswith("kill@"):  # somewhere in the job (or just after it)
+                while engine.next_event(timeout=120).get("event") != "started":
+                    pass
                 time.sleep(self.rng.uniform(0.0, 1.1) * self.seconds[step])
                 engine.kill()
             events = _events(engine, job, timeout=900)

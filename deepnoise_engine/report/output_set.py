@@ -95,6 +95,13 @@ def check_outputs(out: Path, names: Iterable[str], copies: Iterable[Path],
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ReportError(f"{out}: exists and is not a folder; choose another --out")
+    for target in [out, *copies]:
+        probe = Path(target).absolute()
+        while not probe.exists() and probe != probe.parent:
+            probe = probe.parent
+        if probe.is_dir() and not os.access(probe, os.W_OK | os.X_OK):
+            raise ReportError(f"{target}: cannot write in {probe} (permission denied); "
+                              "choose another path")
     own = {(out / n).resolve(): n for n in [*names, MANIFEST]}
     for copy in copies:
         if copy.is_dir():
