@@ -52,3 +52,14 @@ def test_a_reused_request_id_is_refused(fresh_engine: EngineClient) -> None:
     assert second["event"] == "error" and second["kind"] == "duplicate_request"
     assert "'same'" in second["message"] and second["request"] == "same"
     assert fresh_engine.request("echo", payload=3, timeout=10) == {"params": {"payload": 3}}
+
+
+def test_train_request_on_a_screen_that_cannot_be_opened_leaves_no_stub(
+        fresh_engine: EngineClient, tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    job = fresh_engine.request("train", data=str(tmp_path / "nowhere"), out=str(out))
+    events = job_events(fresh_engine, job, timeout=120)
+    error = next(e for e in events if e["event"] == "error")
+    assert error["kind"] == "screen_not_found" and str(tmp_path / "nowhere") in error["message"]
+    assert events[-1]["status"] == "failed"
+    assert not out.exists()
