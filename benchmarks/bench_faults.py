@@ -14,8 +14,8 @@ user would: ``pack`` again, ``resume`` the run folder (``train`` when none was c
   models' weights (``models/*.safetensors``) and the score reports (plate CSVs and
   submission; ``summary.json`` holds timestamps).
 
-Faults: ``kill@random`` (SIGKILL after a random fraction of the step's reference time)
-and, through ``DEEPNOISE_FAULT`` (see ``deepnoise_engine/faults.py``), ENOSPC or SIGKILL
+Faults: ``kill@random`` (SIGKILL after a random fraction of the step's reference time,
+counted from the job's start; ``kill@training`` counts from the first training step) and, through ``DEEPNOISE_FAULT`` (see ``deepnoise_engine/faults.py``), ENOSPC or SIGKILL
 at a named point: the pack's space reservation, a checkpoint or training-state write,
 the score set's staging and its move into place.
 
@@ -53,7 +53,7 @@ TRAIN = ["data.image_size=32", "data.workers=0", "model.batch_size=16", "runtime
          "finetune.epochs=1"]
 FAULTS: dict[str, list[str]] = {
     "pack": ["kill@random", "enospc:reserve", "kill:reserve", "enospc:write:*.json"],
-    "train": ["kill@random", "enospc:write:last.state.safetensors",
+    "train": ["kill@random", "kill@training", "enospc:write:last.state.safetensors",
               "kill:write:last.state.json", "enospc:write:*_xception_tiny.safetensors",
               "kill:write:run.json"],
     "score": ["kill@random", "enospc:score-stage", "kill:score-move", "kill:score-stage"],
@@ -77,6 +77,14 @@ def _events(client: EngineClient, job: str, timeout: float) -> list[dict[str, An
         if event.get("job") == job:
             events.append(event)
     return events
+
+
+def _is_anchor(event: dict[str, Any], fault: str) -> bool:
+    """``kill@random`` counts from the job's start, ``kill@training`` from the first
+    training step's log line (the run folder exists by then)."""
+    if fault == "kill@training":
+        return event.get("event") == "log" and event.get("message", "").startswith("training ")
+    return event.get("event") == "started"
 
 
 def _digest(folder: Path, pattern: str) -> dict[str, str]:
@@ -156,7 +164,7 @@ class Campaign:
             rtype, params = _request(step, self.screen, target, self.run)
             job = engine.request(rtype, timeout=60, **params)
             if fault.startswith("kill@"):  # somewhere in the job (or just after it)
-                while engine.next_event(timeout=120).get("event") != "started":
+                while not _is_anchor(engine.next_event(timeout=300), fault):
                     pass
                 time.sleep(self.rng.uniform(0.0, 1.1) * self.seconds[step])
                 engine.kill()

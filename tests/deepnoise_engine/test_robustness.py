@@ -20,6 +20,8 @@ import pytest
 from deepnoise_engine.report.output_set import PartialOutputError, check_score_folder
 from deepnoise_engine.screen.synthetic import make_demo
 
+pytestmark = pytest.mark.slow  # real subprocesses, a trained run folder: about a minute
+
 SMALL = {"cell_types": ("U2OS",), "train_experiments_per_cell_type": 1,
          "test_experiments_per_cell_type": 1, "sirnas_per_plate": 3, "image_size": 32,
          "sites": 1, "missing_wells": 0, "plates_per_experiment": 2}

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
+
 from deepnoise_engine.screen.synthetic import make_demo
 from deepnoise_engine.serve.client import EngineClient
 
@@ -19,6 +21,7 @@ def job_events(client: EngineClient, job: str, timeout: float) -> list[dict]:
     return events
 
 
+@pytest.mark.slow
 def test_full_disk_during_pack_is_an_error_and_the_engine_keeps_serving(
         fresh_engine: EngineClient, tmp_path: Path, tmpfs) -> None:
     demo = make_demo(tmp_path / "demo", cell_types=("HEPG2",), image_size=192,
