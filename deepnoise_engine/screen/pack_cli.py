@@ -52,7 +52,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a full disk (DiskFullError), an unwritable cache folder, ...
-        print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
+        from deepnoise_engine.disk_space import DiskFullError
+
+        text = str(exc) if isinstance(exc, DiskFullError) or not exc.filename else (
+            f"{exc.filename}: {exc.strerror}; choose another --out cache folder")
+        print(f"deepnoise-engine pack: error: {text}", file=sys.stderr)
         return 2
     finally:
         if show:
