@@ -145,6 +145,10 @@ def test_score_killed_while_moving_reports_reads_as_partial_and_reruns(
 
     with pytest.raises(ValueError, match="partial score folder"):
         AppState().load_predictions(out)
+    from deepnoise_engine.report.export import export_reports
+
+    with pytest.raises(PartialOutputError):
+        export_reports(out, tmp_path / "export")
     rerun = engine(*score_args(screen, run_folder, out))  # needs no --overwrite
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     names = check_score_folder(out)
