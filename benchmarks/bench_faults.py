@@ -14,9 +14,10 @@ user would: ``pack`` again, ``resume`` the run folder (``train`` when none was c
   models' weights (``models/*.safetensors``) and the score reports (plate CSVs and
   submission; ``summary.json`` holds timestamps).
 
-Faults: ``kill@random`` (SIGKILL after a random fraction of the step's reference time,
-counted from the job's start; ``kill@training`` counts from the first training step) and, through ``DEEPNOISE_FAULT`` (see ``deepnoise_engine/faults.py``), ENOSPC or SIGKILL
-at a named point: the pack's space reservation, a checkpoint or training-state write,
+Faults: ``kill@random`` (SIGKILL after a random fraction of the undisturbed step's time
+from its ``started`` event; ``kill@training`` from its first training log line) and,
+through ``DEEPNOISE_FAULT`` (see ``deepnoise_engine/faults.py``), ENOSPC or SIGKILL at a
+named point: the pack's space reservation, a checkpoint or training-state write,
 the score set's staging and its move into place.
 
 Run: ``OMP_NUM_THREADS=1 python benchmarks/bench_faults.py [--trials 100] [--seed 0]
@@ -70,12 +71,13 @@ def _env(fault: str | None) -> dict[str, str]:
 
 
 def _events(client: EngineClient, job: str, timeout: float) -> list[dict[str, Any]]:
+    """The job's events up to ``finished``, each with ``_t`` (monotonic arrival time)."""
     events: list[dict[str, Any]] = []
     deadline = time.monotonic() + timeout
     while not events or events[-1]["event"] != "finished":
         event = client.next_event(timeout=max(deadline - time.monotonic(), 0.1))
         if event.get("job") == job:
-            events.append(event)
+            events.append({**event, "_t": time.monotonic()})
     return events
 
 
@@ -148,10 +150,14 @@ class Campaign:
         self.run = self.work / "reference" / "run"
         for step in ("pack", "train", "score"):
             target = self.work / "reference" / step if step != "train" else self.run
-            t0 = time.monotonic()
             events = self.run_step(self.clean, step, target)
             assert events[-1]["status"] == "succeeded", events[-3:]
-            self.seconds[step] = time.monotonic() - t0
+            # the time a kill may land in, counted from each anchor (see _is_anchor)
+            for fault in ("kill@random", "kill@training"):
+                start = next((e["_t"] for e in events if _is_anchor(e, fault)), None)
+                if start is not None:
+                    self.seconds[f"{step} {fault}"] = events[-1]["_t"] - start
+            self.seconds[step] = self.seconds[f"{step} kill@random"]
             self.reference[step] = _result_of(step, target)
             assert self.reference[step], f"reference {step} wrote nothing"
 
@@ -166,7 +172,7 @@ class Campaign:
             if fault.startswith("kill@"):  # somewhere in the job (or just after it)
                 while not _is_anchor(engine.next_event(timeout=300), fault):
                     pass
-                time.sleep(self.rng.uniform(0.0, 1.1) * self.seconds[step])
+                time.sleep(self.rng.uniform(0.0, 1.0) * self.seconds[f"{step} {fault}"])
                 engine.kill()
             events = _events(engine, job, timeout=900)
             status = events[-1]["status"]
