@@ -290,3 +290,17 @@ def test_a_five_channel_model_says_which_channels_it_uses(tmp_path: Path) -> Non
     proc = engine(*score_args(root, tmp_path / "five.json", tmp_path / "s"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "uses channels 1-5 of the screen's 1-6; channel(s) 6 are not used" in proc.stderr
+
+
+def test_problems_pack_found_are_listed_by_plain_inspect(tmp_path: Path) -> None:
+    root = make_demo(tmp_path / "screen", **SMALL)
+    broken = sorted(root.glob("test/*/Plate2/*.png"))[-1]  # not the one read for the size
+    broken.write_bytes(broken.read_bytes()[:40])  # truncated: found only by decoding
+    before = engine("inspect", root)
+    assert "Problems: 0 (images not decoded: `inspect --verify` decodes them)" in before.stdout
+    packed = engine("pack", root)
+    assert packed.returncode == 0, packed.stderr
+    assert f"inspect --verify {root}" in packed.stdout
+    after = engine("inspect", root, "--json")
+    kinds = [p["kind"] for p in json.loads(after.stdout)["problems"]["items"]]
+    assert "corrupt_image" in kinds
