@@ -145,15 +145,19 @@ class AppState:
         """Load every ``{experiment}_Plate{p}.csv`` in ``score_dir``; returns the plate count.
 
         Raises FileNotFoundError when the folder is missing and ValueError naming the file
-        when a report cannot be read.
+        when a report cannot be read or the folder holds a partial set (a scoring run that
+        stopped while writing: its ``manifest.json`` does not say complete).
         """
+        from deepnoise_engine.report.output_set import check_score_folder
+
         folder = Path(score_dir)
         if not folder.is_dir():
             raise FileNotFoundError(f"score folder not found: {folder}")
+        listed = check_score_folder(folder)  # refuses a partial set (ValueError)
         frames: dict[str, pd.DataFrame] = {}
         for path in sorted(folder.glob("*_Plate*.csv")):
             match = _REPORT_RE.match(path.name)
-            if not match:
+            if not match or (listed is not None and path.name not in listed):
                 continue
             try:
                 frame = read_report(path)

@@ -23,8 +23,15 @@ def temp_token() -> str:
     return f"tmp-{os.getpid()}-{os.urandom(4).hex()}"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
-    """Call ``write(tmp)`` on a temp file beside ``path``, then move it into place."""
+def atomic_write(path: Path, write: Callable[[Path], None], size: int | None = None) -> Path:
+    """Call ``write(tmp)`` on a temp file beside ``path``, then move it into place.
+
+    A full disk raises ``DiskFullError`` naming ``path`` and ``size`` (the bytes to write,
+    when known) and leaves no temp file.
+    """
+    from deepnoise_engine.disk_space import as_disk_full
+    from deepnoise_engine.faults import fault_point
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.tmp-{os.getpid()}-",
@@ -32,10 +39,17 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
     os.close(fd)
     tmp = Path(tmp_name)
     try:
+        fault_point("write", path)
         write(tmp)
         with open(tmp, "rb+") as handle:  # on disk before the rename makes it visible
             os.fsync(handle.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        error = as_disk_full(exc, path, size)
+        if error is exc:
+            raise
+        raise error from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
@@ -44,12 +58,13 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
 
 def atomic_write_text(path: Path, text: str) -> Path:
     """Write UTF-8 text atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"),
+                        len(text.encode("utf-8")))
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> Path:
     """Write bytes atomically."""
-    return atomic_write(path, lambda tmp: tmp.write_bytes(data))
+    return atomic_write(path, lambda tmp: tmp.write_bytes(data), len(data))
 
 
 def remove_stale_temps(folder: Path) -> None:

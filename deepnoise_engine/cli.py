@@ -52,6 +52,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except OSError as exc:
+        from deepnoise_engine.disk_space import DiskFullError, is_disk_full
+
+        if not is_disk_full(exc):
+            raise
+        if not isinstance(exc, DiskFullError):
+            exc = DiskFullError(exc.filename or "the output folder", None)
+        # any step: one line naming the file and the space needed, never a traceback
+        print(f"deepnoise-engine {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -242,12 +242,36 @@ def load_checkpoint(
         model = create_model(arch["name"], **kwargs)
     except Exception as exc:
         raise CheckpointError(f"cannot rebuild model {arch['name']!r}: {exc}", json_path) from exc
+    mismatch = _shape_mismatch(model, state, arch["kwargs"], meta)
+    if mismatch:
+        raise CheckpointError(f"metadata disagrees with the weights: {mismatch}; the pair "
+                              "does not belong together (re-export the checkpoint)", json_path)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"weights do not fit the architecture: {exc}", weights_path) from exc
     model.to(map_location).eval()
     return model, meta
+
+
+def _shape_mismatch(model: Any, state: dict[str, Any], kwargs: dict[str, Any],
+                    meta: dict[str, Any]) -> str | None:
+    """Which metadata field disagrees with the weights' shapes (None when all fit)."""
+    own = model.state_dict()
+    diffs = [(k, tuple(own[k].shape), tuple(v.shape)) for k, v in state.items()
+             if k in own and tuple(own[k].shape) != tuple(v.shape)]
+    if not diffs:
+        return None
+    n_classes = kwargs.get("num_classes", len(meta.get("classes") or []))
+    for key, mine, theirs in diffs:
+        if len(mine) == 4 and len(theirs) == 4 and mine[1] != theirs[1]:
+            return (f"'in_chans'/'channels' give {mine[1]} channels but the weights ({key}) "
+                    f"take {theirs[1]}")
+        if mine and mine[0] == n_classes and theirs[0] != n_classes:
+            return (f"'classes' / 'num_classes' give {n_classes} classes but the weights "
+                    f"({key}) have {theirs[0]}")
+    key, mine, theirs = diffs[0]
+    return f"'architecture' gives {key} the shape {list(mine)}, the weights {list(theirs)}"
 
 
 # -- fit to a screen ---------------------------------------------------------------------
@@ -466,7 +490,29 @@ def resolve_models(path: str | Path) -> dict[str, list[Path]]:
     return {"*": [_existing_stem(path, None)]}
 
 
+def check_run_complete(path: str | Path) -> None:
+    """Refuse a run folder whose ``run.json`` does not say ``complete`` (written last, so
+    any other status means the training stopped early or is still running)."""
+    path = Path(path)
+    if not path.is_dir():
+        return
+    try:
+        status = json.loads((path / "run.json").read_text(encoding="utf-8")).get("status")
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
+        return  # resolve_models names what is wrong with run.json
+    if status not in (None, "complete"):
+        raise CheckpointError(
+            f"the training run is not complete (run.json status {status!r}): finish it with "
+            f"`deepnoise-engine train --out {path} --resume` (and its --data), or pass one "
+            "of its checkpoints (models/*.json) to use a finished stage", path / "run.json")
+
+
 def _existing_stem(path: Path, listed_in: Path | None) -> Path:
+    if path.suffix in (".pt", ".pth", ".pkl", ".ckpt"):
+        raise CheckpointError(
+            "pickled PyTorch files are never loaded (unpickling can run any code); pass a "
+            "DeepNoise checkpoint (.json + .safetensors), e.g. a train run's models/*.json",
+            path)
     stem = checkpoint_stem(path)
     for suffix in (".json", ".safetensors"):
         file = _with_suffix(stem, suffix)

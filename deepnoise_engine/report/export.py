@@ -58,8 +58,12 @@ def export_reports(
     Checks every target first: existing files are kept and reported (``OutputExistsError``)
     unless ``overwrite``. Returns the written paths.
     """
+    from deepnoise_engine.report.output_set import check_score_folder
+
     score_dir, out = Path(score_dir), Path(out)
-    available = list_plate_reports(score_dir)
+    listed = check_score_folder(score_dir)  # never export a partial set
+    available = {k: p for k, p in list_plate_reports(score_dir).items()
+                 if listed is None or p.name in listed}  # not another run's leftovers
     if not available:
         raise ReportError(f"{score_dir}: no per-plate reports (*_PlateN.csv) found")
     wanted = parse_plates(plates)

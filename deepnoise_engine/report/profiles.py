@@ -13,13 +13,15 @@ kind (pycytominer's ``infer_cp_features(df, compartments=[prefix])`` finds them)
 - ``pixels_raw.parquet`` / ``pixels_normalised.parquet``: per-channel intensity statistics
   of the usable sites before and after the models' normalisation (``Image_Intensity_*``),
   the "before the model" reference for QC;
-- ``profiles.json``: what each file holds (written last: the set is complete when it exists).
+- ``profiles.json``: what each file holds. ``score`` writes these files with its reports
+  as one set (``manifest.json`` says when it is complete).
 
 Torch-free: the QC step and the app read these files with pandas.
 """
 
 from __future__ import annotations
 
+import io
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -28,7 +30,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from deepnoise_engine.report.io import ReportError, atomic_write, atomic_write_text, check_free
+from deepnoise_engine.atomic_io import atomic_write_bytes
+from deepnoise_engine.report.io import ReportError, check_free
 
 PROFILE_DIR = "profiles"
 INDEX_NAME = "profiles.json"
@@ -113,8 +116,13 @@ def _pool(mean: np.ndarray, std: np.ndarray) -> np.ndarray:
     return np.concatenate([well_mean, np.sqrt(np.maximum(var, 0.0))])
 
 
-def write_profiles(
-    score_dir: Path,
+def profile_names(n_models: int) -> list[str]:
+    """The profile set's files for ``n_models`` distinct models, relative to the score
+    folder (``profiles/...``)."""
+    return [f"{PROFILE_DIR}/{p.name}" for p in profile_paths(Path("."), n_models)]
+
+
+def render_profiles(
     meta: pd.DataFrame,
     *,
     log_probs: np.ndarray,
@@ -123,18 +131,15 @@ def write_profiles(
     pixels: tuple[np.ndarray, np.ndarray, list[str]],
     model_log_probs: Mapping[str, np.ndarray] | None = None,
     info: Mapping[str, Any] | None = None,
-    overwrite: bool = False,
-) -> list[Path]:
-    """Write the profile set of ``meta``'s wells (rows aligned with every array).
+) -> dict[str, bytes]:
+    """The profile set of ``meta``'s wells (rows aligned with every array), rendered in
+    memory: ``{"profiles/<name>": bytes}``, so the score step writes it with its reports
+    as one set.
 
     ``embeddings``: ``{"ensemble": (W, D), model key: (W, D_m), ...}`` (NaN rows for wells
-    a model did not score); ``model_log_probs``: ``{model key: (W, K)}`` alike. Refuses
-    to replace existing files unless ``overwrite``.
+    a model did not score); ``model_log_probs``: ``{model key: (W, K)}`` alike.
     """
-    folder = profile_dir(score_dir)
     model_keys = [k for k in embeddings if k != "ensemble"]
-    paths = profile_paths(score_dir, len(model_keys))
-    check_free(paths, overwrite)
     frames: dict[str, pd.DataFrame] = {}
     if "ensemble" in embeddings:
         frames[EMBEDDING] = _embedding_frame(meta, embeddings["ensemble"])
@@ -149,7 +154,8 @@ def write_profiles(
     raw, norm, names = pixels
     frames[PIXELS_RAW] = profile_frame(meta, raw, names)
     frames[PIXELS_NORMALISED] = profile_frame(meta, norm, names)
-    written = [_write_parquet(frame, folder / f"{name}.parquet") for name, frame in frames.items()]
+    files = {f"{PROFILE_DIR}/{name}.parquet": _parquet_bytes(frame)
+             for name, frame in frames.items()}
     index = {
         "version": 1,
         "wells": len(meta),
@@ -161,12 +167,24 @@ def write_profiles(
                             if f"{LOG_PROB}_model{i}" in frames},
         **dict(info or {}),
     }
-    written.append(atomic_write_text(folder / INDEX_NAME, json.dumps(index, indent=2) + "\n"))
+    files[f"{PROFILE_DIR}/{INDEX_NAME}"] = (json.dumps(index, indent=2) + "\n").encode()
+    return files
+
+
+def write_profiles(score_dir: Path, meta: pd.DataFrame, *, overwrite: bool = False,
+                   **arrays: Any) -> list[Path]:
+    """Render (:func:`render_profiles`, same keywords) and write the profile set on its
+    own, the index last; refuses to replace existing files unless ``overwrite``."""
+    files = render_profiles(meta, **arrays)
+    paths = [Path(score_dir) / name for name in files]
+    check_free(paths, overwrite)
+    index = f"{PROFILE_DIR}/{INDEX_NAME}"
+    written = [atomic_write_bytes(Path(score_dir) / n, d) for n, d in files.items() if n != index]
+    written.append(atomic_write_bytes(Path(score_dir) / index, files[index]))
     return written
 
 
-def write_scoring_profiles(
-    score_dir: Path,
+def render_scoring_profiles(
     *,
     screen: Any,
     cache: Any,
@@ -177,9 +195,9 @@ def write_scoring_profiles(
     normalisation_of: Mapping[str, Mapping[str, Any]],
     model_log_probs: Mapping[str, Mapping[str, np.ndarray]] | None = None,
     answers: Mapping[str, str],
-    overwrite: bool = False,
-) -> list[Path]:
-    """The scoring job's profile set: wells with a prediction, in ``log_probs`` order.
+) -> dict[str, bytes]:
+    """The scoring job's profile set, rendered: wells with a prediction, in ``log_probs``
+    order.
 
     ``embeddings``: ``predict_wells``' per-well dicts; ``normalisation_of``: cell type ->
     the normalisation description of the model that scores it (pixel statistics after it).
@@ -208,10 +226,9 @@ def write_scoring_profiles(
                         for c in cache.channels])
     modes = sorted({json.loads(k).get("mode", "none") for k in bound})
     member_lp = _embedding_matrices(wells, model_log_probs or {}, ensemble=False)
-    return write_profiles(score_dir, meta, log_probs=lp, classes=classes,
-                          embeddings=_embedding_matrices(wells, embeddings), pixels=pixels,
-                          model_log_probs=member_lp, info={"normalisation": modes},
-                          overwrite=overwrite)
+    return render_profiles(meta, log_probs=lp, classes=classes,
+                           embeddings=_embedding_matrices(wells, embeddings), pixels=pixels,
+                           model_log_probs=member_lp, info={"normalisation": modes})
 
 
 def _embedding_matrices(
@@ -241,8 +258,10 @@ def _embedding_frame(meta: pd.DataFrame, matrix: np.ndarray) -> pd.DataFrame:
     return profile_frame(meta, matrix, names)
 
 
-def _write_parquet(frame: pd.DataFrame, path: Path) -> Path:
-    return atomic_write(path, lambda tmp: frame.to_parquet(tmp, index=False))
+def _parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer, index=False)
+    return buffer.getvalue()
 
 
 # -- reading (the QC step and the app) -----------------------------------------------------

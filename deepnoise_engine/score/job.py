@@ -30,17 +30,13 @@ from deepnoise_engine.balance import (
 )
 from deepnoise_engine.model.errors import ModelMismatchError
 from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
-from deepnoise_engine.report.io import check_free
-from deepnoise_engine.report.plate_report import (
-    TOP_K,
-    plate_report_name,
-    to_report_frame,
-    write_plate_report,
-)
-from deepnoise_engine.report.profiles import profile_paths, write_scoring_profiles
-from deepnoise_engine.report.submission import write_submission
-from deepnoise_engine.report.summary import summarise, summary_paths, write_summary
+from deepnoise_engine.report.output_set import MANIFEST
+from deepnoise_engine.report.plate_report import TOP_K, plate_report_name, to_report_frame
+from deepnoise_engine.report.profiles import profile_names, render_scoring_profiles
+from deepnoise_engine.report.summary import summarise, summary_paths
+from deepnoise_engine.score.outputs import check_score_outputs, write_score_set
 from deepnoise_engine.screen.model import Screen, WellType, parse_well
+from deepnoise_engine.screen.skipped import describe_skipped, skipped_report
 from deepnoise_engine.train.ddp import (
     DistInfo,
     barrier,
@@ -101,12 +97,17 @@ def resolve_model_set(models: Sequence[str | Path]) -> ModelSet:
     Torch-free (reads the JSON metadata only). Raises ``ModelMismatchError`` when the
     models do not share one class list.
     """
-    from deepnoise_engine.model.checkpoint import read_metadata, resolve_models
+    from deepnoise_engine.model.checkpoint import (
+        check_run_complete,
+        read_metadata,
+        resolve_models,
+    )
 
     if not models:
         raise ValueError("no model given: pass a train run folder or a checkpoint")
     ensembles: dict[str, list[Path]] = {}
     for source in models:
+        check_run_complete(source)
         for cell_type, stems in resolve_models(source).items():
             bucket = ensembles.setdefault(cell_type, [])
             bucket.extend(s for s in stems if s not in bucket)
@@ -144,6 +145,21 @@ def check_models_fit(model_set: ModelSet, screen: Screen, plates: Iterable[Plate
                 f"no model for cell type {cell_type!r}: the models cover "
                 f"{', '.join(sorted(model_set.ensembles))}"
             )
+
+
+def channel_notes(model_set: ModelSet, screen: Screen) -> list[str]:
+    """One line per model that reads only some of the screen's channels (said, not silent)."""
+    from deepnoise_engine.model.checkpoint import _ranges
+
+    have = [int(c) for c in screen.channels]
+    notes = []
+    for stem, meta in model_set.metas.items():
+        used = [int(c) for c in meta.get("channels") or []]
+        unused = [c for c in have if c not in used]
+        if used and unused:
+            notes.append(f"model {stem} uses channels {_ranges(used)} of the screen's "
+                         f"{_ranges(have)}; channel(s) {_ranges(unused)} are not used")
+    return notes
 
 
 # -- plate groups -----------------------------------------------------------------------
@@ -242,7 +258,7 @@ def _experiments_of(screen: Screen, plates: Sequence[PlateKey]) -> Screen:
 def output_paths(out: Path, plates: Sequence[PlateKey], submission: Path | None) -> list[Path]:
     """Every file a scoring run writes into ``out`` (and the extra submission copy)."""
     paths = [out / plate_report_name(e, p) for e, p in plates]
-    paths += [out / SUBMISSION_NAME, *summary_paths(out)]
+    paths += [out / SUBMISSION_NAME, *summary_paths(out), out / MANIFEST]
     if submission is not None:
         paths.append(Path(submission))
     return paths
@@ -333,9 +349,11 @@ def run_scoring(
     screen = data if isinstance(data, Screen) else open_screen(data)
     chosen = _choose_plates(screen, plates)
     model_set = resolve_model_set(model_list)
-    check_free(output_paths(out, chosen, Path(submission) if submission else None)
-               + profile_paths(out, len(model_set.metas)), overwrite)
+    copy = check_score_outputs(out, chosen, Path(submission) if submission else None,
+                               overwrite, extra=profile_names(len(model_set.metas)))
     check_models_fit(model_set, screen, chosen)
+    for note in channel_notes(model_set, screen):
+        _log(progress, note)
     classes = model_set.classes
 
     dist = _join_process_group(device)
@@ -383,21 +401,10 @@ def run_scoring(
 
     _log(progress, f"writing reports to {out}")
     answers_used = bool(_read_answers(screen.root))
-    written: list[Path] = []
-    for (exp, plate), frame in frames.items():
-        written.append(write_plate_report(frame, out / plate_report_name(exp, plate),
-                                          overwrite=overwrite))
     combined = pd.concat(frames.values(), ignore_index=True) if frames else to_report_frame([])
-    written.append(write_submission(combined, out / SUBMISSION_NAME, overwrite=overwrite))
-    if submission is not None:
-        written.append(write_submission(combined, Path(submission), overwrite=overwrite))
-    written += write_scoring_profiles(
-        out, screen=screen, cache=cache, rows_by_well=rows_by_well, log_probs=log_probs,
-        classes=classes, embeddings=embeddings, model_log_probs=model_log_probs,
-        answers=_read_answers(screen.root),
-        normalisation_of={ct: model_set.metas[stems[0]].get("normalisation") or {}
-                          for ct, stems in model_set.ensembles.items()}, overwrite=overwrite)
     labels_from = ["screen"] + ([str(ANSWERS_FILE)] if answers_used else [])
+    skipped = skipped_report(screen, chosen)
+    _log(progress, describe_skipped(skipped))
     meta = {
         "data": str(screen.root),
         "models": model_set.sources,
@@ -407,12 +414,20 @@ def run_scoring(
         "labels_from": labels_from,
         "plate_groups": groups.to_dict(),
         "balance_fallback_wells": fallbacks,
+        "skipped": skipped,
+        "channel_notes": channel_notes(model_set, screen),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "seconds": round(time.monotonic() - t0, 2),
     }
     splits = {name: exp.split for name, exp in screen.experiments.items()}
     summary = summarise(combined, meta, splits=splits)
-    written += write_summary(summary, out, overwrite=overwrite)
+    profiles = render_scoring_profiles(
+        screen=screen, cache=cache, rows_by_well=rows_by_well, log_probs=log_probs,
+        classes=classes, embeddings=embeddings, model_log_probs=model_log_probs,
+        answers=_read_answers(screen.root),
+        normalisation_of={ct: model_set.metas[stems[0]].get("normalisation") or {}
+                          for ct, stems in model_set.ensembles.items()})
+    written = write_score_set(out, frames, combined, summary, copy, extra=profiles)
     _stage(progress, "report", 1, 1, t0)
     return {
         "cancelled": False,

@@ -140,7 +140,9 @@ def format_summary(summary: dict) -> str:
                 f"{plate['sites']} sites ({plate['usable_sites']} usable)"
             )
     problems = summary["problems"]
-    lines += ["", f"Problems: {problems['total']:,}"]
+    checked = ("" if summary.get("verified") is not False else
+               " (images not decoded: `inspect --verify` decodes them)")
+    lines += ["", f"Problems: {problems['total']:,}{checked}"]
     for kind, count in problems["by_kind"].items():
         lines.append(f"  {kind}: {count:,}")
     if problems["items"]:

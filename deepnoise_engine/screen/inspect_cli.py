@@ -53,6 +53,8 @@ def run(args: argparse.Namespace) -> int:
         )
         if args.verify:
             verify_images(screen, _progress if sys.stderr.isatty() else None, strict=args.strict)
+        else:
+            _add_pack_problems(screen)
     except ScreenError as exc:
         print(f"deepnoise-engine inspect: error: {exc}", file=sys.stderr)
         return 2
@@ -68,6 +70,17 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(format_summary(summary))
     return 0
+
+
+def _add_pack_problems(screen: object) -> None:
+    """The read problems an earlier ``pack`` found (recorded in its cache) join the list."""
+    import contextlib
+
+    from deepnoise_engine.screen.pack_cache import PackCache
+
+    # no usable cache: the metadata problems are what there is
+    with contextlib.suppress(OSError, ValueError, KeyError):
+        PackCache.open(screen, build=False)
 
 
 def _progress(done: int, total: int) -> None:

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 from deepnoise_engine.atomic_io import atomic_write_text, remove_stale_temps, temp_token
+from deepnoise_engine.disk_space import ensure_free, reserve
 from deepnoise_engine.screen.errors import ImageError
 from deepnoise_engine.screen.images import read_site, stat_signature
 from deepnoise_engine.screen.model import Plate, Problem, Screen, Site, Well
@@ -461,6 +462,8 @@ def _pack_plate(
         array: np.ndarray | None = np.lib.format.open_memmap(
             tmp_array, mode="w+", dtype=np.uint8, shape=(len(usable), c, height, width)
         )
+        # a full disk under a memory map is SIGBUS: take the space now, or fail with OSError
+        reserve(tmp_array, tmp_array.stat().st_size)
 
         def work(i: int) -> bool:
             if cancel is not None and cancel.is_set():
@@ -576,6 +579,9 @@ def pack_screen(
     todo = [e for e in entries if e.meta is None]
     result.skipped = [f"{e.experiment}/{e.plate}" for e in entries if e.meta is not None]
     total = sum(len(e.refs) for e in todo)
+    if size is not None:  # refuse at once when the arrays cannot fit (checked again per plate)
+        usable_sites = sum(1 for e in todo for r in e.refs if r.site.ok)
+        ensure_free(folder / "plates", usable_sites * len(screen.channels) * size[0] * size[1])
     workers = workers or min(8, os.cpu_count() or 1)
     known = _Problems(screen)
     done = 0

@@ -51,9 +51,13 @@ def run(args: argparse.Namespace) -> int:
     except ScreenError as exc:
         print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:
-        print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
-        return 1
+    except OSError as exc:  # a full disk (DiskFullError), an unwritable cache folder, ...
+        from deepnoise_engine.disk_space import DiskFullError
+
+        text = str(exc) if isinstance(exc, DiskFullError) or not exc.filename else (
+            f"{exc.filename}: {exc.strerror}; choose another --out cache folder")
+        print(f"deepnoise-engine pack: error: {text}", file=sys.stderr)
+        return 2
     finally:
         if show:
             print(file=sys.stderr)
@@ -76,5 +80,6 @@ def run(args: argparse.Namespace) -> int:
         f"{info['bytes'] / 1e6:.1f} MB, image size {info['image_size']}"
     )
     if info["problems"]:
-        print(f"problems: {info['problems']} (see `deepnoise-engine inspect {args.dataset}`)")
+        print(f"problems: {info['problems']} "
+              f"(listed by `deepnoise-engine inspect --verify {args.dataset}`)")
     return 0

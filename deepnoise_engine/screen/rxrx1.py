@@ -9,6 +9,7 @@ the first readable image (for the image size). ``verify_images`` decodes everyth
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Callable, Iterable
@@ -42,6 +43,7 @@ SPLITS = ("train", "test")
 
 _PNG_RE = re.compile(r"^([A-Za-z]{1,2}\d{1,3})_s(\d+)_w(\d+)\.png$", re.IGNORECASE)
 _TIFF_RE = re.compile(r"^([A-Za-z]{1,2}\d{1,3})_s(\d+)\.tiff?$", re.IGNORECASE)
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
 _LABEL_RE = re.compile(r"^(\d+|sirna_\d+)$", re.IGNORECASE)
 _LARGEST = PlateFormat.from_well_count(max(STANDARD_FORMATS))
 #: How many unreadable images to skip while looking for the image size.
@@ -128,14 +130,18 @@ def read_csv(
     Blank lines are skipped; rows with the wrong number of fields are logged as ``bad_row``.
     """
     try:
-        with open(path, encoding="utf-8-sig", newline="") as handle:
-            reader = csv.reader(handle)
-            raw = [(reader.line_num, row) for row in reader]
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        # bytes that are not UTF-8 become lone surrogates: their rows are named and skipped
+        text = path.read_bytes().decode("utf-8-sig", errors="surrogateescape")
+        reader = csv.reader(io.StringIO(text, newline=""))
+        raw = [(reader.line_num, row) for row in reader]
+    except (OSError, csv.Error) as exc:
         log.add("metadata_error", f"cannot read CSV ({exc})", path)
         return [], []
     if not raw or not any(cell.strip() for cell in raw[0][1]):
         log.add("metadata_error", "CSV is empty (no header line)", path)
+        return [], []
+    if _not_utf8(raw[0][1]):
+        log.add("metadata_error", f"header line {_not_utf8(raw[0][1])}; file skipped", path, 1)
         return [], []
     header = [cell.strip().lower() for cell in raw[0][1]]
     if not require_columns(header, required, path, log):
@@ -144,11 +150,26 @@ def read_csv(
     for line, cells in raw[1:]:
         if not any(cell.strip() for cell in cells):
             continue
+        bad_text = _not_utf8(cells)
+        if bad_text:
+            log.add("bad_row", f"line {line} {bad_text}; row skipped", path, line)
+            continue
         if len(cells) != len(header):
             log.add("bad_row", f"has {len(cells)} fields, the header has {len(header)}", path, line)
             continue
         rows.append((line, {k: v.strip() for k, v in zip(header, cells, strict=True)}))
     return header, rows
+
+
+def _not_utf8(cells: list[str]) -> str | None:
+    """What is wrong when a row holds bytes that are not UTF-8 (None when it does not)."""
+    for column, cell in enumerate(cells, start=1):
+        match = _NOT_UTF8.search(cell)
+        if match:
+            byte = ord(match.group()) - 0xDC00
+            return (f"is not UTF-8 text (byte 0x{byte:02X} in field {column}): save the "
+                    "file as UTF-8")
+    return None
 
 
 def require_columns(header: list[str], columns: Iterable[str], path: Path, log: ProblemLog) -> bool:
@@ -440,9 +461,16 @@ def _well_key(name: str) -> tuple[int, int] | None:
         return None
 
 
-def _find_plate_files(root: Path, split: str, experiment: str, plate: int) -> PlateFiles | None:
+def _find_plate_files(root: Path, split: str, experiment: str, plate: int,
+                      log: ProblemLog | None = None) -> PlateFiles | None:
     for folder in plate_folders(root, split, experiment, plate):
-        files = scan_plate_folder(folder)
+        try:
+            files = scan_plate_folder(folder)
+        except OSError as exc:  # a symlink loop, no permission, ...: a screen problem
+            if log is not None:
+                log.add("image_error", f"plate folder cannot be listed ({exc.strerror}); "
+                        "fix or remove it", folder)
+            continue
         if files is not None and (files.png or files.tiff):
             return files
     return None
@@ -536,7 +564,7 @@ def _attach_images(
     site_indices: set[int] = set()
     for exp in screen.experiments.values():
         for index in exp.plates:
-            files = _find_plate_files(root, exp.split, exp.name, index)
+            files = _find_plate_files(root, exp.split, exp.name, index, log)
             plate_files[(exp.name, index)] = files
             if files is None:
                 continue

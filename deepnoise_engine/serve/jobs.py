@@ -50,6 +50,8 @@ _SUGGESTIONS = {
     "model_mismatch": "Choose a model trained on a screen with the same channels and classes.",
     "file_exists": "Choose another output folder, or set overwrite to replace it.",
     "not_found": "Check the path.",
+    "disk_full": "Free space on the disk holding 'path' (at least 'space_needed' bytes) or "
+    "choose another output folder, then run it again: finished work is kept.",
 }
 
 
@@ -86,7 +88,12 @@ def error_kind(exc: BaseException) -> str:
 
 
 def error_fields(exc: BaseException) -> dict[str, Any]:
-    """``error`` event fields: kind, message, traceback, suggestion? and file/row when known."""
+    """``error`` event fields: kind, message, traceback, suggestion? and file/row when known
+    (``disk_full`` adds ``path``, ``space_needed`` and ``space_free``, in bytes)."""
+    from deepnoise_engine.disk_space import DiskFullError, is_disk_full
+
+    if is_disk_full(exc) and not isinstance(exc, DiskFullError):
+        exc = DiskFullError(getattr(exc, "filename", None) or "?", None)
     kind = error_kind(exc)
     message = str(exc) or type(exc).__name__
     if kind == "job_failed":
@@ -105,6 +112,8 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
         value = getattr(exc, name, None)
         if value is not None:
             fields[name] = value
+    if isinstance(exc, DiskFullError):
+        fields.update(path=exc.path, space_needed=exc.needed, space_free=exc.free)
     return fields
 
 

@@ -131,6 +131,7 @@ class Server:
         self._hello_lock = threading.Lock()
         self.jobs = JobManager(self.emit, handlers)
         self.exit_code = 0
+        self._request_ids: set[str] = set()  # a reused id would mix two requests' events
 
     # -- output ------------------------------------------------------------------------
 
@@ -186,6 +187,13 @@ class Server:
         except ProtocolError as exc:
             self._error(exc.request_id, {"kind": exc.kind, "message": exc.message})
             return
+        if request.id is not None and request.id in self._request_ids:
+            self._error(request.id, {"kind": "duplicate_request", "message":
+                                     f"request id {request.id!r} was already used in this "
+                                     "session; give every request a new id"})
+            return
+        if request.id is not None:
+            self._request_ids.add(request.id)
         try:
             self.dispatch(request)
         except ProtocolError as exc:

@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                 return 2
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
 
+    from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.loop import RunFolderError, run_training
 
@@ -127,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_training(args.data, args.out, preset=args.preset,
                               config_file=args.config_file, overrides=overrides,
                               resume=args.resume, progress=bar, cancel=cancel)
-    except (ConfigError, RunFolderError, TrainDataError) as exc:
+    except (ConfigError, RunFolderError, TrainDataError, ScreenError) as exc:
         if bar:
             bar.close()
         print(f"error: {exc}", file=sys.stderr)

@@ -27,6 +27,7 @@ import numpy as np
 
 from deepnoise_engine import __version__
 from deepnoise_engine.atomic_io import atomic_write_text
+from deepnoise_engine.screen.skipped import describe_skipped, skipped_report
 from deepnoise_engine.train import augment
 from deepnoise_engine.train import config as cfgmod
 from deepnoise_engine.train.data import ScreenData, SiteDataset, build_screen_data, open_data
@@ -47,6 +48,7 @@ from deepnoise_engine.train.mean_teacher import (
     ema_update,
     softmax_mse,
 )
+from deepnoise_engine.train.precheck import check_training_inputs
 
 ProgressFn = Callable[[dict[str, Any]], None]
 VAL_KEYS = ("val_acc_student_raw", "val_acc_student_balanced", "val_acc_teacher_raw",
@@ -519,7 +521,7 @@ class Trainer:
             "image_size": self.size, "normalisation": self.cfg["data"]["normalisation"],
             "validation_experiments": self.sd.validation_experiments,
             "stages": [s.name for s in self.stages], "data_fingerprint": self.sd.fingerprint,
-            "engine_version": __version__,
+            "engine_version": __version__, "skipped": getattr(self, "skipped", None),
             "final_metrics": {m["stage"]: m for m in self.history if m.get("stage_end")},
             "served": {stem: info for stems in self.finished_ensembles().values()
                        for stem in stems if (info := self.served_info.get(stem))},
@@ -779,6 +781,8 @@ class Trainer:
                 self.teachers[j].load_state_dict(shared["teachers"][j])
 
     def run(self, resume: bool) -> dict[str, Any]:
+        self.skipped = skipped_report(self.sd.cache.screen)  # in train.log and run.json
+        self.log(describe_skipped(self.skipped))
         self.build_models()
         self.stage_index, self.epoch, self.step = 0, 0, 0
         self.global_step = self.shared_steps = 0
@@ -792,6 +796,7 @@ class Trainer:
             self.write_metrics()
             if self.stage_index >= len(self.stages):
                 self.log("resume: the run is already complete")
+                self.write_run_json("complete")  # a kill may have come just before it
                 return self.result(cancelled=False)
             self.log(f"resumed at {self.stages[self.stage_index].name} epoch {self.epoch + 1} "
                      f"step {self.step}")
@@ -826,8 +831,7 @@ class Trainer:
                                         {"students": [s.state_dict() for s in self.students],
                                          "teachers": [t.state_dict() for t in self.teachers]})
                 self.write_metrics()
-                self.write_run_json("running" if self.stage_index + 1 < len(self.stages)
-                                    else "complete")
+                self.write_run_json("running")  # "complete" only once everything is written
             if stage.cell_type is None:
                 self.shared_steps = self.global_step
             barrier(self.dist)
@@ -837,6 +841,7 @@ class Trainer:
                 self.save_state()
                 self.log(f"stage {self.stages[self.stage_index].name}")
         self.save_state()
+        self.write_run_json("complete")
         return self.result(cancelled=False)
 
     def run_epoch(self, stage: Stage) -> str:
@@ -962,6 +967,8 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
             # process-wide: restored below (the engine server runs other jobs afterwards)
             torch.set_num_threads(cfg["runtime"]["threads"])
         device = _device(cfg, dist.local_rank)
+        # inputs first (screen, labels, pack): a bad screen or a full disk creates no stub
+        opened = check_training_inputs(data, out, resume) if dist.is_main else None
         error = None
         do_resume = False
         if dist.is_main:
@@ -979,7 +986,7 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
             raise error
         # rank 0 packs the screen first; the others then open the complete cache
         if dist.is_main:
-            screen, cache = open_data(data)
+            screen, cache = opened
         barrier(dist)
         if not dist.is_main:
             screen, cache = open_data(data)

@@ -1,0 +1,55 @@
+"""Training's input checks, run before anything is created in the run folder.
+
+The run folder is checked (without creating it), the screen is opened, it must have
+labelled treatment wells, and it is packed: a screen that cannot be used, or a full disk
+while packing, leaves no stub run folder that would block the corrected re-run.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from deepnoise_engine.screen.model import WellType
+
+
+def check_run_folder(out: Path, resume: bool) -> None:
+    """The refusals of ``prepare_run_folder``, read-only (raises ``RunFolderError``)."""
+    from deepnoise_engine.train.loop import RunFolderError
+
+    if out.exists() and not out.is_dir():
+        raise RunFolderError(f"{out}: exists and is not a folder; choose another --out")
+    existing = out.is_dir() and any(out.iterdir())
+    if existing and not resume:
+        raise RunFolderError(f"{out}: folder exists and is not empty; pass --resume to "
+                             "continue the run in it, or choose a new --out folder")
+    if existing and not (out / "config.toml").is_file():
+        raise RunFolderError(f"{out}: not a training run folder (no config.toml); "
+                             "refusing to write into it")
+
+
+def check_labelled(screen: Any) -> None:
+    """Refuse a screen without one labelled treatment well (a controls-only model is useless)."""
+    from deepnoise_engine.train.data import TrainDataError
+
+    for _, _, well in screen.wells():
+        if well.well_type == WellType.TREATMENT and well.sirna is not None:
+            return
+    problems = [p for p in screen.problems if p.site_id is None]
+    why = (f"; {len(problems)} metadata problem(s), first: {problems[0]}" if problems
+           else "")
+    raise TrainDataError(
+        f"{screen.root}: no labelled treatment wells to train on{why}. Fix the metadata "
+        f"(`deepnoise-engine inspect {screen.root}` lists every problem), then train again"
+    )
+
+
+def check_training_inputs(data: Any, out: str | Path, resume: bool) -> tuple[Any, Any]:
+    """Check ``out``, open and check the screen, pack it; returns ``(screen, cache)``."""
+    from deepnoise_engine.screen.open import open_screen
+    from deepnoise_engine.screen.pack_cache import PackCache
+
+    check_run_folder(Path(out), resume)
+    screen = open_screen(Path(data))
+    check_labelled(screen)
+    return screen, PackCache.open(screen)
