@@ -201,7 +201,7 @@ def test_describe_model(trained: dict[str, Any]) -> None:
     need("deepnoise_engine.model.checkpoint")
     info = trained["engine"].request("describe_model", path=str(trained["out"]), timeout=60)
     assert info["kind"] == "run"
-    assert info["architecture"] == ["xception_tiny"]
+    assert info["architecture"] == ["plain_cnn"]
     n_classes = 2 * DEMO["sirnas_per_plate"] + DEMO["positive_controls"] + 1
     assert info["classes_count"] == len(info["classes"]) == n_classes
     assert info["channels"] == [1, 2, 3]

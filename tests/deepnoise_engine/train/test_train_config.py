@@ -16,7 +16,7 @@ def test_presets_resolve_with_paper_values() -> None:
     assert paper["model"]["arcface_s"] == 30.0 and paper["model"]["arcface_m"] == 0.1
     assert paper["finetune"]["epochs_by_cell_type"]["U2OS"] == 165
     tiny = config.resolve("tiny")
-    assert tiny["model"]["names"] == ["xception_tiny"]
+    assert tiny["model"]["names"] == ["plain_cnn"]
     assert tiny["data"]["image_size"] < paper["data"]["image_size"]
 
 

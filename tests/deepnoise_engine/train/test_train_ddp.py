@@ -27,4 +27,4 @@ def test_ddp_two_gloo_processes(tiny_screen: Path, tmp_path: Path) -> None:
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in recs] == [1, 2]  # written once (rank 0), not per rank
     assert json.loads((out / "run.json").read_text())["ensembles"]["*"] == [
-        "models/shared_xception_tiny"]
+        "models/shared_plain_cnn"]
