@@ -44,21 +44,22 @@ def folder_has_files(path: Path) -> bool:
 
 def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
     """Copy the per-plate reports of an earlier score folder that ``out`` lacks into
-    ``out`` (each written atomically), so the new folder holds every scored plate and
-    Export… finds them all. Returns how many were copied."""
+    ``out`` (each written atomically, then listed in its manifest), so the new folder holds
+    every scored plate and Export… finds them all. Returns how many were copied."""
     from deepnoise_app.state import report_plate_key, report_plate_keys
-    from deepnoise_engine.atomic_io import atomic_write_bytes
+    from deepnoise_engine.report.output_set import add_to_score_set
 
     if earlier is None or not Path(earlier).is_dir() or Path(earlier) == Path(out):
         return 0
     have = set(report_plate_keys(out))
-    copied = 0
+    files = {}
     for path in sorted(Path(earlier).glob("*_Plate*.csv")):
         key = report_plate_key(path.name)
         if key is not None and key not in have and not (out / path.name).exists():
-            atomic_write_bytes(out / path.name, path.read_bytes())
-            copied += 1
-    return copied
+            files[path.name] = path.read_bytes()
+    # the new folder's manifest lists them too, so readers of the set see every plate
+    add_to_score_set(out, files, source=str(earlier))
+    return len(files)
 
 
 class ScorePanel(QWidget):

@@ -74,6 +74,24 @@ def check_score_folder(folder: Path) -> list[str] | None:
     return list(files)
 
 
+def add_to_score_set(folder: Path, files: dict[str, bytes], source: str) -> list[Path]:
+    """Add ``files`` (name -> content, e.g. an earlier folder's plate reports) to the
+    complete score set in ``folder``: each written atomically, then the manifest lists them
+    (``"added_from"`` says where from). A folder without a manifest just gets the files."""
+    folder = Path(folder)
+    doc = read_manifest(folder)
+    if doc is not None and doc.get("status") != "complete":
+        raise PartialOutputError(f"{folder}: partial score folder; cannot add files to it")
+    written = [atomic_write_bytes(folder / name, data) for name, data in files.items()]
+    if doc is not None and files:
+        for name, data in files.items():
+            doc["files"][name] = {"bytes": len(data),
+                                  "sha256": hashlib.sha256(data).hexdigest()}
+        doc.setdefault("added_from", []).append({"source": source, "files": sorted(files)})
+        written.append(atomic_write_text(folder / MANIFEST, json.dumps(doc, indent=1) + "\n"))
+    return written
+
+
 def _partial_listed(out: Path) -> set[Path]:
     """Files named by an unfinished manifest in ``out``: a re-run may replace them."""
     try:
