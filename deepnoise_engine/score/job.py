@@ -206,10 +206,11 @@ def plate_groups_for(
     result = PlateGroups(groups)
     if not groups:
         return result
-    experiments = sorted({key[0] for key in plates})
+    chosen = set(plates)
+    experiments = sorted({key[0] for key in chosen})
     by_plate, source = resolve_plate_groups(
         groups, {exp: screen_plates(screen, exp) for exp in experiments}, labelled,
-        {k: v for k, v in probs.items() if k in set(plates)}, classes)
+        {k: v for k, v in probs.items() if k in chosen}, classes)
     for key in plates:
         if key in by_plate:
             result.by_plate[key], result.source[key] = by_plate[key], source[key]
