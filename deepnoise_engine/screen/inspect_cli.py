@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 
@@ -51,6 +52,9 @@ def run(args: argparse.Namespace) -> int:
             plate_format=args.plate_format,
             max_plate=args.max_plate,
         )
+        # The screen's objects live until exit: keep the collector from re-walking them
+        # on every later allocation burst (imports, the summary).
+        gc.freeze()
         if args.verify:
             verify_images(screen, _progress if sys.stderr.isatty() else None, strict=args.strict)
         else:
@@ -76,9 +80,13 @@ def _add_pack_problems(screen: object) -> None:
     """The read problems an earlier ``pack`` found (recorded in its cache) join the list."""
     import contextlib
 
-    from deepnoise_engine.screen.pack_cache import PackCache
+    from deepnoise_engine.screen.pack_cache import PackCache, default_cache_dir
 
-    # no usable cache: the metadata problems are what there is
+    # No cache folder, nothing recorded: skip fingerprinting every plate (seconds on
+    # screens of a thousand plates). No usable cache: the metadata problems are what
+    # there is.
+    if not (default_cache_dir(screen.root, create=False) / "plates").is_dir():
+        return
     with contextlib.suppress(OSError, ValueError, KeyError):
         PackCache.open(screen, build=False)
 

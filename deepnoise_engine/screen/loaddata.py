@@ -381,22 +381,22 @@ def _check_files(site: Site, row: tuple[list[str], list[tuple[int, int]]], scree
     one problem shared by its sites)."""
     cells, columns = row
     absent: list[int] = []
-    first = last_folder = ""
-    full, names = "", set()
+    last_folder: str | None = None
+    full, names, first = "", set(), ""
     for channel, (file_at, folder_at) in enumerate(columns, start=1):
-        folder, base = cells[folder_at].strip(), cells[file_at].strip()
-        if folder != last_folder or not first:  # a site's channels share a folder, mostly
-            listing = listings.get(folder)
-            if listing is None:
-                full = folder if os.path.isabs(folder) else os.path.join(screen.root, folder)
-                listing = listings[folder] = (full.rstrip("/"), _list_folder(full, log))
-            full, names = listing
+        folder = cells[folder_at]
+        if folder != last_folder:  # a site's channels share a folder, mostly
+            full, names = _listing(folder.strip(), screen, listings, log)
             last_folder = folder
+            if isinstance(names, Problem):
+                if names not in site.problems:
+                    site.problems.append(names)
+                continue
+        elif isinstance(names, Problem):
+            continue
+        base = cells[file_at].strip()
         first = first or f"{full}/{base}"
-        if isinstance(names, Problem):
-            if names not in site.problems:
-                site.problems.append(names)
-        elif base and base in names:
+        if base and base in names:
             site.channels[channel] = Path(f"{full}/{base}")
         else:
             absent.append(channel)
@@ -409,6 +409,16 @@ def _check_files(site: Site, row: tuple[list[str], list[tuple[int, int]]], scree
         named = ", ".join(screen.channel_name(c) for c in absent)
         log.add("missing_channel", f"site {site.site_id} has no image for channel(s) {named}",
                 first, site=site)
+
+
+def _listing(folder: str, screen: Screen, listings: dict[str, tuple[str, set[str] | Problem]],
+             log: ProblemLog) -> tuple[str, set[str] | Problem]:
+    """``(full path, file names or the problem)`` of an image folder, listed once."""
+    listing = listings.get(folder)
+    if listing is None:
+        full = folder if os.path.isabs(folder) else os.path.join(screen.root, folder)
+        listing = listings[folder] = (full.rstrip("/"), _list_folder(full, log))
+    return listing
 
 
 def _list_folder(folder: str, log: ProblemLog) -> set[str] | Problem:
