@@ -8,6 +8,7 @@ prints the message above the bars. Without a terminal (a log file, CI) it prints
 
 from __future__ import annotations
 
+import shutil
 import sys
 import time
 from types import TracebackType
@@ -54,8 +55,11 @@ class TerminalProgress:
         if stage != self._stage or self._bar is None:
             self.close()
             self._stage = stage
+            # the size at the bar's start; a terminal that reports none (a bare pty) gets
+            # 80 x 24 (tqdm would hide its bar there)
+            size = shutil.get_terminal_size()
             self._bar = tqdm(total=total, desc=stage, unit=self.unit, file=self.stream,
-                             dynamic_ncols=True, leave=True)
+                             ncols=size.columns, nrows=size.lines, leave=True)
         bar = self._bar
         if total is not None and bar.total != total:
             bar.total = total

@@ -40,8 +40,7 @@ from deepnoise_engine.screen.model import (
     site_id,
     well_name,
 )
-from deepnoise_engine.screen.rxrx1 import ProblemLog, read_csv
-from deepnoise_engine.screen.rxrx1 import _smallest_format as smallest_format
+from deepnoise_engine.screen.reader_common import ProblemLog, read_csv, smallest_format
 
 PLATEMAP_FILE = "platemap.csv"  # the labels CSV when deepnoise.toml names none
 LOADDATA_GLOBS = ("load_data*.csv", "load_data*.csv.gz", "load_data_csv/**/load_data*.csv",

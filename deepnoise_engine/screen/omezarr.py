@@ -36,7 +36,7 @@ from deepnoise_engine.screen.model import (
     site_id,
     well_name,
 )
-from deepnoise_engine.screen.rxrx1 import ProblemLog, read_csv
+from deepnoise_engine.screen.reader_common import ProblemLog, read_csv
 
 LABELS_FILE = "labels.csv"
 
