@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from deepnoise_engine.screen.errors import ImageError, MetadataError
+from deepnoise_engine.screen.errors import ImageError
 from deepnoise_engine.screen.model import (
     Experiment,
     Plate,
@@ -31,6 +31,7 @@ from deepnoise_engine.screen.reader_common import (
     SIZE_ATTEMPTS,
     ProblemLog,
     WellRecord,
+    no_usable_rows,
     smallest_format,
 )
 
@@ -127,8 +128,7 @@ def build_screen(
             continue
         unique[key] = record
     if not unique:
-        first_problems = "; ".join(str(p) for p in log.items[:3]) or "no rows"
-        raise MetadataError(f"no usable metadata rows in {root} ({first_problems})", file=root)
+        raise no_usable_rows("metadata rows", root, log)
 
     fmt = plate_format or smallest_format(unique.values())
     screen = Screen(root=root, layout=layout, channels=[], image_size=None, name=root.name)
@@ -173,78 +173,82 @@ def _attach_images(
     With ``decode`` the first readable image gives ``screen.image_size`` (and the channel
     count of TIFF sites, read from the header).
     """
-    root = screen.root
-    plate_files: dict[tuple[str, int], PlateFiles | None] = {}
+    plate_files = _list_plates(screen, log)
     channels: set[int] = set()
-    site_indices: set[int] = set()
-    for exp in screen.experiments.values():
-        for index in exp.plates:
-            files = _find_plate_files(root, exp.split, exp.name, index, log)
-            plate_files[(exp.name, index)] = files
-            if files is None:
-                continue
-            for sites in files.png.values():
-                site_indices.update(sites)
-                for site_channels in sites.values():
-                    channels.update(site_channels)
-            for sites in files.tiff.values():
-                site_indices.update(sites)
-    for record, _ in by_well.values():
-        site_indices.update(record.sites)
-    any_files = any(f is not None for f in plate_files.values())
-    if not any_files:
-        log.add(
-            "missing_image",
-            f"no image files found for any plate (looked in {{split}}/EXP/PlateP and "
-            f"images/{{split}}/EXP/PlateP under {root})",
-            root,
-        )
+    site_indices: set[int] = {i for record, _ in by_well.values() for i in record.sites}
+    for files in filter(None, plate_files.values()):
+        for sites in files.png.values():
+            site_indices.update(sites)
+            for site_channels in sites.values():
+                channels.update(site_channels)
+        for sites in files.tiff.values():
+            site_indices.update(sites)
     screen.channels = sorted(channels)
     sites_sorted = sorted(site_indices) or [1]
-
+    # plain strings, once per plate: Path joins dominate at 100k sites
+    folders = {
+        (exp, plate): str(files.folder if files else plate_folders(
+            screen.root, screen.experiments[exp].split, exp, plate)[0])
+        for (exp, plate), files in plate_files.items()
+    }
     tiff_sites: list[Site] = []
-    folders: dict[tuple[str, int], str] = {}  # plain strings: Path joins dominate at 100k sites
-    for (exp_name, plate_index), files in plate_files.items():
-        split = screen.experiments[exp_name].split
-        folders[(exp_name, plate_index)] = str(
-            files.folder if files else plate_folders(root, split, exp_name, plate_index)[0]
-        )
-    for (exp_name, plate_index, name), (_, well) in by_well.items():
+    for (exp_name, plate_index, _), (_, well) in by_well.items():
         files = plate_files[(exp_name, plate_index)]
-        folder = folders[(exp_name, plate_index)]
-        source = well.source
-        key = (well.row, well.column)
-        png = files.png.get(key, {}) if files else {}
-        tiff = files.tiff.get(key, {}) if files else {}
         for index in sites_sorted:
-            site = Site(index=index, site_id=site_id(exp_name, plate_index, name, index))
+            site = Site(index=index, site_id=site_id(exp_name, plate_index, well.name, index))
             well.sites.append(site)
-            if index in tiff:
-                site.tiff = tiff[index]
+            _give_files(screen, well, site, files, folders[(exp_name, plate_index)], log)
+            if site.tiff is not None:
                 tiff_sites.append(site)
-            elif index in png:
-                site.channels = dict(sorted(png[index].items()))
-                missing = [c for c in screen.channels if c not in site.channels]
-                if missing:
-                    log.add(
-                        "missing_channel",
-                        f"site {site.site_id} has no image for channel(s) "
-                        f"{', '.join(f'w{c}' for c in missing)}",
-                        f"{folder}{os.sep}{name}_s{index}_w{missing[0]}.png",
-                        site=site,
-                    )
-            else:
-                log.add(
-                    "missing_image",
-                    f"site {site.site_id} has no image files (listed at {source})",
-                    f"{folder}{os.sep}{name}_s{index}_w*.png",
-                    site=site,
-                )
     if decode:
         _read_image_size(screen, by_well, tiff_sites, log)
     else:  # TIFF channel count still needs one header
         _read_image_size(screen, by_well, tiff_sites, ProblemLog(strict=False))
         screen.image_size = None
+
+
+def _list_plates(screen: Screen, log: ProblemLog) -> dict[tuple[str, int], PlateFiles | None]:
+    """Each plate's listed folder (None: not found); no folder at all is a problem."""
+    plate_files = {
+        (exp.name, index): _find_plate_files(screen.root, exp.split, exp.name, index, log)
+        for exp in screen.experiments.values() for index in exp.plates
+    }
+    if not any(f is not None for f in plate_files.values()):
+        log.add(
+            "missing_image",
+            f"no image files found for any plate (looked in {{split}}/EXP/PlateP and "
+            f"images/{{split}}/EXP/PlateP under {screen.root})",
+            screen.root,
+        )
+    return plate_files
+
+
+def _give_files(screen: Screen, well: Well, site: Site, files: PlateFiles | None,
+                folder: str, log: ProblemLog) -> None:
+    """The site's TIFF or channel PNGs from the plate's listing; what is missing is flagged."""
+    key, index, name = (well.row, well.column), site.index, well.name
+    tiff = files.tiff.get(key, {}) if files else {}
+    png = files.png.get(key, {}) if files else {}
+    if index in tiff:
+        site.tiff = tiff[index]
+    elif index in png:
+        site.channels = dict(sorted(png[index].items()))
+        missing = [c for c in screen.channels if c not in site.channels]
+        if missing:
+            log.add(
+                "missing_channel",
+                f"site {site.site_id} has no image for channel(s) "
+                f"{', '.join(f'w{c}' for c in missing)}",
+                f"{folder}{os.sep}{name}_s{index}_w{missing[0]}.png",
+                site=site,
+            )
+    else:
+        log.add(
+            "missing_image",
+            f"site {site.site_id} has no image files (listed at {well.source})",
+            f"{folder}{os.sep}{name}_s{index}_w*.png",
+            site=site,
+        )
 
 
 def _read_image_size(

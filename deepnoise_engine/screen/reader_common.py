@@ -15,11 +15,13 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deepnoise_engine.screen.errors import ScreenError, error_class
+from deepnoise_engine.screen.errors import MetadataError, ScreenError, error_class
+from deepnoise_engine.screen.mapping import MAPPING_FILE, Mapping, pick_column
 from deepnoise_engine.screen.model import (
     STANDARD_FORMATS,
     PlateFormat,
     Problem,
+    Screen,
     Site,
     WellType,
     id_code,
@@ -275,3 +277,99 @@ def smallest_format(records: Iterable[WellRecord]) -> PlateFormat:
         if max_row < fmt.rows and max_col < fmt.columns:
             return fmt
     return LARGEST_FORMAT  # rows are checked against the largest format while reading
+
+
+# -- the labels CSV of a mapped screen (LoadData, OME-Zarr) -------------------------------
+@dataclass
+class LabelRow:
+    """One well of a labels CSV (a plate map), as written."""
+
+    label: str | None
+    well_type: WellType
+    cell_type: str | None
+    line: int
+    experiment: str | None = None
+    split: str | None = None
+
+
+def read_labels_csv(path: Path, mapping: Mapping, log: ProblemLog, *, with_split: bool = False
+                    ) -> tuple[dict[tuple[str, str], LabelRow], bool]:
+    """The labels CSV keyed by ``(plate or "", well)``, and whether it has a plate column.
+
+    The columns are the mapping's ``[labels]`` names; ``with_split`` also reads a
+    ``split``/``dataset`` column (train or test). Bad rows are logged and skipped.
+    """
+    header, rows = read_csv(path, log)
+    if not header:
+        return {}, False
+    spec = mapping.labels
+    columns = {k: pick_column(header, getattr(spec, k))
+               for k in ("plate", "well", "label", "well_type", "cell_type", "experiment")}
+    columns["split"] = pick_column(header, ["split", "dataset"]) if with_split else None
+    if columns["well"] is None:
+        log.add("missing_column", f"missing column {spec.well[0]} (has {', '.join(header)}); "
+                "labels skipped", path, 1)
+        return {}, False
+    labels: dict[tuple[str, str], LabelRow] = {}
+    for line, values in rows:
+        found = _label_row(values, columns, mapping, path, line, log)
+        if found is None:
+            continue
+        plate, well, row = found
+        if (plate, well) in labels:
+            of_plate = f" of plate {plate}" if plate else ""
+            log.add("duplicate_id", f"well {well}{of_plate} is already listed at line "
+                    f"{labels[(plate, well)].line}", path, line)
+            continue
+        labels[(plate, well)] = row
+    return labels, columns["plate"] is not None
+
+
+def _label_row(values: dict[str, str], columns: dict[str, str | None], mapping: Mapping,
+               path: Path, line: int, log: ProblemLog) -> tuple[str, str, LabelRow] | None:
+    """``(plate, well, row)`` of one labels line, or None after logging what is wrong."""
+    def get(key: str) -> str:
+        column = columns[key]
+        return values[column] if column else ""
+
+    try:
+        well = well_name(*parse_well(get("well")))
+    except ValueError as exc:
+        log.add("bad_well", str(exc), path, line)
+        return None
+    raw_type = get("well_type").lower()
+    well_type = mapping.well_types.get(raw_type)
+    if well_type is None:
+        log.add("bad_row", f"unknown well type {raw_type!r}: name it in [well_types] of "
+                f"{MAPPING_FILE}", path, line)
+        return None
+    split = get("split").lower() or None
+    if split not in (None, *SPLITS):
+        log.add("bad_row", f"split {split!r} is not train or test", path, line)
+        return None
+    return get("plate"), well, LabelRow(get("label") or None, well_type,
+                                        get("cell_type") or None, line,
+                                        get("experiment") or None, split)
+
+
+# -- after reading ------------------------------------------------------------------------
+def settle_splits(screen: Screen) -> None:
+    """An experiment without a split is ``train`` when it has labelled treatments, else
+    ``test``; a test experiment's treatments lose their labels (they are what gets scored)."""
+    for exp in screen.experiments.values():
+        if not exp.split:
+            exp.split = "train" if exp.labelled else "test"
+        if exp.split != "test":
+            continue
+        for plate in exp.plates.values():
+            for well in plate.wells.values():
+                if well.well_type == WellType.TREATMENT:
+                    well.sirna = None
+
+
+def no_usable_rows(what: str, root: Path, log: ProblemLog, nothing: str = "no rows"
+                   ) -> MetadataError:
+    """The error of a screen with nothing usable: ``no usable {what} in ROOT (first
+    problems)``."""
+    first = "; ".join(str(p) for p in log.items[:3]) or nothing
+    return MetadataError(f"no usable {what} in {root} ({first})", file=root)
