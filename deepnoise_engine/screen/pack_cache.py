@@ -302,10 +302,6 @@ class PackCache:
             else np.zeros((0, len(self.channels), *(self.image_size or (0, 0))), np.uint8)
         )
 
-    def usable_rows(self) -> np.ndarray:
-        """Indices of rows with ``ok`` True."""
-        return np.flatnonzero(self.sites["ok"].to_numpy())
-
     def summary(self) -> dict:
         """JSON-safe facts about the cache (for ``pack --json`` and the app)."""
         ok = self.sites["ok"].to_numpy() if len(self.sites) else np.zeros(0, bool)
