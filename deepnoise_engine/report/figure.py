@@ -29,7 +29,7 @@ def confidence_colour(value: float) -> tuple[int, int, int]:
     return tuple(round(255 * c) for c in rgba[:3])  # type: ignore[return-value]
 
 
-def _text_colour(rgb: tuple[int, int, int]) -> str:
+def _text_colour(rgb: tuple[int, ...]) -> str:
     return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
 
 

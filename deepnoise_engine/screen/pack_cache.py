@@ -18,6 +18,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -650,7 +651,7 @@ def pack_screen(
         key = f"{entry.experiment}/{entry.plate}"
         meta = None if reporter.cancelled else _pack_plate(
             screen, entry, folder, size, workers, reporter,
-            lambda key=key: counter.site(key), known)
+            functools.partial(counter.site, key), known)
         if meta is None:
             result.cancelled = True
             break

@@ -31,7 +31,12 @@ class ConfigError(ValueError):
 
 def _num(default: Any, lo: float, hi: float, help: str = "") -> Any:
     """A number field with an inclusive range."""
-    return Field(default, ge=lo, le=hi, description=help)
+    return Field(default=default, ge=lo, le=hi, description=help)
+
+
+def _opt(default: Any, help: str = "") -> Any:
+    """A field with its default and its help text."""
+    return Field(default=default, description=help)
 
 
 class _Section(BaseModel):
@@ -42,24 +47,23 @@ class _Section(BaseModel):
 
 
 class DataSection(_Section):
-    normalisation: Normalisation = Field(
-        "plate", description="per-channel standardisation statistics group")
+    normalisation: Normalisation = _opt(
+        "plate", "per-channel standardisation statistics group")
     image_size: int = _num(512, 8, 4096, "images are resized to this (px)")
-    channels: list[int] = Field([], description="channel numbers to use; [] = all")
-    validation_experiments: list[str] = Field(
-        [], description="explicit validation experiments; [] = automatic")
+    channels: list[int] = _opt([], "channel numbers to use; [] = all")
+    validation_experiments: list[str] = _opt(
+        [], "explicit validation experiments; [] = automatic")
     validation_per_cell_type: int = _num(1, 0, 100, "labelled experiments per cell type held out")
-    use_unlabelled: bool = Field(True, description="train on unlabelled wells (mean teacher)")
+    use_unlabelled: bool = _opt(True, "train on unlabelled wells (mean teacher)")
     norm_jitter: float = _num(0.1, 0.0, 1.0, "mean/std factor 1 + j*U(-1,1)")
-    balance_controls: bool = Field(True, description="per epoch, each control class gets as "
-                                   "many wells as the median siRNA")
+    balance_controls: bool = _opt(True, "per epoch, each control class gets as many wells "
+                                  "as the median siRNA")
     workers: int = _num(4, 0, 256, "DataLoader worker processes")
     pin_memory: bool = True
 
 
 class ModelSection(_Section):
-    names: list[str] = Field(["xception", "xception_wide"],
-                             description="one or two backbones (ensemble)")
+    names: list[str] = _opt(["xception", "xception_wide"], "one or two backbones (ensemble)")
     head: Literal["arcface", "softmax"] = "arcface"
     arcface_s: float = _num(30.0, 0.0, 1000.0,
                             "ArcFace scale; 0 = sqrt(2) ln(K - 1) (AdaCos' fixed rule)")
@@ -68,7 +72,7 @@ class ModelSection(_Section):
     middle_blocks: int = _num(-1, -1, 64, "Xception middle blocks; -1 = default")
     first_stride: int = _num(0, 0, 4, "Xception stem stride; 0 = default (2)")
     first_kernel: int = _num(0, 0, 15, "Xception first conv size; 0 = default (7)")
-    pretrained_file: str = Field("", description="local ImageNet weights for the first model")
+    pretrained_file: str = _opt("", "local ImageNet weights for the first model")
     epochs: int = _num(160, 1, 100000, "shared-stage epochs")
     batch_size: int = _num(64, 1, 65536, "global batch (split over DDP ranks)")
     eval_batch_size: int = _num(128, 1, 65536)
@@ -77,8 +81,8 @@ class ModelSection(_Section):
 class OptimSection(_Section):
     name: Optimizer = "adam"
     weight_decay: float = _num(2e-4, 0.0, 1.0)
-    lr_values: list[float] = Field([3e-4, 1e-4, 1e-5], description="piecewise-constant LR")
-    lr_milestones: list[int] = Field([100, 140], description="epochs where the LR switches")
+    lr_values: list[float] = _opt([3e-4, 1e-4, 1e-5], "piecewise-constant LR")
+    lr_milestones: list[int] = _opt([100, 140], "epochs where the LR switches")
     momentum: float = _num(0.9, 0.0, 1.0, "SGD only")
 
 
@@ -89,13 +93,13 @@ class AugmentSection(_Section):
     shift_scale_limit: float = _num(0.1, 0.0, 0.5)
     erase: float = _num(0.5, 0.0, 1.0)
     erase_area: list[float] = [0.02, 0.4]
-    teacher_crop: list[float] = Field([0.8, 0.99], description="harder teacher view: crop fraction")
+    teacher_crop: list[float] = _opt([0.8, 0.99], "harder teacher view: crop fraction")
 
 
 class MeanTeacherSection(_Section):
     enabled: bool = True
     alphas: list[float] = [0.5, 0.9, 0.99, 0.999]
-    alpha_epochs: list[int] = Field([1, 10, 20], description="last epoch (1-based) of each alpha")
+    alpha_epochs: list[int] = _opt([1, 10, 20], "last epoch (1-based) of each alpha")
     consistency_weight: float = _num(100.0, 0.0, 1e6)
     rampup_epochs: float = _num(5.0, 0.0, 1e4)
     reference_classes: int = _num(1139, 0, 10**7, "the consistency weight is scaled by K / "
@@ -129,8 +133,8 @@ class FinetuneSection(_Section):
 class RuntimeSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = _num(0, 0, 2**31 - 1)
-    amp: bool = Field(True, description="bf16 autocast on CUDA")
-    channels_last: bool = Field(True, description="on CUDA")
+    amp: bool = _opt(True, "bf16 autocast on CUDA")
+    channels_last: bool = _opt(True, "on CUDA")
     progress_every_s: float = _num(2.0, 0.0, 3600.0)
     threads: int = _num(0, 0, 1024, "torch CPU threads; 0 = torch default")
     max_steps_per_epoch: int = _num(0, 0, 10**9, "0 = full epochs (benchmarks)")
