@@ -7,7 +7,6 @@ import json
 import sys
 
 from deepnoise_engine.balance.assignment import METHODS
-from deepnoise_engine.terminal import TerminalProgress
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -49,6 +48,7 @@ def _run(args: argparse.Namespace) -> int:
     from deepnoise_engine.report.io import OutputExistsError, ReportError
     from deepnoise_engine.score.job import run_scoring
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.terminal import TerminalProgress
 
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)

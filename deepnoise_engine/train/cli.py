@@ -11,8 +11,6 @@ import sys
 import threading
 from typing import Any
 
-from deepnoise_engine.terminal import TerminalProgress
-
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -58,6 +56,7 @@ def _run(args: argparse.Namespace) -> int:
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
 
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.terminal import TerminalProgress
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.loop import RunFolderError, run_training
 
