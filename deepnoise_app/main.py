@@ -78,6 +78,7 @@ def _install_file_menu(viewer: Any, state: AppState) -> None:
 
 def _open_demo(viewer: Any, then: Any) -> None:
     """Open the demo screen; generated in a worker thread on first run, with progress."""
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.synthetic import DEMO_DIRNAME, ensure_demo_screen, user_data_dir
 
     target = user_data_dir() / DEMO_DIRNAME
@@ -89,7 +90,8 @@ def _open_demo(viewer: Any, then: Any) -> None:
     from deepnoise_app.workers import run_with_progress
 
     def work():  # generator worker: yields progress events, returns the screen's folder
-        return (yield from run_with_progress(lambda report: ensure_demo_screen(progress=report)))
+        return (yield from run_with_progress(
+            lambda report: ensure_demo_screen(reporter=Reporter(report))))
 
     def progress(event: dict) -> None:
         done, total = event.get("done", 0), event.get("total", 0) or 1

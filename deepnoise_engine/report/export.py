@@ -12,7 +12,11 @@ import pandas as pd
 
 from deepnoise_engine.report.figure import write_plate_map
 from deepnoise_engine.report.io import ReportError, atomic_write, check_free
-from deepnoise_engine.report.plate_report import list_plate_reports, read_plate_report
+from deepnoise_engine.report.plate_report import (
+    list_plate_reports,
+    plate_report_name,
+    read_plate_report,
+)
 from deepnoise_engine.report.review import read_decisions, with_decisions
 from deepnoise_engine.report.submission import write_submission
 
@@ -79,8 +83,9 @@ def export_reports(
     targets = [out / path.name for path in chosen.values()]
     if submission:
         targets.append(out / SUBMISSION_NAME)
+    figure_names = {key: plate_report_name(*key, suffix=".png") for key in chosen}
     if figures:
-        targets += [out / path.with_suffix(".png").name for path in chosen.values()]
+        targets += [out / name for name in figure_names.values()]
     check_free(targets, overwrite)
     frames = {key: read_plate_report(path) for key, path in chosen.items()}  # validates
     decisions = read_decisions(score_dir)
@@ -97,7 +102,6 @@ def export_reports(
         combined = pd.concat(frames.values(), ignore_index=True)
         written.append(write_submission(combined, out / SUBMISSION_NAME, overwrite=True))
     if figures:
-        for key, path in chosen.items():
-            written.append(write_plate_map(frames[key], out / path.with_suffix(".png").name,
-                                           overwrite=True))
+        for key, name in figure_names.items():
+            written.append(write_plate_map(frames[key], out / name, overwrite=True))
     return written

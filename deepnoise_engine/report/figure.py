@@ -1,97 +1,123 @@
-"""Plate-map PNG of one plate's report, drawn with PIL (matplotlib is not a dependency):
-a grid of wells coloured by the confidence of the balanced call, the call as a well
-label, a colour bar and a title. Wrong calls (when labels are known) get a red frame."""
+"""Plate-map PNG of one plate's report, drawn with matplotlib (Agg, no display): a grid of
+wells coloured by the confidence of the balanced call (viridis), the call as a well label,
+a colour bar and a title. Wrong calls (when labels are known) get a red frame; wells
+without a call are grey, unused wells light grey."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image, ImageDraw, ImageFont
+from PIL import Image
 
 from deepnoise_engine.report.io import atomic_write, check_free
 from deepnoise_engine.screen.model import PlateFormat, parse_well
 
-# Viridis anchors (0, 0.25, 0.5, 0.75, 1): perceptually ordered, colour-blind safe.
-_VIRIDIS = np.array([
-    [68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37],
-], dtype=np.float64)
 _NO_CALL = (200, 200, 200)
 _UNUSED = (245, 245, 245)
-_WRONG = (220, 30, 30)
+_WRONG = (220 / 255, 30 / 255, 30 / 255)
+_DPI = 100
 
 
 def confidence_colour(value: float) -> tuple[int, int, int]:
-    """Confidence in [0, 1] -> RGB along viridis (linear between anchors)."""
-    x = float(np.clip(value, 0.0, 1.0)) * (len(_VIRIDIS) - 1)
-    i = min(int(x), len(_VIRIDIS) - 2)
-    rgb = _VIRIDIS[i] + (x - i) * (_VIRIDIS[i + 1] - _VIRIDIS[i])
-    return tuple(round(float(c)) for c in rgb)  # type: ignore[return-value]
+    """Confidence in [0, 1] -> RGB along viridis (perceptually ordered, colour-blind safe)."""
+    import matplotlib
+
+    rgba = matplotlib.colormaps["viridis"](float(np.clip(value, 0.0, 1.0)))
+    return tuple(round(255 * c) for c in rgba[:3])  # type: ignore[return-value]
 
 
-def _text_colour(rgb: tuple[int, int, int]) -> tuple[int, int, int]:
-    return (0, 0, 0) if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else (255, 255, 255)
+def _text_colour(rgb: tuple[int, ...]) -> str:
+    return "black" if 0.299 * rgb[0] + 0.587 * rgb[1] + 0.114 * rgb[2] > 140 else "white"
 
 
-def plate_map_image(report: pd.DataFrame, *, title: str | None = None,
-                    plate_format: PlateFormat | None = None) -> Image.Image:
-    """One plate's report rows -> an RGB plate map (cells scale with the plate format)."""
-    wells = [str(w) for w in report["well"]]
-    fmt = plate_format or PlateFormat.smallest_fitting(wells)
-    cell = int(np.clip(960 // fmt.columns, 12, 56))
-    font = ImageFont.load_default()
-    left, top, bar_w = 34, 48, 90
-    width = left + fmt.columns * cell + 16 + bar_w
-    height = top + fmt.rows * cell + 12
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
+def _well_colours(report: pd.DataFrame, fmt: PlateFormat) -> np.ndarray:
+    """``(rows, columns, 3)`` uint8: each used well's confidence colour, grey without a call."""
+    colours = np.empty((fmt.rows, fmt.columns, 3), np.uint8)
+    colours[:] = _UNUSED
+    for well, sirna, conf in zip(report["well"], report["sirna"], report["confidence"],
+                                 strict=True):
+        r, c = parse_well(str(well))
+        has_call = pd.notna(sirna) and pd.notna(conf)
+        colours[r, c] = confidence_colour(conf) if has_call else _NO_CALL
+    return colours
+
+
+def _draw_wells(ax: Any, report: pd.DataFrame, colours: np.ndarray, cell_px: int) -> None:
+    """The coloured grid, red frames on wrong calls and the calls as labels (big cells)."""
+    from matplotlib.patches import Rectangle
+
+    rows, columns = colours.shape[:2]
+    ax.imshow(colours, interpolation="nearest", aspect="equal")
+    ax.set_xticks(np.arange(-0.5, columns), minor=True)
+    ax.set_yticks(np.arange(-0.5, rows), minor=True)
+    ax.grid(which="minor", color="white", linewidth=1.5)
+    ax.tick_params(which="minor", length=0)
+    correct = report["correct"] if "correct" in report else pd.Series(pd.NA, index=report.index)
+    for well, sirna, conf, right in zip(report["well"], report["sirna"], report["confidence"],
+                                        correct, strict=True):
+        r, c = parse_well(str(well))
+        if pd.notna(right) and not bool(right):
+            ax.add_patch(Rectangle((c - 0.42, r - 0.42), 0.84, 0.84, fill=False,
+                                   edgecolor=_WRONG, linewidth=2))
+        if pd.notna(sirna) and pd.notna(conf) and cell_px >= 26:
+            label = str(sirna)
+            label = label if len(label) * 6 <= cell_px - 4 else label[-max(1, (cell_px - 4) // 6):]
+            ax.text(c, r, label, ha="center", va="center", fontsize=7,
+                    color=_text_colour(tuple(int(v) for v in colours[r, c])))
+
+
+def plate_map_figure(report: pd.DataFrame, *, title: str | None = None,
+                     plate_format: PlateFormat | None = None) -> Any:
+    """One plate's report rows -> a matplotlib ``Figure`` (cells scale with the format)."""
+    from matplotlib.cm import ScalarMappable
+    from matplotlib.colors import Normalize
+    from matplotlib.figure import Figure
+
+    fmt = plate_format or PlateFormat.smallest_fitting([str(w) for w in report["well"]])
+    cell_px = int(np.clip(960 // fmt.columns, 12, 56))
+    size = (fmt.columns * cell_px / _DPI + 1.8, fmt.rows * cell_px / _DPI + 1.1)
+    fig = Figure(figsize=size, dpi=_DPI, layout="constrained")
+    ax = fig.add_subplot()
+    _draw_wells(ax, report, _well_colours(report, fmt), cell_px)
+    step = 1 if fmt.columns <= 24 else 2
+    ax.set_xticks(range(0, fmt.columns, step), [str(c + 1) for c in range(0, fmt.columns, step)])
+    ax.set_yticks(range(fmt.rows), [fmt.well_name(r, 0)[:-2] for r in range(fmt.rows)])
+    ax.xaxis.tick_top()
+    ax.tick_params(labelsize=7, length=0)
     if title is None and len(report):
         title = f"{report['experiment'].iloc[0]} plate {int(report['plate'].iloc[0])}"
     known = report["correct"].notna().any() if "correct" in report else False
     legend = " (red frame: wrong call)" if known else ""
-    draw.text((left, 6), f"{title or 'plate'}: confidence of the balanced call{legend}",
-              fill="black", font=font)
-    for c in range(fmt.columns):  # column numbers and row letters
-        if fmt.columns <= 24 or c % 2 == 0:
-            draw.text((left + c * cell + 2, top - 14), f"{c + 1}", fill="black", font=font)
-    for r in range(fmt.rows):
-        draw.text((6, top + r * cell + cell // 2 - 5), fmt.well_name(r, 0)[:-2], fill="black",
-                  font=font)
-    for r in range(fmt.rows):  # the empty grid first
-        for c in range(fmt.columns):
-            x, y = left + c * cell, top + r * cell
-            draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=_UNUSED,
-                           outline=(220, 220, 220))
-    for _, row in report.iterrows():
-        r, c = parse_well(str(row["well"]))
-        x, y = left + c * cell, top + r * cell
-        conf = row["confidence"]
-        has_call = pd.notna(row["sirna"]) and pd.notna(conf)
-        fill = confidence_colour(conf) if has_call else _NO_CALL
-        wrong = pd.notna(row["correct"]) and not bool(row["correct"])
-        draw.rectangle([x, y, x + cell - 2, y + cell - 2], fill=fill,
-                       outline=_WRONG if wrong else (120, 120, 120), width=2 if wrong else 1)
-        if has_call and cell >= 26:
-            label = str(row["sirna"])
-            label = label if len(label) * 6 <= cell - 4 else label[-max(1, (cell - 4) // 6):]
-            draw.text((x + 3, y + cell // 2 - 6), label, fill=_text_colour(fill), font=font)
-    # Colour bar: confidence 0 (bottom) .. 1 (top).
-    bx, by, bh = left + fmt.columns * cell + 16, top, fmt.rows * cell - 2
-    for i in range(bh):
-        draw.line([bx, by + i, bx + 18, by + i], fill=confidence_colour(1 - i / max(bh - 1, 1)))
-    draw.rectangle([bx, by, bx + 18, by + bh], outline="black")
-    for value in (0.0, 0.5, 1.0):
-        ty = by + int((1 - value) * (bh - 1))
-        draw.line([bx + 18, ty, bx + 22, ty], fill="black")
-        draw.text((bx + 25, ty - 5), f"{value:.1f}", fill="black", font=font)
-    return image
+    fig.suptitle(f"{title or 'plate'}: confidence of the balanced call{legend}", fontsize=9,
+                 x=0.02, ha="left")
+    bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), "viridis"), ax=ax, shrink=0.9,
+                       ticks=[0.0, 0.5, 1.0])
+    bar.ax.tick_params(labelsize=7)
+    return fig
+
+
+def figure_image(fig: Any) -> Image.Image:
+    """Render a figure (Agg) to an RGB image, as its PNG holds it."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
+
+
+def plate_map_image(report: pd.DataFrame, *, title: str | None = None,
+                    plate_format: PlateFormat | None = None) -> Image.Image:
+    """One plate's report rows -> an RGB plate map (``plate_map_figure`` rendered)."""
+    return figure_image(plate_map_figure(report, title=title, plate_format=plate_format))
 
 
 def write_plate_map(report: pd.DataFrame, path: Path, *, overwrite: bool = False,
                     title: str | None = None) -> Path:
-    """Draw ``plate_map_image`` and save it as PNG atomically."""
+    """Draw ``plate_map_figure`` and save it as PNG atomically."""
     path = Path(path)
     check_free([path], overwrite)
-    image = plate_map_image(report, title=title)
-    return atomic_write(path, lambda tmp: image.save(tmp, format="PNG"))
+    fig = plate_map_figure(report, title=title)
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=_DPI))

@@ -37,12 +37,18 @@ DTYPES: dict[str, str] = {
     **dict.fromkeys(_BOOL, "boolean"),
 }
 
+# the per-plate name ``{experiment}_Plate{plate}.csv``: written, matched and listed here only
 _NAME_RE = re.compile(r"^(?P<experiment>.+)_Plate(?P<plate>\d+)\.csv$")
+REPORT_GLOB = "*_Plate*.csv"
 
 
-def plate_report_name(experiment: str, plate: int) -> str:
-    """``HEPG2-01``, 1 -> ``HEPG2-01_Plate1.csv``."""
-    return f"{experiment}_Plate{int(plate)}.csv"
+def plate_report_name(experiment: str, plate: int, suffix: str = ".csv") -> str:
+    """``HEPG2-01``, 1 -> ``HEPG2-01_Plate1.csv`` (the plate map figure: ``suffix=".png"``).
+
+    The one place the per-plate file name is written; ``parse_plate_report_name`` and
+    ``list_plate_reports`` read it back.
+    """
+    return f"{experiment}_Plate{int(plate)}{suffix}"
 
 
 def parse_plate_report_name(name: str) -> tuple[str, int] | None:
@@ -54,7 +60,7 @@ def parse_plate_report_name(name: str) -> tuple[str, int] | None:
 def list_plate_reports(folder: Path) -> dict[tuple[str, int], Path]:
     """(experiment, plate) -> per-plate CSV in ``folder``, sorted by experiment and plate."""
     found = {}
-    for path in sorted(Path(folder).glob("*_Plate*.csv")):
+    for path in sorted(Path(folder).glob(REPORT_GLOB)):
         key = parse_plate_report_name(path.name)
         if key is not None:
             found[key] = path

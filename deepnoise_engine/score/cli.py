@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
-from typing import Any
 
 from deepnoise_engine.balance.assignment import METHODS
 
@@ -45,33 +43,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run)
 
 
-class _Progress:
-    """Plain-text progress on stderr, at most one line per stage per second."""
-
-    def __init__(self) -> None:
-        self._last: dict[str, float] = {}
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        if event.get("event") == "log":
-            print(event.get("message", ""), file=sys.stderr, flush=True)
-            return
-        if event.get("event") != "progress":
-            return
-        stage, done, total = event.get("stage", ""), event.get("done", 0), event.get("total", 0)
-        now = time.monotonic()
-        if done != total and now - self._last.get(stage, 0.0) < 1.0:
-            return
-        self._last[stage] = now
-        eta = event.get("eta_s")
-        tail = f", eta {eta:.0f} s" if isinstance(eta, (int, float)) and done != total else ""
-        print(f"  {stage}: {done}/{total}{tail}", file=sys.stderr, flush=True)
-
-
 def _run(args: argparse.Namespace) -> int:
     from deepnoise_engine.model.errors import ModelError
     from deepnoise_engine.report.io import OutputExistsError, ReportError
     from deepnoise_engine.score.job import run_scoring
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.terminal import TerminalProgress
 
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
@@ -83,15 +60,18 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.devices > 1 and env_world_size() <= 1:
         return relaunch(strip_devices(sys.argv[1:]), args.devices)
+    progress = TerminalProgress(lines_every_s=1.0)
     try:
         result = run_scoring(
             args.data, args.model, args.out, plates=args.plates, balance=args.balance,
             tta=args.tta, submission=args.submission, overwrite=args.overwrite,
-            batch_size=args.batch_size, device=args.device, progress=_Progress(),
+            batch_size=args.batch_size, device=args.device, progress=progress,
         )
     except (ModelError, ScreenError, OutputExistsError, ReportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        progress.close()
     if result.get("rank", 0) != 0:
         return 0  # another rank of a distributed run: rank 0 reports
     if args.json:

@@ -28,6 +28,7 @@ from deepnoise_engine.balance import (
     learn_groups,
     resolve_plate_groups,
 )
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model.errors import ModelMismatchError
 from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
 from deepnoise_engine.report.output_set import MANIFEST
@@ -365,10 +366,14 @@ def run_scoring(
     subset = _experiments_of(screen, chosen)
     if dist.enabled and not dist.is_main:
         barrier(dist)  # rank 0 packs alone; the others then open the finished cache
-    cache = PackCache.open(subset, progress=progress if dist.is_main else None, cancel=cancel)
+    try:
+        cache = PackCache.open(
+            subset, reporter=Reporter(progress if dist.is_main else None, cancel))
+    except Cancelled:
+        cache = None
     if dist.enabled and dist.is_main:
         barrier(dist)
-    if cancel is not None and cancel.is_set():
+    if cache is None or (cancel is not None and cancel.is_set()):
         return {"cancelled": True, "stage": "pack"}
     chosen_set = set(chosen)
     sites = cache.sites

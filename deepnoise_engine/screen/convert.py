@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from deepnoise_engine.atomic_io import temp_token
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.screen.errors import ImageError, ScreenError
 from deepnoise_engine.screen.images import read_site
 from deepnoise_engine.screen.model import Plate, Screen, Well, parse_well
@@ -134,13 +135,16 @@ def convert_to_omezarr(
     *,
     predictions: Path | None = None,
     imaged_only: bool = False,
-    progress: Callable[[int, int], None] | None = None,
+    reporter: Reporter | None = None,
 ) -> ConvertResult:
     """Write every plate of ``screen`` under ``out`` (see the module docstring).
 
     ``imaged_only``: wells without a usable site are left out of the plates (they stay in
-    labels.csv, and reading OUT lists them again as wells without images).
+    labels.csv, and reading OUT lists them again as wells without images). ``reporter``
+    gets progress of stage ``convert`` (sites); a cancel between sites raises ``Cancelled``
+    and leaves ``out`` untouched.
     """
+    reporter = reporter or Reporter()
     out = Path(out).expanduser().absolute()
     check_out(out)
     prediction_rows = read_predictions(Path(predictions)) if predictions is not None else None
@@ -154,8 +158,8 @@ def convert_to_omezarr(
 
         def step() -> None:
             done[0] += 1
-            if progress is not None:
-                progress(done[0], total)
+            reporter.progress("convert", done[0], total)
+            reporter.check_cancelled("convert cancelled")
 
         for plate in screen.plates():
             name = plate_folder_name(plate)

@@ -32,19 +32,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.convert import check_out, convert_to_omezarr, read_predictions
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.screen.open import open_screen
+    from deepnoise_engine.terminal import TerminalProgress
 
     try:
         check_out(Path(args.out).expanduser().absolute())  # before opening a large screen
         if args.predictions is not None:
             read_predictions(Path(args.predictions))
         screen = open_screen(args.screen)
-        result = convert_to_omezarr(
-            screen, Path(args.out), predictions=args.predictions and Path(args.predictions),
-            imaged_only=args.imaged_only, progress=_progress if sys.stderr.isatty() else None,
-        )
+        with TerminalProgress(unit="site") as bars:
+            result = convert_to_omezarr(
+                screen, Path(args.out), predictions=args.predictions and Path(args.predictions),
+                imaged_only=args.imaged_only, reporter=Reporter(bars),
+            )
     except (ScreenError, ValueError) as exc:
         print(f"deepnoise-engine convert: error: {exc}", file=sys.stderr)
         return 2
@@ -60,8 +63,3 @@ def run(args: argparse.Namespace) -> int:
                  if result.skipped_sites else ""))
     return 0
 
-
-def _progress(done: int, total: int) -> None:
-    if done == total or done % 50 == 0:
-        end = "\n" if done == total else ""
-        print(f"\rconverting: {done}/{total} sites", end=end, file=sys.stderr, flush=True)

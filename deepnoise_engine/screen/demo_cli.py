@@ -65,21 +65,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.synthetic import make_demo
+    from deepnoise_engine.terminal import TerminalProgress
 
     start = time.monotonic()
-    show = sys.stderr.isatty()
-
-    def progress(event: dict) -> None:
-        if show:
-            end = "\n" if event["done"] == event["total"] else ""
-            print(
-                f"\rmake-demo: {event['done']}/{event['total']} sites",
-                end=end,
-                file=sys.stderr,
-                flush=True,
-            )
-
+    bars = TerminalProgress(bars=sys.stderr.isatty(), unit="site")
     try:
         out = make_demo(
             args.out,
@@ -96,11 +87,13 @@ def run(args: argparse.Namespace) -> int:
             channels=args.channels,
             missing_wells=args.missing_wells,
             overwrite=args.overwrite,
-            progress=progress,
+            reporter=Reporter(bars),
         )
     except (ValueError, FileExistsError) as exc:
         print(f"deepnoise-engine make-demo: error: {exc}", file=sys.stderr)
         return 2
+    finally:
+        bars.close()
     seconds = time.monotonic() - start
     meta = json.loads((out / "demo.json").read_text(encoding="utf-8"))
     if args.json:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from deepnoise_engine.screen.model import Problem, Screen, WellType
+from deepnoise_engine.screen.model import Plate, Problem, Screen, WellType
 
 
 def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
@@ -20,30 +20,7 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
     for exp in screen.experiments.values():
         plates = []
         for index in sorted(exp.plates):
-            plate = exp.plates[index]
-            sites = [s for w in plate.wells.values() for s in w.sites]
-            site_indices.update({s.index for s in sites})
-            usable = sum(not s.problems for s in sites)  # Site.ok, without the call
-            counts = plate.well_counts()
-            totals.update(counts)
-            totals["sites"] += len(sites)
-            totals["usable_sites"] += usable
-            plates.append(
-                {
-                    "index": index,
-                    "name": plate.name,
-                    "format": {
-                        "wells": plate.format.well_count,
-                        "rows": plate.format.rows,
-                        "columns": plate.format.columns,
-                    },
-                    "wells": counts,
-                    "used_wells": len(plate.wells),
-                    "sites": len(sites),
-                    "usable_sites": usable,
-                    "site_problems": sum(len(s.problems) for s in sites),
-                }
-            )
+            plates.append(_plate_summary(exp.plates[index], totals, site_indices))
         experiments.append(
             {
                 "name": exp.name,
@@ -82,6 +59,31 @@ def summarize_screen(screen: Screen, *, max_problems: int | None = 20) -> dict:
             "by_kind": dict(by_kind.most_common()),
             "items": [p.to_dict() for p in shown],
         },
+    }
+
+
+def _plate_summary(plate: Plate, totals: Counter[str], site_indices: set[int]) -> dict:
+    """One plate's entry; its well and site counts are added to ``totals``."""
+    sites = [s for w in plate.wells.values() for s in w.sites]
+    site_indices.update({s.index for s in sites})
+    usable = sum(not s.problems for s in sites)  # Site.ok, without the call
+    counts = plate.well_counts()
+    totals.update(counts)
+    totals["sites"] += len(sites)
+    totals["usable_sites"] += usable
+    return {
+        "index": plate.index,
+        "name": plate.name,
+        "format": {
+            "wells": plate.format.well_count,
+            "rows": plate.format.rows,
+            "columns": plate.format.columns,
+        },
+        "wells": counts,
+        "used_wells": len(plate.wells),
+        "sites": len(sites),
+        "usable_sites": usable,
+        "site_problems": sum(len(s.problems) for s in sites),
     }
 
 

@@ -41,9 +41,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.screen.inspect import format_summary, summarize_screen
     from deepnoise_engine.screen.open import open_screen, verify_images
+    from deepnoise_engine.terminal import TerminalProgress
 
     try:
         screen = open_screen(
@@ -56,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
         # on every later allocation burst (imports, the summary).
         gc.freeze()
         if args.verify:
-            verify_images(screen, _progress if sys.stderr.isatty() else None, strict=args.strict)
+            with TerminalProgress(unit="site") as bars:
+                verify_images(screen, Reporter(bars), strict=args.strict)
         else:
             _add_pack_problems(screen)
     except ScreenError as exc:
@@ -90,8 +93,3 @@ def _add_pack_problems(screen: object) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError):
         PackCache.open(screen, build=False)
 
-
-def _progress(done: int, total: int) -> None:
-    if done == total or done % 100 == 0:
-        end = "\n" if done == total else ""
-        print(f"\rverifying images: {done}/{total} sites", end=end, file=sys.stderr, flush=True)

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from deepnoise_engine.screen.errors import ImageError, MetadataError
 from deepnoise_engine.screen.images import read_plane
-from deepnoise_engine.screen.mapping import MAPPING_FILE, Mapping, load_mapping, pick_column
+from deepnoise_engine.screen.mapping import Mapping, load_mapping, pick_column
 from deepnoise_engine.screen.model import (
     Experiment,
     Plate,
@@ -40,8 +40,15 @@ from deepnoise_engine.screen.model import (
     site_id,
     well_name,
 )
-from deepnoise_engine.screen.rxrx1 import ProblemLog, read_csv
-from deepnoise_engine.screen.rxrx1 import _smallest_format as smallest_format
+from deepnoise_engine.screen.reader_common import (
+    SIZE_ATTEMPTS,
+    LabelRow,
+    ProblemLog,
+    no_usable_rows,
+    read_labels_csv,
+    settle_splits,
+    smallest_format,
+)
 
 PLATEMAP_FILE = "platemap.csv"  # the labels CSV when deepnoise.toml names none
 LOADDATA_GLOBS = ("load_data*.csv", "load_data*.csv.gz", "load_data_csv/**/load_data*.csv",
@@ -229,52 +236,14 @@ class _Reader:
         return cached
 
 
-@dataclass
-class _LabelRow:
-    label: str | None
-    well_type: WellType
-    cell_type: str | None
-    line: int
-
-
 def read_labels(root: Path, mapping: Mapping, log: ProblemLog) -> tuple[
-        dict[tuple[str, str], _LabelRow], Path | None, bool]:
+        dict[tuple[str, str], LabelRow], Path | None, bool]:
     """The labels CSV keyed by ``(plate or "", well)``; its path; whether it has plates."""
     if mapping.labels.file is None and not (root / PLATEMAP_FILE).is_file():
         return {}, None, False
     path = root / (mapping.labels.file or PLATEMAP_FILE)
-    header, rows = read_csv(path, log)
-    if not header:
-        return {}, path, False
-    spec = mapping.labels
-    columns = {k: pick_column(header, getattr(spec, k))
-               for k in ("plate", "well", "label", "well_type", "cell_type")}
-    if columns["well"] is None:
-        log.add("missing_column", f"missing column {spec.well[0]} (has {', '.join(header)}); "
-                "labels skipped", path, 1)
-        return {}, path, False
-    labels: dict[tuple[str, str], _LabelRow] = {}
-    for line, values in rows:
-        try:
-            well = well_name(*parse_well(values[columns["well"]]))
-        except ValueError as exc:
-            log.add("bad_well", str(exc), path, line)
-            continue
-        plate = values[columns["plate"]] if columns["plate"] else ""
-        raw_type = values[columns["well_type"]].lower() if columns["well_type"] else ""
-        well_type = mapping.well_types.get(raw_type)
-        if well_type is None:
-            log.add("bad_row", f"unknown well type {raw_type!r}: name it in [well_types] of "
-                    f"{MAPPING_FILE}", path, line)
-            continue
-        label = values[columns["label"]] if columns["label"] else ""
-        cell_type = values[columns["cell_type"]] if columns["cell_type"] else ""
-        if (plate, well) in labels:
-            log.add("duplicate_id", f"well {well} is already listed at line "
-                    f"{labels[(plate, well)].line}", path, line)
-            continue
-        labels[(plate, well)] = _LabelRow(label or None, well_type, cell_type or None, line)
-    return labels, path, columns["plate"] is not None
+    labels, by_plate = read_labels_csv(path, mapping, log)
+    return labels, path, by_plate
 
 
 def open_loaddata(
@@ -301,8 +270,7 @@ def open_loaddata(
     for path in files:
         reader.read(path)
     if not reader.wells or reader.channels is None:
-        first = "; ".join(str(p) for p in log.items[:3]) or "no rows"
-        raise MetadataError(f"no usable LoadData rows in {root} ({first})", file=root)
+        raise no_usable_rows("LoadData rows", root, log)
     labels, labels_path, by_plate = read_labels(root, mapping, log)
     screen = Screen(root=root, layout="loaddata", channels=[], image_size=None, name=root.name)
     screen.channels = list(range(1, len(reader.channels.names) + 1))
@@ -351,14 +319,7 @@ def _build(screen: Screen, reader: _Reader, labels: dict, labels_path: Path | No
                     found.label if found else None, id_code(w.experiment, number, w.well),
                     source=w.source)
         plate.wells[w.well] = well
-    for exp in screen.experiments.values():
-        if not exp.split:
-            exp.split = "train" if exp.labelled else "test"
-        if exp.split == "test":  # test treatments are what gets scored
-            for plate in exp.plates.values():
-                for well in plate.wells.values():
-                    if well.well_type == WellType.TREATMENT:
-                        well.sirna = None
+    settle_splits(screen)
 
 
 def _attach_files(screen: Screen, reader: _Reader, mapping: Mapping, log: ProblemLog) -> None:
@@ -442,7 +403,7 @@ def _read_size(screen: Screen, log: ProblemLog) -> None:
                 plane = read_plane(next(iter(site.channels.values())), bits=site.bits)
             except ImageError as exc:
                 log.add_error(exc, site)
-                if attempts >= 50:
+                if attempts >= SIZE_ATTEMPTS:
                     return
                 continue
             screen.image_size = (int(plane.shape[0]), int(plane.shape[1]))

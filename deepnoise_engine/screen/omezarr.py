@@ -16,12 +16,11 @@ channel names come from the images' ``omero`` labels; pixels are read with zarr.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from deepnoise_engine.screen.errors import MetadataError
-from deepnoise_engine.screen.mapping import Mapping, load_mapping, pick_column
+from deepnoise_engine.screen.mapping import Mapping, load_mapping
 from deepnoise_engine.screen.model import (
     Experiment,
     Plate,
@@ -36,7 +35,13 @@ from deepnoise_engine.screen.model import (
     site_id,
     well_name,
 )
-from deepnoise_engine.screen.rxrx1 import ProblemLog, read_csv
+from deepnoise_engine.screen.reader_common import (
+    LabelRow,
+    ProblemLog,
+    no_usable_rows,
+    read_labels_csv,
+    settle_splits,
+)
 
 LABELS_FILE = "labels.csv"
 
@@ -96,57 +101,14 @@ def _first_error(exc: Exception) -> str:
     return str(exc).splitlines()[0]
 
 
-@dataclass
-class _Label:
-    experiment: str | None
-    label: str | None
-    well_type: WellType
-    cell_type: str | None
-    split: str | None
-
-
-def _read_labels(root: Path, mapping: Mapping, log: ProblemLog) -> dict[tuple[str, str], _Label]:
+def _read_labels(root: Path, mapping: Mapping, log: ProblemLog) -> dict[tuple[str, str], LabelRow]:
     """Labels keyed by ``(plate name, well)`` (plate ``""`` when the CSV has no plate column)."""
-    name = mapping.labels.file or LABELS_FILE
-    path = root / name
+    path = root / (mapping.labels.file or LABELS_FILE)
     if not path.is_file():
         if mapping.labels.file:
             log.add("metadata_error", "labels file is missing", path)
         return {}
-    header, rows = read_csv(path, log)
-    spec = mapping.labels
-    cols = {k: pick_column(header, getattr(spec, k))
-            for k in ("plate", "well", "label", "well_type", "cell_type", "experiment")}
-    cols["split"] = pick_column(header, ["split", "dataset"])
-    if header and cols["well"] is None:
-        log.add("missing_column", f"missing column {spec.well[0]}; labels skipped", path, 1)
-        return {}
-    labels: dict[tuple[str, str], _Label] = {}
-    for line, values in rows:
-        def get(key: str, values: dict[str, str] = values) -> str:
-            return values[cols[key]] if cols[key] else ""
-
-        try:
-            well = well_name(*parse_well(get("well")))
-        except ValueError as exc:
-            log.add("bad_well", str(exc), path, line)
-            continue
-        well_type = mapping.well_types.get(get("well_type").lower())
-        if well_type is None:
-            log.add("bad_row", f"unknown well type {get('well_type')!r}: name it in "
-                    "[well_types] of deepnoise.toml", path, line)
-            continue
-        split = get("split").lower() or None
-        if split not in (None, "train", "test"):
-            log.add("bad_row", f"split {split!r} is not train or test", path, line)
-            continue
-        key = (get("plate"), well)
-        if key in labels:
-            log.add("duplicate_id", f"well {well} of plate {key[0]} is listed twice", path, line)
-            continue
-        labels[key] = _Label(get("experiment") or None, get("label") or None, well_type,
-                             get("cell_type") or None, split)
-    return labels
+    return read_labels_csv(path, mapping, log, with_split=True)[0]
 
 
 def open_omezarr(
@@ -184,8 +146,7 @@ def open_omezarr(
         _read_plate(screen, group, path, name, version, plate_meta, labels, mapping,
                     plate_format, log)
     if not screen.experiments:
-        first = "; ".join(str(p) for p in log.items[:3]) or "no wells"
-        raise MetadataError(f"no usable plate in {root} ({first})", file=root)
+        raise no_usable_rows("plate", root, log, nothing="no wells")
     _number_plates(screen, max_plate, log)
     _finish(screen)
     screen.problems = log.items
@@ -346,14 +307,11 @@ def _number_plates(screen: Screen, max_plate: int | None, log: ProblemLog) -> No
 
 def _finish(screen: Screen) -> None:
     """Site ids and id codes once plates are numbered; splits; test treatments unlabelled."""
+    settle_splits(screen)
     for exp in screen.experiments.values():
-        if not exp.split:
-            exp.split = "train" if exp.labelled else "test"
         for plate in exp.plates.values():
             for well in plate.wells.values():
                 well.id_code = id_code(exp.name, plate.index, well.name)
-                if exp.split == "test" and well.well_type == WellType.TREATMENT:
-                    well.sirna = None
                 for site in well.sites:
                     site.site_id = site_id(exp.name, plate.index, well.name, site.index)
                     for problem in site.problems:

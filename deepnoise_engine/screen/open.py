@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
 from pathlib import Path
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.screen.errors import MetadataError, ScreenNotFoundError
 from deepnoise_engine.screen.model import PlateFormat, Problem, Screen
 
@@ -128,12 +128,12 @@ def _open_screen(
 
 def verify_images(
     screen: Screen,
-    progress: Callable[[int, int], None] | None = None,
+    reporter: Reporter | None = None,
     *,
     strict: bool = False,
     workers: int | None = None,
 ) -> list[Problem]:
-    """Decode every image and record what is wrong (see ``rxrx1.verify_images``)."""
-    from deepnoise_engine.screen.rxrx1 import verify_images as _verify
+    """Decode every image and record what is wrong (see ``verify.verify_images``)."""
+    from deepnoise_engine.screen.verify import verify_images as _verify
 
-    return _verify(screen, progress, strict=strict, workers=workers)
+    return _verify(screen, reporter, strict=strict, workers=workers)

@@ -18,6 +18,7 @@ Torch-free.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -33,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from deepnoise_engine.atomic_io import atomic_write_text, remove_stale_temps, temp_token
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.disk_space import ensure_free, reserve
 from deepnoise_engine.screen.errors import ImageError
 from deepnoise_engine.screen.images import read_site, stat_signature
@@ -56,9 +58,6 @@ SITE_COLUMNS = [
     "array_row",
     "split",
 ]
-
-ProgressFn = Callable[[dict], None]
-
 
 def user_cache_dir() -> Path:
     """$DEEPNOISE_CACHE_DIR, else $XDG_CACHE_HOME/deepnoise, else ~/.cache/deepnoise."""
@@ -207,54 +206,23 @@ class PackCache:
         rows: list[dict] = []
         means: list[np.ndarray] = []
         stds: list[np.ndarray] = []
-        n_channels = len(self.channels)
         known = _Problems(screen)
         for entry in entries:
-            key = f"{entry.experiment}/{entry.plate}"
             if entry.meta is None:
-                self.missing_plates.append(key)
+                self.missing_plates.append(f"{entry.experiment}/{entry.plate}")
                 continue
-            meta = entry.meta
-            if meta.get("image_size") and self.image_size is None:
-                self.image_size = tuple(meta["image_size"])
-            by_id = {r.site_id: r for r in entry.refs}
-            for problem in meta.get("problems", []):
-                ref = by_id.get(problem.get("site_id"))
-                if ref is not None:
-                    known.add(ref.site, Problem(**problem))
-            exp = screen.experiments[entry.experiment]
-            for i, ref in enumerate(entry.refs):
-                ok = bool(meta["ok"][i]) and ref.site.ok
-                rows.append(
-                    {
-                        "site_id": ref.site_id,
-                        "id_code": ref.well.id_code
-                        or make_id_code(entry.experiment, entry.plate, ref.well.name),
-                        "experiment": entry.experiment,
-                        "plate": int(entry.plate),
-                        "well": ref.well.name,
-                        "site": int(ref.site.index),
-                        "cell_type": exp.cell_type,
-                        "well_type": ref.well.well_type.value,
-                        "sirna": ref.well.sirna,
-                        "ok": ok,
-                        "array_row": int(meta["array_rows"][i]),
-                        "split": exp.split,
-                    }
-                )
-            mean = np.array(
-                [m if m is not None else [np.nan] * n_channels for m in meta["mean"]], np.float32
-            ).reshape(len(entry.refs), n_channels)
-            std = np.array(
-                [s if s is not None else [np.nan] * n_channels for s in meta["std"]], np.float32
-            ).reshape(len(entry.refs), n_channels)
-            means.append(mean)
-            stds.append(std)
+            if entry.meta.get("image_size") and self.image_size is None:
+                self.image_size = tuple(entry.meta["image_size"])
+            _restore_problems(entry, known)
+            rows.extend(_site_rows(screen, entry))
+            means.append(_site_stats(entry, "mean", len(self.channels)))
+            stds.append(_site_stats(entry, "std", len(self.channels)))
         self.sites = pd.DataFrame(rows, columns=SITE_COLUMNS)
         self.sites["ok"] = self.sites["ok"].astype(bool)
         self.sites["plate"] = self.sites["plate"].astype(int)
-        self.site_mean = np.concatenate(means) if means else np.zeros((0, n_channels), np.float32)
-        self.site_std = np.concatenate(stds) if stds else np.zeros((0, n_channels), np.float32)
+        empty = np.zeros((0, len(self.channels)), np.float32)
+        self.site_mean = np.concatenate(means) if means else empty
+        self.site_std = np.concatenate(stds) if stds else empty.copy()
         self._row_plate = list(zip(self.sites["experiment"], self.sites["plate"], strict=True))
         self._row_index = self.sites["array_row"].to_numpy()
 
@@ -277,15 +245,15 @@ class PackCache:
         out: str | os.PathLike | None = None,
         *,
         build: bool = True,
-        progress: ProgressFn | None = None,
-        cancel: threading.Event | None = None,
+        reporter: Reporter | None = None,
     ) -> PackCache:
         """Open the cache of ``screen``; with ``build`` pack the plates that are missing or stale.
 
-        ``screen`` is a ``Screen`` or a path (opened with ``open_screen``).
+        ``screen`` is a ``Screen`` or a path (opened with ``open_screen``); ``reporter`` as
+        in :func:`pack_screen`.
         """
         if build:
-            return pack_screen(screen, out, progress=progress, cancel=cancel)
+            return pack_screen(screen, out, reporter=reporter)
         screen = _as_screen(screen)
         folder = Path(out) if out is not None else default_cache_dir(screen.root, create=False)
         return cls(screen, folder, _scan(screen, folder))
@@ -335,10 +303,6 @@ class PackCache:
             else np.zeros((0, len(self.channels), *(self.image_size or (0, 0))), np.uint8)
         )
 
-    def usable_rows(self) -> np.ndarray:
-        """Indices of rows with ``ok`` True."""
-        return np.flatnonzero(self.sites["ok"].to_numpy())
-
     def summary(self) -> dict:
         """JSON-safe facts about the cache (for ``pack --json`` and the app)."""
         ok = self.sites["ok"].to_numpy() if len(self.sites) else np.zeros(0, bool)
@@ -363,10 +327,51 @@ class PackCache:
         return info
 
 
+def _restore_problems(entry: _PlateEntry, known: _Problems) -> None:
+    """The read problems a pack recorded for the plate join its sites and the screen."""
+    by_id = {r.site_id: r for r in entry.refs}
+    for problem in (entry.meta or {}).get("problems", []):
+        ref = by_id.get(problem.get("site_id"))
+        if ref is not None:
+            known.add(ref.site, Problem(**problem))
+
+
+def _site_rows(screen: Screen, entry: _PlateEntry) -> list[dict]:
+    """One ``SITE_COLUMNS`` row per site of a packed plate."""
+    meta = entry.meta or {}
+    exp = screen.experiments[entry.experiment]
+    return [
+        {
+            "site_id": ref.site_id,
+            "id_code": ref.well.id_code
+            or make_id_code(entry.experiment, entry.plate, ref.well.name),
+            "experiment": entry.experiment,
+            "plate": int(entry.plate),
+            "well": ref.well.name,
+            "site": int(ref.site.index),
+            "cell_type": exp.cell_type,
+            "well_type": ref.well.well_type.value,
+            "sirna": ref.well.sirna,
+            "ok": bool(meta["ok"][i]) and ref.site.ok,
+            "array_row": int(meta["array_rows"][i]),
+            "split": exp.split,
+        }
+        for i, ref in enumerate(entry.refs)
+    ]
+
+
+def _site_stats(entry: _PlateEntry, name: str, n_channels: int) -> np.ndarray:
+    """The plate's per-site ``mean`` or ``std`` as ``(n_sites, C)`` float32, NaN if flagged."""
+    values = (entry.meta or {})[name]
+    return np.array(
+        [v if v is not None else [np.nan] * n_channels for v in values], np.float32
+    ).reshape(len(entry.refs), n_channels)
+
+
 def _as_screen(screen: Screen | str | os.PathLike) -> Screen:
     if isinstance(screen, Screen):
         return screen
-    from deepnoise_engine.screen.open import open_screen  # H1's reader
+    from deepnoise_engine.screen.open import open_screen  # late: readers load only for a path
 
     return open_screen(screen)
 
@@ -430,70 +435,120 @@ def _image_size(screen: Screen, entries: list[_PlateEntry]) -> tuple[int, int] |
     return None
 
 
+@dataclass
+class _PlateJob:
+    """One plate being decoded: its rows, per-site statistics and read problems."""
+
+    entry: _PlateEntry
+    channels: list[int]
+    size: tuple[int, int] | None
+    slots: np.ndarray = field(init=False)  # pixel row of each site, -1: none
+    means: np.ndarray = field(init=False)
+    stds: np.ndarray = field(init=False)
+    ok: np.ndarray = field(init=False)
+    problems: list[Problem] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        n, c = len(self.entry.refs), len(self.channels)
+        # only sites without known problems get a pixel row (a real screen's sample can list
+        # thousands of image-less sites); a site that fails to read keeps an all-zero row
+        self.slots = np.full(n, -1, np.int64)
+        usable = [i for i, ref in enumerate(self.entry.refs)
+                  if ref.site.ok and self.size is not None]
+        self.slots[usable] = np.arange(len(usable))
+        self.means = np.full((n, c), np.nan, np.float32)
+        self.stds = np.full((n, c), np.nan, np.float32)
+        self.ok = np.zeros(n, bool)
+
+    @property
+    def n_rows(self) -> int:
+        return int((self.slots >= 0).sum())
+
+    def decode(self, i: int, array: np.ndarray) -> None:
+        """Read site ``i`` into its row of ``array``; a failure becomes a problem."""
+        ref = self.entry.refs[i]
+        if not ref.site.ok:
+            return
+        if self.size is None:  # no readable image anywhere in the screen
+            self._problem(Problem("missing_image", "no readable image in the screen",
+                                  site_id=ref.site_id))
+            return
+        try:
+            pixels = read_site(ref.site, self.channels, self.size)
+        except ImageError as exc:
+            self._problem(Problem(kind=exc.kind, message=exc.detail, file=exc.file,
+                                  site_id=ref.site_id))
+            return
+        array[self.slots[i]] = pixels
+        flat = pixels.reshape(len(self.channels), -1).astype(np.float32)
+        self.means[i] = flat.mean(axis=1)
+        self.stds[i] = flat.std(axis=1)
+        self.ok[i] = True
+
+    def _problem(self, problem: Problem) -> None:
+        with self.lock:
+            self.problems.append(problem)
+
+    def meta(self, known: _Problems) -> dict:
+        """The plate's ``{stem}.json``; its read problems join the sites and the screen."""
+        entry = self.entry
+        by_id = {r.site_id: r for r in entry.refs}
+        for problem in self.problems:
+            known.add(by_id[problem.site_id].site, problem)
+        # keep every problem of a flagged site, so reopening the cache reports them again
+        kept = [
+            Problem(p.kind, p.message, p.file, p.row, p.site_id or r.site_id)
+            for r, good in zip(entry.refs, self.ok, strict=True)
+            if not good
+            for p in r.site.problems
+        ]
+        height, width = self.size or (0, 0)
+        return {
+            "version": CACHE_VERSION,
+            "experiment": entry.experiment,
+            "plate": int(entry.plate),
+            "fingerprint": entry.fingerprint,
+            "channels": list(self.channels),
+            "image_size": [int(height), int(width)],
+            "site_ids": [r.site_id for r in entry.refs],
+            "ok": self.ok.tolist(),
+            "array_rows": self.slots.tolist(),
+            "mean": [m.tolist() if g else None for m, g in zip(self.means, self.ok, strict=True)],
+            "std": [s.tolist() if g else None for s, g in zip(self.stds, self.ok, strict=True)],
+            "problems": [p.to_dict() for p in kept],
+        }
+
+
 def _pack_plate(
     screen: Screen,
     entry: _PlateEntry,
     folder: Path,
     size: tuple[int, int] | None,
     workers: int,
-    cancel: threading.Event | None,
+    reporter: Reporter,
     on_site: Callable[[], None],
     known: _Problems,
 ) -> dict | None:
     """Decode every site of a plate into ``{stem}.npy`` + ``{stem}.json``; None if cancelled."""
-    channels = screen.channels
-    n, c = len(entry.refs), len(channels)
+    job = _PlateJob(entry, list(screen.channels), size)
+    n = len(entry.refs)
     height, width = size or (0, 0)
     stem = plate_stem(entry.experiment, entry.plate)
     plates_dir = folder / "plates"
-    token = temp_token()
-    tmp_array = plates_dir / f".{stem}.{token}.npy"
-    # only sites without known problems get a pixel row (a real screen's sample can list
-    # thousands of image-less sites); a site that fails to read keeps an all-zero row
-    slots = np.full(n, -1, np.int64)
-    usable = [i for i, ref in enumerate(entry.refs) if ref.site.ok and size is not None]
-    slots[usable] = np.arange(len(usable))
-    means = np.full((n, c), np.nan, np.float32)
-    stds = np.full((n, c), np.nan, np.float32)
-    ok = np.zeros(n, bool)
-    problems: list[Problem] = []
-    problems_lock = threading.Lock()
+    tmp_array = plates_dir / f".{stem}.{temp_token()}.npy"
     try:
         array: np.ndarray | None = np.lib.format.open_memmap(
-            tmp_array, mode="w+", dtype=np.uint8, shape=(len(usable), c, height, width)
+            tmp_array, mode="w+", dtype=np.uint8,
+            shape=(job.n_rows, len(job.channels), height, width)
         )
         # a full disk under a memory map is SIGBUS: take the space now, or fail with OSError
         reserve(tmp_array, tmp_array.stat().st_size)
 
         def work(i: int) -> bool:
-            if cancel is not None and cancel.is_set():
+            if reporter.cancelled:
                 return False
-            ref = entry.refs[i]
-            if ref.site.ok and size is not None:
-                try:
-                    pixels = read_site(ref.site, channels, size)
-                except ImageError as exc:
-                    problem = Problem(
-                        kind=exc.kind,
-                        message=exc.detail,
-                        file=exc.file,
-                        site_id=ref.site_id,
-                    )
-                    with problems_lock:
-                        problems.append(problem)
-                else:
-                    array[slots[i]] = pixels  # type: ignore[index]
-                    flat = pixels.reshape(c, -1).astype(np.float32)
-                    means[i] = flat.mean(axis=1)
-                    stds[i] = flat.std(axis=1)
-                    ok[i] = True
-            elif ref.site.ok:  # no readable image anywhere in the screen
-                with problems_lock:
-                    problems.append(
-                        Problem(
-                            "missing_image", "no readable image in the screen", site_id=ref.site_id
-                        )
-                    )
+            job.decode(i, array)  # type: ignore[arg-type]
             on_site()
             return True
 
@@ -506,30 +561,7 @@ def _pack_plate(
         array = None  # unmap before the rename (Windows cannot rename a mapped file)
         if not all(finished):
             return None
-        by_id = {r.site_id: r for r in entry.refs}
-        for problem in problems:
-            known.add(by_id[problem.site_id].site, problem)
-        # keep every problem of a flagged site, so reopening the cache reports them again
-        kept = [
-            Problem(p.kind, p.message, p.file, p.row, p.site_id or r.site_id)
-            for r, good in zip(entry.refs, ok, strict=True)
-            if not good
-            for p in r.site.problems
-        ]
-        meta = {
-            "version": CACHE_VERSION,
-            "experiment": entry.experiment,
-            "plate": int(entry.plate),
-            "fingerprint": entry.fingerprint,
-            "channels": list(channels),
-            "image_size": [int(height), int(width)],
-            "site_ids": [r.site_id for r in entry.refs],
-            "ok": ok.tolist(),
-            "array_rows": slots.tolist(),
-            "mean": [m.tolist() if good else None for m, good in zip(means, ok, strict=True)],
-            "std": [s.tolist() if good else None for s, good in zip(stds, ok, strict=True)],
-            "problems": [p.to_dict() for p in kept],
-        }
+        meta = job.meta(known)
         os.replace(tmp_array, plates_dir / f"{stem}.npy")
         atomic_write_text(plates_dir / f"{stem}.json", json.dumps(meta) + "\n")
         return meta
@@ -537,97 +569,115 @@ def _pack_plate(
         tmp_array.unlink(missing_ok=True)
 
 
+class _PackProgress:
+    """Counts decoded sites over all plates; progress events at most 5 per second."""
+
+    def __init__(self, reporter: Reporter, total: int) -> None:
+        self.reporter, self.total = reporter, total
+        self.done = 0
+        self.start = time.monotonic()
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    def site(self, plate_key: str) -> None:
+        with self._lock:
+            self.done += 1
+        self.report(plate_key)
+
+    def report(self, plate_key: str, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last < 0.2:
+            return
+        self._last = now
+        elapsed = now - self.start
+        rate = self.done / elapsed if elapsed > 0 else 0.0
+        self.reporter.progress("pack", self.done, self.total,
+                               eta_s=(self.total - self.done) / rate if rate > 0 else None,
+                               plate=plate_key)
+
+
+def _open_folder(screen: Screen, out: str | os.PathLike | None) -> Path:
+    """The cache folder, created, without the temporary files of a dead pack."""
+    folder = Path(out).expanduser() if out is not None else default_cache_dir(screen.root)
+    (folder / "plates").mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(folder / "plates")
+    remove_stale_temps(folder)
+    return folder
+
+
+def _write_cache_json(folder: Path, screen: Screen, size: tuple[int, int] | None) -> None:
+    info = {
+        "version": CACHE_VERSION,
+        "screen": str(Path(screen.root).resolve()),
+        "channels": list(screen.channels),
+        "image_size": list(size) if size else None,
+    }
+    atomic_write_text(folder / "cache.json", json.dumps(info, indent=2) + "\n")
+
+
 def pack_screen(
     screen: Screen | str | os.PathLike,
     out: str | os.PathLike | None = None,
     *,
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    reporter: Reporter | None = None,
     workers: int | None = None,
 ) -> PackCache:
     """Pack every plate of ``screen`` that is missing or stale; returns the opened cache.
 
     ``out`` defaults to ``default_cache_dir(screen.root)``. Problem sites (from
     ``screen.problems`` or read errors found now) become flagged rows (``ok`` False) and
-    read errors are added to ``screen.problems``. ``progress`` receives
-    ``{"event": "progress", "stage": "pack", "done", "total", "eta_s", "plate"}`` (sites);
-    ``cancel`` stops between sites: the current plate is dropped, finished plates stay,
-    and the returned cache has ``last_pack.cancelled`` True. ``workers``: decode threads.
+    read errors are added to ``screen.problems``. ``reporter`` gets progress of stage
+    ``pack`` (sites, with the ``plate``); a cancel stops between sites: the current plate
+    is dropped, finished plates stay, and ``Cancelled`` is raised with ``partial`` =
+    :func:`pack_result` of those plates. ``workers``: decode threads.
     """
+    reporter = reporter or Reporter()
     start = time.monotonic()
     screen = _as_screen(screen)
-    folder = Path(out).expanduser() if out is not None else default_cache_dir(screen.root)
-    (folder / "plates").mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(folder / "plates")
-    remove_stale_temps(folder)
+    folder = _open_folder(screen, out)
     entries = _scan(screen, folder)
     size = _image_size(screen, entries)
-    atomic_write_text(
-        folder / "cache.json",
-        json.dumps(
-            {
-                "version": CACHE_VERSION,
-                "screen": str(Path(screen.root).resolve()),
-                "channels": list(screen.channels),
-                "image_size": list(size) if size else None,
-            },
-            indent=2,
-        )
-        + "\n",
-    )
+    _write_cache_json(folder, screen, size)
     result = PackResult()
     todo = [e for e in entries if e.meta is None]
     result.skipped = [f"{e.experiment}/{e.plate}" for e in entries if e.meta is not None]
-    total = sum(len(e.refs) for e in todo)
     if size is not None:  # refuse at once when the arrays cannot fit (checked again per plate)
         usable_sites = sum(1 for e in todo for r in e.refs if r.site.ok)
         ensure_free(folder / "plates", usable_sites * len(screen.channels) * size[0] * size[1])
     workers = workers or min(8, os.cpu_count() or 1)
     known = _Problems(screen)
-    done = 0
-    last = 0.0
-    count_lock = threading.Lock()
-
-    def report(plate_key: str, force: bool = False) -> None:
-        nonlocal last
-        now = time.monotonic()
-        if progress is None or (not force and now - last < 0.2):
-            return
-        last = now
-        elapsed = now - start
-        rate = done / elapsed if elapsed > 0 else 0.0
-        progress(
-            {
-                "event": "progress",
-                "stage": "pack",
-                "done": done,
-                "total": total,
-                "eta_s": (total - done) / rate if rate > 0 else None,
-                "plate": plate_key,
-            }
-        )
-
+    counter = _PackProgress(reporter, sum(len(e.refs) for e in todo))
     for entry in todo:
         key = f"{entry.experiment}/{entry.plate}"
-        if cancel is not None and cancel.is_set():
-            result.cancelled = True
-            break
-
-        def on_site(key: str = key) -> None:
-            nonlocal done
-            with count_lock:
-                done += 1
-            report(key)
-
-        meta = _pack_plate(screen, entry, folder, size, workers, cancel, on_site, known)
+        meta = None if reporter.cancelled else _pack_plate(
+            screen, entry, folder, size, workers, reporter,
+            functools.partial(counter.site, key), known)
         if meta is None:
             result.cancelled = True
             break
         entry.meta = meta
         result.packed.append(key)
         result.sites_packed += len(entry.refs)
-        report(key, force=True)
+        counter.report(key, force=True)
     result.seconds = time.monotonic() - start
     cache = PackCache(screen, folder, entries)
     cache.last_pack = result
+    if result.cancelled:
+        raise Cancelled(f"pack cancelled after {len(result.packed)} plate(s)",
+                        partial=pack_result(cache))
     return cache
+
+
+def pack_result(cache: PackCache) -> dict:
+    """What a pack job reports (JSON-safe): the cache folder, its sites, the screen's
+    problems and what this pack did."""
+    sites = cache.sites
+    last = cache.last_pack
+    return {
+        "out": str(cache.folder),
+        "sites": len(sites),
+        "ok_sites": int(sites["ok"].sum()),
+        "problems": len(cache.screen.problems),
+        "cancelled": bool(last is not None and last.cancelled),
+        "pack": last.to_dict() if last is not None else None,
+    }

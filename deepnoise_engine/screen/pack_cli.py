@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import threading
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,29 +24,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import pack_screen
+    from deepnoise_engine.terminal import TerminalProgress
 
-    show = sys.stderr.isatty() and not args.json
-
-    def progress(event: dict) -> None:
-        if show:
-            eta = event.get("eta_s")
-            eta_text = f", {eta:.0f} s left" if eta is not None else ""
-            print(
-                f"\rpack: {event['done']}/{event['total']} sites{eta_text}   ",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-
-    cancel = threading.Event()
+    bars = TerminalProgress(bars=sys.stderr.isatty() and not args.json, unit="site")
     try:
         screen = open_screen(args.dataset)
-        cache = pack_screen(
-            screen, args.out, progress=progress, cancel=cancel, workers=args.workers
-        )
+        cache = pack_screen(screen, args.out, reporter=Reporter(bars), workers=args.workers)
     except ScreenError as exc:
         print(f"deepnoise-engine pack: error: {exc}", file=sys.stderr)
         return 2
@@ -59,8 +45,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"deepnoise-engine pack: error: {text}", file=sys.stderr)
         return 2
     finally:
-        if show:
-            print(file=sys.stderr)
+        bars.close()
     info = cache.summary()
     info["problems"] = len(screen.problems)
     if args.json:

@@ -18,12 +18,13 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.screen.model import STANDARD_FORMATS, id_code, well_name
 from deepnoise_engine.user_dirs import user_dir
 
@@ -36,8 +37,6 @@ GENERATOR_VERSION = 1
 DEMO_SHAPE: dict[str, int] = {"plates_per_experiment": 2, "sirnas_per_plate": 50,
                               "positive_controls": 4}
 DEMO_DIRNAME = "demo-screen-v2"
-
-ProgressFn = Callable[[dict], None]
 
 # -- effect sizes (log units unless noted) ----------------------------------------------
 # siRNA effects are WEAK next to the batch effects below; positive controls are strong.
@@ -210,20 +209,12 @@ def _write_csv(path: Path, header: list[str], rows: list[list]) -> None:
         writer.writerows(rows)
 
 
-def _check_params(
-    cell_types: Sequence[str],
-    train_exps: int,
-    test_exps: int,
-    plates: int,
-    plate_format: int,
-    sirnas_per_plate: int,
-    positive_controls: int,
-    image_size: int,
-    sites: int,
-    channels: int,
-    missing_wells: int,
-) -> tuple[int, int]:
+def _check_params(p: _DemoParams) -> tuple[int, int]:
     """Validate; returns (rows, columns) of the plate format."""
+    cell_types, plate_format, image_size = p.cell_types, p.plate_format, p.image_size
+    train_exps, test_exps = p.train_experiments_per_cell_type, p.test_experiments_per_cell_type
+    plates, sirnas_per_plate = p.plates_per_experiment, p.sirnas_per_plate
+    positive_controls, missing_wells = p.positive_controls, p.missing_wells
     if plate_format not in STANDARD_FORMATS:
         raise ValueError(
             f"plate_format: expected one of {sorted(STANDARD_FORMATS)}, got {plate_format}"
@@ -245,8 +236,8 @@ def _check_params(
         "sirnas_per_plate": (sirnas_per_plate, 1),
         "positive_controls": (positive_controls, 0),
         "image_size": (image_size, 16),
-        "sites": (sites, 1),
-        "channels": (channels, 1),
+        "sites": (p.sites, 1),
+        "channels": (p.channels, 1),
         "missing_wells": (missing_wells, 0),
     }
     for name, (value, low) in checks.items():
@@ -295,6 +286,51 @@ def _install(tmp: Path, out: Path, overwrite: bool) -> None:
         shutil.rmtree(old, ignore_errors=True)
 
 
+@dataclass(frozen=True)
+class _DemoParams:
+    """``make_demo``'s parameters (their names in ``demo.json``), checked."""
+
+    seed: int
+    cell_types: tuple[str, ...]
+    train_experiments_per_cell_type: int
+    test_experiments_per_cell_type: int
+    plates_per_experiment: int
+    plate_format: int
+    sirnas_per_plate: int
+    positive_controls: int
+    image_size: int
+    sites: int
+    channels: int
+    missing_wells: int
+
+    @property
+    def n_sirnas(self) -> int:
+        """One disjoint group of ``sirnas_per_plate`` siRNAs per plate of an experiment."""
+        return self.plates_per_experiment * self.sirnas_per_plate
+
+    @property
+    def negative_label(self) -> int:
+        return self.n_sirnas + self.positive_controls
+
+    def parameters(self) -> dict:
+        """The ``parameters`` block of ``demo.json``."""
+        return {k: v for k, v in asdict(self).items() if k != "seed"} | {
+            "cell_types": list(self.cell_types)}
+
+
+@dataclass
+class _Design:
+    """What the seed decides before any pixel is drawn."""
+
+    groups: np.ndarray  # (plates_per_experiment, sirnas_per_plate) siRNA labels
+    cell_specs: dict[str, _CellType]
+    effects: dict[tuple[str, int], _Effect]
+    experiments: list[dict]
+    wells: list[_WellSpec]
+    batch: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]]  # plate -> (gain, offset)
+    missing_ids: list[str]
+
+
 def make_demo(
     out: str | os.PathLike,
     *,
@@ -310,9 +346,8 @@ def make_demo(
     sites: int = 2,
     channels: int = 6,
     missing_wells: int = 2,
-    progress: ProgressFn | None = None,
+    reporter: Reporter | None = None,
     overwrite: bool = False,
-    cancel=None,
 ) -> Path:
     """Write a synthetic screen in the RxRx1 Kaggle layout to ``out`` and return its path.
 
@@ -322,202 +357,188 @@ def make_demo(
     ``n = plates_per_experiment * sirnas_per_plate`` (one disjoint group per plate),
     positive controls ``n..n+positive_controls-1``, negative control ``n+positive_controls``.
     Refuses a non-empty ``out`` unless ``overwrite``; writes to a temporary sibling folder
-    and renames it, so ``out`` is complete or untouched. ``progress`` receives
-    ``{"event": "progress", "stage": "make-demo", "done", "total", "eta_s"}``;
-    ``cancel`` (a ``threading.Event``) aborts with ``InterruptedError`` leaving ``out`` untouched.
+    and renames it, so ``out`` is complete or untouched. ``reporter`` gets progress of stage
+    ``make-demo`` (sites); a cancel raises ``Cancelled`` and leaves ``out`` untouched.
     """
-    cell_types = tuple(cell_types)
-    rows, cols = _check_params(
-        cell_types,
-        train_experiments_per_cell_type,
-        test_experiments_per_cell_type,
-        plates_per_experiment,
-        plate_format,
-        sirnas_per_plate,
-        positive_controls,
-        image_size,
-        sites,
-        channels,
-        missing_wells,
-    )
+    params = _DemoParams(seed, tuple(cell_types), train_experiments_per_cell_type,
+                         test_experiments_per_cell_type, plates_per_experiment, plate_format,
+                         sirnas_per_plate, positive_controls, image_size, sites, channels,
+                         missing_wells)
+    rows, cols = _check_params(params)
     out = Path(out).expanduser().absolute()
     _prepare_target(out, overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
-
-    n_groups = plates_per_experiment
-    n_sirnas = n_groups * sirnas_per_plate
-    negative_label = n_sirnas + positive_controls
-    rng = np.random.default_rng([seed, 0])
-
-    # fixed disjoint plate groups of siRNAs
-    groups = np.sort(rng.permutation(n_sirnas).reshape(n_groups, sirnas_per_plate), axis=1)
-    # phenotypes: shared per siRNA, specific per (siRNA, cell type); positives are strong
-    n_conditions = n_sirnas + positive_controls
-    shared = rng.normal(0.0, 1.0, (n_conditions, channels + 5))
-    cell_specs: dict[str, _CellType] = {}
-    effects: dict[tuple[str, int], _Effect] = {}
-    for ct in cell_types:
-        cell_specs[ct] = _CellType(
-            count=float(rng.uniform(7.0, 12.0)),
-            nucleus_radius=float(rng.uniform(0.060, 0.075)),
-            cell_ratio=float(rng.uniform(1.7, 2.1)),
-            elongation=float(rng.uniform(0.05, 0.30)),
-            intensity=rng.uniform(28.0, 55.0, channels).astype(np.float32),
-            background=rng.uniform(5.0, 12.0, channels).astype(np.float32),
-        )
-        specific = rng.normal(0.0, 1.0, (n_conditions, channels + 5))
-        for label in range(n_conditions):
-            factor = _POSITIVE_FACTOR if label >= n_sirnas else 1.0
-            effects[(ct, label)] = _effect(shared[label], specific[label], factor)
-        effects[(ct, negative_label)] = _Effect.zero(channels)
-
-    # experiments, plates and their well layouts
-    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
-    experiments: list[dict] = []
-    wells: list[_WellSpec] = []
-    batch: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
-    for ct in cell_types:
-        n_exp = train_experiments_per_cell_type + test_experiments_per_cell_type
-        for k in range(n_exp):
-            name = f"{ct}-{k + 1:02d}"
-            split = "train" if k < train_experiments_per_cell_type else "test"
-            exp_index = len(experiments)
-            perm = rng.permutation(n_groups)
-            exp_gain = np.exp(rng.normal(0.0, _EXP_GAIN_SD, channels))
-            exp_offset = rng.normal(0.0, _EXP_OFFSET_SD, channels)
-            experiments.append(
-                {
-                    "name": name,
-                    "cell_type": ct,
-                    "split": split,
-                    "plate_groups": {
-                        str(p + 1): int(perm[p]) for p in range(plates_per_experiment)
-                    },
-                }
-            )
-            for p in range(plates_per_experiment):
-                gain = exp_gain * np.exp(rng.normal(0.0, _PLATE_GAIN_SD, channels))
-                offset = exp_offset + rng.normal(0.0, _PLATE_OFFSET_SD, channels)
-                batch[(name, p + 1)] = (gain.astype(np.float32), offset.astype(np.float32))
-                # negative control at the first inner well (B02, as in RxRx1); the rest random
-                others = rng.permutation(len(inner) - 1)[: sirnas_per_plate + positive_controls] + 1
-                labels = [int(x) for x in groups[perm[p]]] + [
-                    n_sirnas + i for i in range(positive_controls)
-                ]
-                labels = [labels[i] for i in rng.permutation(len(labels))]
-                layout = [(inner[0], negative_label)] + [
-                    (inner[i], lab) for i, lab in zip(others, labels, strict=True)
-                ]
-                for (r, c), label in sorted(layout):
-                    if label < n_sirnas:
-                        well_type = "treatment"
-                    elif label < negative_label:
-                        well_type = "positive_control"
-                    else:
-                        well_type = "negative_control"
-                    wells.append(
-                        _WellSpec(
-                            experiment=name,
-                            exp_index=exp_index,
-                            cell_type=ct,
-                            split=split,
-                            plate=p + 1,
-                            well=well_name(r, c),
-                            row=r,
-                            column=c,
-                            well_type=well_type,
-                            sirna=label,
-                            edge=r in (1, rows - 2) or c in (1, cols - 2),
-                        )
-                    )
-    # a few treatment wells are missing altogether (as in RxRx1's HUVEC-14)
-    treatment_idx = [i for i, w in enumerate(wells) if w.well_type == "treatment"]
-    missing = set(rng.choice(treatment_idx, size=missing_wells, replace=False).tolist())
-    missing_ids = sorted(
-        id_code(wells[i].experiment, wells[i].plate, wells[i].well) for i in missing
-    )
-    wells = [w for i, w in enumerate(wells) if i not in missing]
-
+    design = _design(params, rows, cols)
     tmp = out.parent / f".{out.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        _write_tables(tmp, wells)
-        total = len(wells) * sites
-        done = 0
-        start = time.monotonic()
-        last_report = 0.0
-        for well in wells:
-            if cancel is not None and cancel.is_set():
-                raise InterruptedError("make-demo cancelled")
-            folder = tmp / well.split / well.experiment / f"Plate{well.plate}"
-            folder.mkdir(parents=True, exist_ok=True)
-            gain, offset = batch[(well.experiment, well.plate)]
-            effect = effects[(well.cell_type, well.sirna)]
-            well_rng = np.random.default_rng(
-                [seed, 1, well.exp_index, well.plate, well.row, well.column]
-            )
-            well_noise = np.exp(well_rng.normal(0.0, _WELL_NOISE_SD, channels)).astype(np.float32)
-            dim = _EDGE_DIM if well.edge else 1.0
-            for s in range(1, sites + 1):
-                site_rng = np.random.default_rng(
-                    [seed, 2, well.exp_index, well.plate, well.row, well.column, s]
-                )
-                raw = _render_site(
-                    site_rng, image_size, channels, cell_specs[well.cell_type], effect
-                )
-                raw *= (well_noise * gain * dim)[:, None, None]
-                raw += offset[:, None, None]
-                noise_sd = _PIXEL_NOISE_SD + 0.08 * np.sqrt(np.clip(raw, 0.0, None))
-                raw += site_rng.normal(0.0, 1.0, raw.shape).astype(np.float32) * noise_sd
-                pixels = np.clip(np.rint(raw * _GREY_SCALE), 0, 255).astype(np.uint8)
-                for c in range(channels):
-                    path = folder / f"{well.well}_s{s}_w{c + 1}.png"
-                    path.write_bytes(_png_bytes(pixels[c]))
-                done += 1
-                now = time.monotonic()
-                if progress is not None and (now - last_report > 0.2 or done == total):
-                    last_report = now
-                    rate = done / max(now - start, 1e-9)
-                    progress(
-                        {
-                            "event": "progress",
-                            "stage": "make-demo",
-                            "done": done,
-                            "total": total,
-                            "eta_s": (total - done) / rate if rate > 0 else None,
-                        }
-                    )
-        meta = {
-            "generator": "deepnoise make_demo",
-            "generator_version": GENERATOR_VERSION,
-            "seed": seed,
-            "parameters": {
-                "cell_types": list(cell_types),
-                "train_experiments_per_cell_type": train_experiments_per_cell_type,
-                "test_experiments_per_cell_type": test_experiments_per_cell_type,
-                "plates_per_experiment": plates_per_experiment,
-                "plate_format": plate_format,
-                "sirnas_per_plate": sirnas_per_plate,
-                "positive_controls": positive_controls,
-                "image_size": image_size,
-                "sites": sites,
-                "channels": channels,
-                "missing_wells": missing_wells,
-            },
-            "n_sirnas": n_sirnas,
-            "positive_control_labels": list(range(n_sirnas, negative_label)),
-            "negative_control_label": negative_label,
-            "n_classes": negative_label + 1,
-            "plate_groups": groups.tolist(),
-            "experiments": experiments,
-            "missing_wells": missing_ids,
-        }
-        (tmp / "demo.json").write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+        _write_tables(tmp, design.wells)
+        _write_images(tmp, params, design, reporter or Reporter())
+        (tmp / "demo.json").write_text(json.dumps(_demo_meta(params, design), indent=2) + "\n",
+                                       encoding="utf-8")
         _install(tmp, out, overwrite)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _design(p: _DemoParams, rows: int, cols: int) -> _Design:
+    """Plate groups, phenotypes, layouts and missing wells, drawn from the seed in order."""
+    rng = np.random.default_rng([p.seed, 0])
+    # fixed disjoint plate groups of siRNAs
+    groups = np.sort(rng.permutation(p.n_sirnas).reshape(p.plates_per_experiment,
+                                                         p.sirnas_per_plate), axis=1)
+    cell_specs, effects = _phenotypes(rng, p)
+    experiments, wells, batch = _layout(rng, p, groups, rows, cols)
+    # a few treatment wells are missing altogether (as in RxRx1's HUVEC-14)
+    treatment_idx = [i for i, w in enumerate(wells) if w.well_type == "treatment"]
+    missing = set(rng.choice(treatment_idx, size=p.missing_wells, replace=False).tolist())
+    missing_ids = sorted(
+        id_code(wells[i].experiment, wells[i].plate, wells[i].well) for i in missing
+    )
+    wells = [w for i, w in enumerate(wells) if i not in missing]
+    return _Design(groups, cell_specs, effects, experiments, wells, batch, missing_ids)
+
+
+def _phenotypes(rng: np.random.Generator, p: _DemoParams
+                ) -> tuple[dict[str, _CellType], dict[tuple[str, int], _Effect]]:
+    """Cell types and each condition's effect: shared per siRNA, specific per (siRNA, cell
+    type); positive controls are strong, the negative control has none."""
+    n_conditions = p.n_sirnas + p.positive_controls
+    shared = rng.normal(0.0, 1.0, (n_conditions, p.channels + 5))
+    cell_specs: dict[str, _CellType] = {}
+    effects: dict[tuple[str, int], _Effect] = {}
+    for ct in p.cell_types:
+        cell_specs[ct] = _CellType(
+            count=float(rng.uniform(7.0, 12.0)),
+            nucleus_radius=float(rng.uniform(0.060, 0.075)),
+            cell_ratio=float(rng.uniform(1.7, 2.1)),
+            elongation=float(rng.uniform(0.05, 0.30)),
+            intensity=rng.uniform(28.0, 55.0, p.channels).astype(np.float32),
+            background=rng.uniform(5.0, 12.0, p.channels).astype(np.float32),
+        )
+        specific = rng.normal(0.0, 1.0, (n_conditions, p.channels + 5))
+        for label in range(n_conditions):
+            factor = _POSITIVE_FACTOR if label >= p.n_sirnas else 1.0
+            effects[(ct, label)] = _effect(shared[label], specific[label], factor)
+        effects[(ct, p.negative_label)] = _Effect.zero(p.channels)
+    return cell_specs, effects
+
+
+def _layout(rng: np.random.Generator, p: _DemoParams, groups: np.ndarray, rows: int, cols: int
+            ) -> tuple[list[dict], list[_WellSpec], dict]:
+    """Experiments (with their plate groups), every well, and each plate's gain and offset."""
+    experiments: list[dict] = []
+    wells: list[_WellSpec] = []
+    batch: dict[tuple[str, int], tuple[np.ndarray, np.ndarray]] = {}
+    n_exp = p.train_experiments_per_cell_type + p.test_experiments_per_cell_type
+    for ct in p.cell_types:
+        for k in range(n_exp):
+            name = f"{ct}-{k + 1:02d}"
+            split = "train" if k < p.train_experiments_per_cell_type else "test"
+            exp_index = len(experiments)
+            perm = rng.permutation(p.plates_per_experiment)
+            exp_gain = np.exp(rng.normal(0.0, _EXP_GAIN_SD, p.channels))
+            exp_offset = rng.normal(0.0, _EXP_OFFSET_SD, p.channels)
+            experiments.append({
+                "name": name, "cell_type": ct, "split": split,
+                "plate_groups": {str(i + 1): int(perm[i])
+                                 for i in range(p.plates_per_experiment)},
+            })
+            for plate in range(1, p.plates_per_experiment + 1):
+                gain = exp_gain * np.exp(rng.normal(0.0, _PLATE_GAIN_SD, p.channels))
+                offset = exp_offset + rng.normal(0.0, _PLATE_OFFSET_SD, p.channels)
+                batch[(name, plate)] = (gain.astype(np.float32), offset.astype(np.float32))
+                for (r, c), label in _plate_layout(rng, p, groups[perm[plate - 1]], rows, cols):
+                    wells.append(_WellSpec(
+                        experiment=name, exp_index=exp_index, cell_type=ct, split=split,
+                        plate=plate, well=well_name(r, c), row=r, column=c,
+                        well_type=_well_type(p, label), sirna=label,
+                        edge=r in (1, rows - 2) or c in (1, cols - 2),
+                    ))
+    return experiments, wells, batch
+
+
+def _plate_layout(rng: np.random.Generator, p: _DemoParams, group: np.ndarray, rows: int,
+                  cols: int) -> list[tuple[tuple[int, int], int]]:
+    """``((row, column), label)`` of a plate's used wells, sorted; the edge stays unused."""
+    inner = [(r, c) for r in range(1, rows - 1) for c in range(1, cols - 1)]
+    # negative control at the first inner well (B02, as in RxRx1); the rest random
+    others = rng.permutation(len(inner) - 1)[: p.sirnas_per_plate + p.positive_controls] + 1
+    labels = [int(x) for x in group] + [p.n_sirnas + i for i in range(p.positive_controls)]
+    labels = [labels[i] for i in rng.permutation(len(labels))]
+    layout = [(inner[0], p.negative_label)] + [
+        (inner[i], lab) for i, lab in zip(others, labels, strict=True)
+    ]
+    return sorted(layout)
+
+
+def _well_type(p: _DemoParams, label: int) -> str:
+    if label < p.n_sirnas:
+        return "treatment"
+    return "positive_control" if label < p.negative_label else "negative_control"
+
+
+def _write_images(root: Path, p: _DemoParams, design: _Design, reporter: Reporter) -> None:
+    """Every site's channel PNGs, well by well; cancellable between wells."""
+    total = len(design.wells) * p.sites
+    done = 0
+    start = time.monotonic()
+    last_report = 0.0
+    for well in design.wells:
+        reporter.check_cancelled("make-demo cancelled")
+        folder = root / well.split / well.experiment / f"Plate{well.plate}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for s, pixels in enumerate(_render_well(p, design, well), start=1):
+            for c in range(p.channels):
+                path = folder / f"{well.well}_s{s}_w{c + 1}.png"
+                path.write_bytes(_png_bytes(pixels[c]))
+            done += 1
+            now = time.monotonic()
+            if now - last_report > 0.2 or done == total:  # events at most 5 per second
+                last_report = now
+                rate = done / max(now - start, 1e-9)
+                reporter.progress("make-demo", done, total,
+                                  eta_s=(total - done) / rate if rate > 0 else None)
+
+
+def _render_well(p: _DemoParams, design: _Design, well: _WellSpec) -> list[np.ndarray]:
+    """The ``(C, H, W)`` uint8 pixels of each site of ``well`` (seeded per well and site)."""
+    gain, offset = design.batch[(well.experiment, well.plate)]
+    effect = design.effects[(well.cell_type, well.sirna)]
+    place = [well.exp_index, well.plate, well.row, well.column]
+    well_rng = np.random.default_rng([p.seed, 1, *place])
+    well_noise = np.exp(well_rng.normal(0.0, _WELL_NOISE_SD, p.channels)).astype(np.float32)
+    dim = _EDGE_DIM if well.edge else 1.0
+    sites = []
+    for s in range(1, p.sites + 1):
+        site_rng = np.random.default_rng([p.seed, 2, *place, s])
+        raw = _render_site(site_rng, p.image_size, p.channels,
+                           design.cell_specs[well.cell_type], effect)
+        raw *= (well_noise * gain * dim)[:, None, None]
+        raw += offset[:, None, None]
+        noise_sd = _PIXEL_NOISE_SD + 0.08 * np.sqrt(np.clip(raw, 0.0, None))
+        raw += site_rng.normal(0.0, 1.0, raw.shape).astype(np.float32) * noise_sd
+        sites.append(np.clip(np.rint(raw * _GREY_SCALE), 0, 255).astype(np.uint8))
+    return sites
+
+
+def _demo_meta(p: _DemoParams, design: _Design) -> dict:
+    """``demo.json``: the parameters, the labels and the hidden design (groups, gaps)."""
+    return {
+        "generator": "deepnoise make_demo",
+        "generator_version": GENERATOR_VERSION,
+        "seed": p.seed,
+        "parameters": p.parameters(),
+        "n_sirnas": p.n_sirnas,
+        "positive_control_labels": list(range(p.n_sirnas, p.negative_label)),
+        "negative_control_label": p.negative_label,
+        "n_classes": p.negative_label + 1,
+        "plate_groups": design.groups.tolist(),
+        "experiments": design.experiments,
+        "missing_wells": design.missing_ids,
+    }
 
 
 def _write_tables(root: Path, wells: list[_WellSpec]) -> None:
@@ -553,7 +574,7 @@ def user_data_dir() -> Path:
     return user_dir("data")
 
 
-def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
+def ensure_demo_screen(reporter: Reporter | None = None) -> Path:
     """The built-in demo screen (``make_demo(**DEMO_SHAPE)``, seed 0), generated on first use.
 
     Lives in ``user_data_dir() / DEMO_DIRNAME``; complete or absent (generated in a
@@ -566,7 +587,7 @@ def ensure_demo_screen(progress: ProgressFn | None = None) -> Path:
         # not ours or damaged: keep it aside rather than deleting someone's files
         os.replace(target, target.parent / f".{target.name}.broken-{uuid.uuid4().hex[:8]}")
     try:
-        make_demo(target, progress=progress, **DEMO_SHAPE)
+        make_demo(target, reporter=reporter, **DEMO_SHAPE)
     except (FileExistsError, OSError):
         # another process finished first: theirs is as good as ours
         if (target / "demo.json").is_file():

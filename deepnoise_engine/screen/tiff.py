@@ -15,12 +15,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from deepnoise_engine.screen.model import PlateFormat, Screen, WellType
-from deepnoise_engine.screen.rxrx1 import (
+from deepnoise_engine.screen.plate_folders import build_screen
+from deepnoise_engine.screen.reader_common import (
     SPLITS,
     ProblemLog,
     ReadOptions,
     WellRecord,
-    build_screen,
     parse_label,
     parse_location,
     parse_well_type,

@@ -426,27 +426,22 @@ def inspect_screen(params: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_pack(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
-    from deepnoise_engine.screen.pack_cache import pack_screen
+    from deepnoise_engine.contract import Cancelled, Reporter
+    from deepnoise_engine.screen.pack_cache import pack_result, pack_screen
 
     ctx.progress("open", 0, 1)
     screen = _open_screen(params["data"])
     ctx.check_cancel()
-    cache = pack_screen(screen, params.get("out"), progress=ctx.callback("pack"), cancel=ctx.cancel)
-    sites = cache.sites
-    last = getattr(cache, "last_pack", None)
-    result: dict[str, Any] = {
-        "out": str(cache.folder),
-        "sites": len(sites),
-        "ok_sites": int(sites["ok"].sum()) if "ok" in sites.columns else None,
-        "problems": len(screen.problems),
-        "cancelled": bool(getattr(last, "cancelled", False)),
-    }
-    if last is not None and hasattr(last, "to_dict"):
-        result["pack"] = last.to_dict()
-    return result
+    try:
+        cache = pack_screen(screen, params.get("out"),
+                            reporter=Reporter(ctx.callback("pack"), ctx.cancel))
+    except Cancelled as exc:
+        return exc.partial  # the finished plates: a result with "cancelled": True
+    return pack_result(cache)
 
 
 def handle_make_demo(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
+    from deepnoise_engine.contract import Cancelled, Reporter
     from deepnoise_engine.screen.synthetic import make_demo
 
     options = {k: v for k, v in params.items() if k != "out" and v is not None}
@@ -454,9 +449,9 @@ def handle_make_demo(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
         options["cell_types"] = tuple(options["cell_types"])
     try:
         path = make_demo(
-            params["out"], progress=ctx.callback("make_demo"), cancel=ctx.cancel, **options
+            params["out"], reporter=Reporter(ctx.callback("make_demo"), ctx.cancel), **options
         )
-    except InterruptedError:
+    except Cancelled:
         raise JobCancelled() from None  # make_demo left ``out`` untouched
     return {"out": str(path)}
 

@@ -9,60 +9,7 @@ import argparse
 import signal
 import sys
 import threading
-import time
-from typing import Any, TextIO
-
-
-class ProgressBar:
-    """Plain-text progress on stderr: one updating line, log messages above it."""
-
-    def __init__(self, stream: TextIO = sys.stderr, width: int = 30) -> None:
-        self.stream, self.width = stream, width
-        self.tty = stream.isatty()
-        self._last_line = ""
-        self._last_print = 0.0
-
-    def __call__(self, event: dict[str, Any]) -> None:
-        kind = event.get("event")
-        if kind == "log":
-            self._clear()
-            print(event["message"], file=self.stream, flush=True)
-            self._redraw()
-        elif kind == "progress":
-            done, total = event.get("done", 0), max(event.get("total", 1), 1)
-            frac = min(done / total, 1.0)
-            bar = "#" * int(frac * self.width)
-            eta = event.get("eta_s")
-            eta_txt = "--" if eta is None else _fmt_s(eta)
-            self._last_line = (f"[{bar:<{self.width}}] {frac:6.1%} {event.get('stage', '')} "
-                               f"step {done}/{total} ETA {eta_txt}")
-            now = time.monotonic()
-            if self.tty:
-                self._redraw()
-            elif now - self._last_print >= 10 or done >= total:  # logs: not every update
-                print(self._last_line, file=self.stream, flush=True)
-                self._last_print = now
-
-    def _clear(self) -> None:
-        if self.tty and self._last_line:
-            self.stream.write("\r\033[K")
-
-    def _redraw(self) -> None:
-        if self.tty and self._last_line:
-            self.stream.write("\r" + self._last_line)
-            self.stream.flush()
-
-    def close(self) -> None:
-        if self.tty and self._last_line:
-            self.stream.write("\n")
-            self.stream.flush()
-
-
-def _fmt_s(seconds: float) -> str:
-    seconds = int(seconds)
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+from typing import Any
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -109,10 +56,11 @@ def _run(args: argparse.Namespace) -> int:
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
 
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.terminal import TerminalProgress
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.loop import RunFolderError, run_training
 
-    bar = None if args.quiet else ProgressBar()
+    bar = None if args.quiet else TerminalProgress(lines_every_s=10, unit="step")
     cancel = threading.Event()
 
     def on_sigint(signum: int, frame: Any) -> None:

@@ -26,7 +26,12 @@ from deepnoise_engine.report import (
     write_submission,
     write_summary,
 )
-from deepnoise_engine.report.figure import confidence_colour, plate_map_image
+from deepnoise_engine.report.figure import (
+    confidence_colour,
+    figure_image,
+    plate_map_figure,
+    plate_map_image,
+)
 
 
 def _rows(experiment: str = "HEPG2-01", plate: int = 1) -> list[dict]:
@@ -119,15 +124,21 @@ def test_summary_accuracy_raw_vs_balanced(tmp_path: Path) -> None:
 
 def test_plate_map_colours_wells_by_confidence(tmp_path: Path) -> None:
     frame = to_report_frame(_rows())
-    image = plate_map_image(frame)
+    fig = plate_map_figure(frame)
+    image = figure_image(fig)
     assert image.mode == "RGB"
-    # 96-well format (wells up to D05 fit), cell 80 -> clipped to 56 px; B03 = row 1, col 2
-    left, top, cell = 34, 48, 56
-    px = image.getpixel((left + 2 * cell + cell - 6, top + 1 * cell + 4))
-    assert px == confidence_colour(0.75)
-    px_problem = image.getpixel((left + 4 * cell + cell - 6, top + 3 * cell + 4))
-    assert px_problem == (200, 200, 200)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (-0.5, 11.5)  # 96-well format (wells up to D05 fit)
+
+    def well_pixel(row: int, column: int) -> tuple[int, int, int]:
+        # near the cell's top-right corner: clear of the call's label and the grid lines
+        x, y = ax.transData.transform((column + 0.3, row - 0.3))
+        return image.getpixel((int(x), image.height - int(y)))
+
+    assert well_pixel(1, 2) == confidence_colour(0.75)  # B03
+    assert well_pixel(3, 4) == (200, 200, 200)  # D05: a problem well, no call
     assert confidence_colour(0.0) != confidence_colour(1.0)
+    assert plate_map_image(frame).size == image.size
 
 
 def test_export_selected_plates_with_figures(tmp_path: Path) -> None:

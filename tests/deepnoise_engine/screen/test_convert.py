@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 import zarr
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.screen import open_screen
 from deepnoise_engine.screen.convert import NAMED_RGB, convert_to_omezarr
 from deepnoise_engine.screen.images import read_site
@@ -92,6 +94,21 @@ def test_loaddata_round_trip_with_predictions(jump: Path, tmp_path: Path) -> Non
     predictions = pd.read_csv(out / "predictions.csv")
     assert list(predictions["plate_name"]) == ["BR00117001", "BR00117002"]
     assert list(predictions["confidence"]) == [0.9, 0.4]
+
+
+def test_cancel_leaves_out_unwritten(jump: Path, tmp_path: Path) -> None:
+    cancel = threading.Event()
+    events: list[dict] = []
+
+    def sink(event: dict) -> None:
+        events.append(event)
+        cancel.set()  # after the first site
+
+    out = tmp_path / "out"
+    with pytest.raises(Cancelled):
+        convert_to_omezarr(open_screen(jump), out, reporter=Reporter(sink, cancel))
+    assert events[0]["stage"] == "convert" and events[0]["done"] == 1
+    assert not out.exists() and not list(tmp_path.glob(".out.*"))
 
 
 def test_cli_checks_out_and_predictions_before_work(jump: Path, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.screen.images import read_site
 from deepnoise_engine.screen.model import Screen
 from deepnoise_engine.screen.pack_cache import (
@@ -71,7 +72,7 @@ def test_round_trip_and_statistics(screen_dir: Path) -> None:
     assert len(unpacked.sites) == 0 and len(unpacked.missing_plates) == 4
     assert not (screen_dir / ".deepnoise").exists()
     events: list[dict] = []
-    cache = pack_screen(screen, progress=events.append, workers=2)
+    cache = pack_screen(screen, reporter=Reporter(events.append), workers=2)
     assert cache.folder == screen_dir / ".deepnoise" / "pack"
     assert list(cache.sites.columns) == SITE_COLUMNS
     assert len(cache.sites) == screen.site_count() == 4 * 5 * 2
@@ -128,9 +129,11 @@ def test_cancel_after_first_plate_then_resume(screen_dir: Path) -> None:
         if event["done"] >= 10:  # the first plate holds 10 sites
             cancel.set()
 
-    cache = pack_screen(screen, progress=progress, cancel=cancel, workers=1)
-    assert cache.last_pack.cancelled
-    assert cache.last_pack.packed == ["HEPG2-01/1"]
+    with pytest.raises(Cancelled) as stopped:
+        pack_screen(screen, reporter=Reporter(progress, cancel), workers=1)
+    assert stopped.value.partial["cancelled"] and stopped.value.partial["sites"] == 10
+    assert stopped.value.partial["pack"]["packed"] == ["HEPG2-01/1"]
+    cache = PackCache.open(open_screen(screen_dir), build=False)
     assert cache.missing_plates == ["HEPG2-01/2", "HEPG2-02/1", "HEPG2-02/2"]
     assert len(cache.sites) == 10 and not cache.complete
     # only complete plates on disk, no temporary files

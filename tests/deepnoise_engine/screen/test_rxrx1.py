@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.screen import open_screen, verify_images
 from deepnoise_engine.screen.errors import (
     BadRowError,
@@ -226,7 +227,8 @@ def test_real_sample_images_and_missing_sites(sample: Screen) -> None:
 def test_real_sample_verify(sample: Screen) -> None:
     before = len(sample.problems)
     seen: list[int] = []
-    assert verify_images(sample, lambda done, total: seen.append(total), workers=2) == []
+    report = Reporter(lambda event: seen.append(event["total"]))
+    assert verify_images(sample, report, workers=2) == []
     assert len(sample.problems) == before and seen and seen[-1] == 36
 
 

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.screen.synthetic import DEMO_DIRNAME, ensure_demo_screen, make_demo
 
 SAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "rxrx1-sample"
@@ -239,7 +241,7 @@ def test_cli_make_demo_384(tmp_path: Path) -> None:
 def test_ensure_demo_screen_generates_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DEEPNOISE_DATA_DIR", str(tmp_path / "data"))
     events: list[dict] = []
-    root = ensure_demo_screen(progress=events.append)
+    root = ensure_demo_screen(reporter=Reporter(events.append))
     assert root == tmp_path / "data" / DEMO_DIRNAME
     assert (root / "demo.json").is_file() and (root / "train.csv").is_file()
     # the demo looks like a real plate: 55 of the 60 inner wells of each 96-well plate used
@@ -253,3 +255,11 @@ def test_ensure_demo_screen_generates_once(tmp_path: Path, monkeypatch: pytest.M
     assert ensure_demo_screen() == root
     assert os.stat(root / "demo.json").st_mtime_ns == stamp  # reused, not regenerated
     assert sorted(p.name for p in root.parent.iterdir()) == [DEMO_DIRNAME]
+
+
+def test_cancelled_make_demo_leaves_nothing(tmp_path: Path) -> None:
+    cancel = threading.Event()
+    cancel.set()
+    with pytest.raises(Cancelled, match="make-demo cancelled"):
+        make_demo(tmp_path / "demo", reporter=Reporter(cancel=cancel), **SMALL)
+    assert sorted(tmp_path.iterdir()) == []  # neither ``demo`` nor its temporary folder

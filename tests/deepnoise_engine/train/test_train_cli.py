@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import FAST
 
-from deepnoise_engine.train.cli import ProgressBar
+from deepnoise_engine.terminal import TerminalProgress
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
@@ -42,7 +42,7 @@ def test_cli_trains_and_refuses_to_overwrite(tiny_screen: Path, tmp_path: Path) 
 
 def test_progress_bar_text() -> None:
     stream = io.StringIO()
-    bar = ProgressBar(stream)
+    bar = TerminalProgress(stream, lines_every_s=10, unit="step")
     bar({"event": "log", "message": "hello"})
     bar({"event": "progress", "stage": "shared", "done": 5, "total": 5, "eta_s": 0})
     text = stream.getvalue()
