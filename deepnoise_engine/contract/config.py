@@ -13,6 +13,9 @@ from pydantic import BaseModel, ConfigDict
 
 Configuration = dict[str, dict[str, Any]]
 
+#: The preset a train request uses when it names none (runs in minutes on a CPU).
+DEFAULT_PRESET = "tiny"
+
 
 class Answer(BaseModel):
     """Base of these answers: extra fields a newer engine adds are kept."""

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepnoise_engine.screen.errors import MissingImageError
-from deepnoise_engine.serve.jobs import OutOfMemoryError, error_fields, error_kind
+from deepnoise_engine.serve.errors import OutOfMemoryError, error_fields, error_kind
 from deepnoise_engine.serve.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
