@@ -42,7 +42,7 @@ class ModelDescription(BaseModel):
 
     kind: Literal["run", "checkpoint"]
     path: str
-    architecture: list[str]
+    architecture: list[str] = []
     classes_count: int = 0
     classes: list[Any] = []
     channels: list[int] | None = None

@@ -17,7 +17,13 @@ from qtpy.QtGui import QImage
 from deepnoise_app.engine import EngineBridge
 from deepnoise_app.workflow.curves import ACC_SERIES, LOSS_SERIES, CurvesWidget, legend_entries
 from deepnoise_app.workflow.export_dialog import ExportDialog, existing_outputs, report_plates
-from deepnoise_app.workflow.model_panel import ModelPanel, describe_rows, fit_problem, summary
+from deepnoise_app.workflow.model_panel import (
+    ModelPanel,
+    as_description,
+    describe_rows,
+    fit_problem,
+    summary,
+)
 from deepnoise_app.workflow.score_panel import ScorePanel
 from deepnoise_app.workflow.train_dialog import TrainDialog, default_validation, toml_value
 from deepnoise_app.workflow.training_view import TrainingView, format_eta, read_metrics
@@ -237,17 +243,18 @@ def test_training_view_follows_its_request(qtbot, tmp_path):
 
 # -- models ---------------------------------------------------------------------------------
 def test_model_fit_check_and_description(qtbot, screen):
-    desc = {"architecture": "xception_tiny", "channels": [1, 2, 3],
-            "classes": screen.classes(), "normalisation": "plate", "image_size": 32,
-            "val_acc": 0.75, "cell_types": ["HEPG2", "U2OS"]}
-    assert fit_problem(desc, screen) is None
-    rows = dict(describe_rows(desc))
+    # what the engine's describe_model answers (the contract's ModelDescription)
+    desc = {"kind": "run", "path": "/runs/good", "architecture": ["xception_tiny"],
+            "channels": [1, 2, 3], "classes": screen.classes(), "normalisation": "plate",
+            "image_size": 32, "validation_accuracy": 0.75, "cell_types": ["HEPG2", "U2OS"]}
+    assert fit_problem(as_description(desc), screen) is None
+    rows = dict(describe_rows(as_description(desc)))
     assert rows["Architecture"] == "xception_tiny" and rows["Validation accuracy"] == "0.75"
     assert rows["Class names"].startswith(", ".join(screen.classes()[:3]))
-    six = {**desc, "channels": 6}
-    assert "reads 6 channels but the screen has 3" in fit_problem(six, screen)
+    six = {**desc, "channels": [1, 2, 3, 4, 5, 6]}
+    assert "reads 6 channels but the screen has 3" in fit_problem(as_description(six), screen)
     other = {**desc, "classes": ["sirna_a", "sirna_b"]}
-    assert "trained on another kind of screen" in fit_problem(other, screen)
+    assert "trained on another kind of screen" in fit_problem(as_description(other), screen)
 
     class _State:  # a plain holder of the open screen (AppState needs no more here)
         def __init__(self, screen):
@@ -303,7 +310,7 @@ def test_model_panel_summary_and_replace(qtbot, screen, tmp_path):
     desc = {"architecture": ["xception_tiny"], "classes": screen.classes(), "channels": [1, 2, 3],
             "classes_count": len(screen.classes()), "normalisation": "plate",
             "validation_accuracy": 0.4}
-    line = summary(desc)
+    line = summary(as_description(desc))
     assert line == f"xception_tiny, {len(screen.classes())} classes, norm plate, val. acc. 40.0%"
     state = _Holder(screen)
     panel = ModelPanel(_dead_engine_bridge(), state)
