@@ -25,7 +25,7 @@ from deepnoise_app.workflow.model_panel import (
     summary,
 )
 from deepnoise_app.workflow.score_panel import ScorePanel
-from deepnoise_app.workflow.train_dialog import TrainDialog, default_validation, toml_value
+from deepnoise_app.workflow.train_dialog import TrainDialog, toml_value
 from deepnoise_app.workflow.training_view import TrainingView, format_eta, read_metrics
 
 pytestmark = pytest.mark.gui
@@ -42,6 +42,25 @@ def screen(tmp_path_factory):
         plates_per_experiment=2, sites=1, channels=3, missing_wells=0,
     )
     return open_screen(root)
+
+
+class _InProcessEngine:
+    """Answers the dialog's quick requests with the engine's own handlers, in-process
+    (what ``EngineBridge.ask`` gets from the engine process)."""
+
+    def ask(self, type: str, timeout: float = 30.0, **params):
+        from deepnoise_engine.serve.handlers import QUICK_HANDLERS
+        from deepnoise_engine.serve.protocol import check_params
+
+        return QUICK_HANDLERS[type](check_params(type, params))
+
+
+ENGINE = _InProcessEngine()
+
+
+def default_validation(screen) -> set[str]:
+    """The engine's default split of ``screen`` (its ``default_split`` answer)."""
+    return set(ENGINE.ask("default_split", data=str(screen.root))["validation_experiments"])
 
 
 def _image(widget) -> np.ndarray:
@@ -103,7 +122,8 @@ def test_format_eta_and_read_metrics(tmp_path):
 
 # -- train dialog ---------------------------------------------------------------------------
 def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
-    dialog = TrainDialog(screen, devices=[{"name": "CPU", "type": "cpu"}], runs_dir=tmp_path)
+    dialog = TrainDialog(screen, devices=[{"name": "CPU", "type": "cpu"}], runs_dir=tmp_path,
+                         engine=ENGINE)
     qtbot.addWidget(dialog)
     roles = dialog.experiment_roles()
     # one labelled experiment per cell type validates; unlabelled = experiments without labels
@@ -136,11 +156,13 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     assert cfg["data"]["normalisation"] == "experiment"
     assert cfg["finetune"]["enabled"] is False
     assert sorted(cfg["data"]["validation_experiments"]) == sorted(default_validation(screen))
+    # settings the engine refuses are named by their key
+    assert "model.epochs" in dialog.rules.config_problem("tiny", ["model.epochs=many"])
     _save(dialog, "train_dialog.png")
 
 
 def test_train_dialog_refuses_bad_setups(qtbot, screen, tmp_path):
-    dialog = TrainDialog(screen, runs_dir=tmp_path)
+    dialog = TrainDialog(screen, runs_dir=tmp_path, engine=ENGINE)
     qtbot.addWidget(dialog)
     val = sorted(default_validation(screen))
     hepg2_val = next(e for e in val if e.startswith("HEPG2"))
@@ -203,7 +225,7 @@ def test_train_dialog_without_labels(qtbot, screen, tmp_path):
     unlabelled = Screen(root=screen.root, layout=screen.layout, channels=screen.channels,
                         image_size=screen.image_size, name="x")
     unlabelled.experiments = {n: e for n, e in screen.experiments.items() if not e.labelled}
-    dialog = TrainDialog(unlabelled, runs_dir=tmp_path)
+    dialog = TrainDialog(unlabelled, runs_dir=tmp_path, engine=ENGINE)
     qtbot.addWidget(dialog)
     assert any("no labelled experiment" in p for p in dialog.validate())
 
