@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 Device = Literal["cpu", "cuda", "auto"]
 Balance = Literal["assignment", "paper", "none"]
+#: Test-time augmentation: 1 (none) or 8 (flips and rotations).
+TTA = Literal[1, 8]
 #: A finite number (JSON has no NaN/Infinity, but Python's json module reads them).
 Number = float
 
@@ -162,7 +164,7 @@ class ScoreParams(Params):
     out: str
     plates: list[str] | None = None
     balance: Balance | None = None
-    tta: Literal[1, 8] | None = None
+    tta: TTA | None = None
     submission: str | None = None
     overwrite: bool | None = None
     batch_size: int | None = None
