@@ -48,8 +48,8 @@ class Progress(Event):
 
     event: Literal["progress"] = "progress"
     stage: str
-    done: float
-    total: float | None = None
+    done: int | float  # int | float keeps a count an integer on the wire
+    total: int | float | None = None
     eta_s: float | None = None
 
 
@@ -73,8 +73,8 @@ class Result(Event):
     """Success; quick requests also carry their ``type``."""
 
     event: Literal["result"] = "result"
-    result: Any = None
     type: str | None = None
+    result: Any = None
 
 
 class Error(Event):

@@ -10,6 +10,11 @@ import re
 import traceback
 from typing import Any
 
+from pydantic import ValidationError
+
+from deepnoise_engine.contract.events import Error
+from deepnoise_engine.serve.protocol import event_dict, make_event
+
 _SUGGESTIONS = {
     "out_of_memory": (
         "Lower the batch size (train: overrides ['train.batch_size=16']; score: batch_size) "
@@ -83,7 +88,17 @@ def error_fields(exc: BaseException) -> dict[str, Any]:
     for name in ("file", "row"):
         value = getattr(exc, name, None)
         if value is not None:
-            fields[name] = value
+            fields[name] = str(value) if name == "file" else value
     if isinstance(exc, DiskFullError):
         fields.update(path=exc.path, space_needed=exc.needed, space_free=exc.free)
     return fields
+
+
+def error_event(fields: dict[str, Any], job: str | None = None,
+                request: str | None = None) -> dict[str, Any]:
+    """The ``error`` event of ``fields``, checked against the contract's ``Error`` type;
+    fields it cannot type (an exception's odd ``row``) still go out as they are."""
+    try:
+        return event_dict(Error(job=job, request=request, **fields))
+    except ValidationError:
+        return make_event("error", job=job, request=request, **fields)

@@ -22,7 +22,7 @@ from typing import Any, Literal
 
 from pydantic import ValidationError
 
-from deepnoise_engine.contract.events import ENGINE_EVENTS
+from deepnoise_engine.contract.events import ENGINE_EVENTS, Event, parse_event
 from deepnoise_engine.contract.requests import (
     DIAGNOSTIC_REQUESTS,
     JOB_REQUESTS,
@@ -266,8 +266,19 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def encode(obj: dict[str, Any]) -> bytes:
+def event_dict(event: Event) -> dict[str, Any]:
+    """A typed event as its wire object: the envelope first, then the fields it was given
+    (an optional field never set stays absent, as the engine sends it)."""
+    fields = event.model_dump(exclude_unset=True)
+    for name in ("v", "event", "job", "request"):
+        fields.pop(name, None)
+    return make_event(event.event, job=event.job, request=event.request, **fields)
+
+
+def encode(obj: dict[str, Any] | Event) -> bytes:
     """One protocol line (UTF-8 JSON + newline); never emits NaN/Infinity."""
+    if isinstance(obj, Event):
+        obj = event_dict(obj)
     try:
         text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):
@@ -275,6 +286,11 @@ def encode(obj: dict[str, Any]) -> bytes:
             to_jsonable(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":")
         )
     return (text + "\n").encode("utf-8")
+
+
+def decode_typed_event(line: bytes | str) -> Event:
+    """Parse one event line into its contract type (``Progress``, ``Result``, ...)."""
+    return parse_event(decode_event(line))
 
 
 def decode_event(line: bytes | str) -> dict[str, Any]:

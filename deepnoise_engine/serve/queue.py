@@ -21,9 +21,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from deepnoise_engine.contract import Cancelled, Reporter
+from deepnoise_engine.contract import events as ev
 from deepnoise_engine.contract.requests import Params
-from deepnoise_engine.serve.errors import error_fields
-from deepnoise_engine.serve.protocol import ProtocolError, Request, make_event, to_jsonable
+from deepnoise_engine.serve.errors import error_event, error_fields
+from deepnoise_engine.serve.protocol import (
+    ProtocolError,
+    Request,
+    event_dict,
+    make_event,
+    to_jsonable,
+)
 
 Emit = Callable[[dict[str, Any]], None]
 log = logging.getLogger(__name__)
@@ -177,8 +184,8 @@ class JobManager:
             self._jobs[job.id] = job
             self._queue.append(job)
             position = len(self._queue) - 1 + (self._current is not None)
-            self._emit(make_event("accepted", job=job.id, request=job.request, type=job.type,
-                                  queue_position=position))
+            self._emit(event_dict(ev.Accepted(job=job.id, request=job.request, type=job.type,
+                                              queue_position=position)))
             self._lock.notify_all()
         return job
 
@@ -231,7 +238,7 @@ class JobManager:
 
     def _execute(self, job: Job) -> None:
         reporter = JobReporter(job, self._emit)
-        reporter.event("started", type=job.type)
+        self._emit(event_dict(ev.Started(job=job.id, request=job.request, type=job.type)))
         try:
             result = self.handlers[job.type](reporter, job.model)
         except Cancelled as exc:
@@ -254,13 +261,14 @@ class JobManager:
     def _end(self, job: Job, status: str, payload: Any) -> None:
         """Emit the terminal events of ``job`` (caller holds the lock or owns the job)."""
         job.status, job.ended = status, time.time()
-        if status == "succeeded":
-            self._emit(make_event("result", job=job.id, request=job.request, result=payload))
-        elif status == "failed":
-            self._emit(make_event("error", job=job.id, request=job.request, **payload))
+        ids: dict[str, Any] = {"job": job.id, "request": job.request}
+        if status == "failed":
+            self._emit(error_event(payload, **ids))
+        elif status == "succeeded":
+            self._emit(event_dict(ev.Result(**ids, result=payload)))
         else:
-            self._emit(make_event("cancelled", job=job.id, request=job.request, result=payload))
-        self._emit(make_event("finished", job=job.id, request=job.request, status=status))
+            self._emit(event_dict(ev.Cancelled(**ids, result=payload)))
+        self._emit(event_dict(ev.Finished(**ids, status=status)))
         self._history.append(job.id)
         while len(self._history) > HISTORY:
             self._jobs.pop(self._history.popleft(), None)

@@ -18,8 +18,9 @@ import threading
 from typing import IO, Any
 
 from deepnoise_engine import __version__
+from deepnoise_engine.contract.events import Result
 from deepnoise_engine.contract.requests import CancelParams, ShutdownParams
-from deepnoise_engine.serve.errors import error_fields
+from deepnoise_engine.serve.errors import error_event, error_fields
 from deepnoise_engine.serve.handlers import QUICK_HANDLERS
 from deepnoise_engine.serve.protocol import (
     MAX_LINE_BYTES,
@@ -28,7 +29,7 @@ from deepnoise_engine.serve.protocol import (
     ProtocolError,
     Request,
     encode,
-    make_event,
+    event_dict,
     parse_request,
 )
 from deepnoise_engine.serve.queue import JobLogHandler, JobManager
@@ -136,10 +137,10 @@ class Server:
                 self._stopping.set()
 
     def _result(self, request: Request, result: Any) -> None:
-        self.emit(make_event("result", request=request.id, type=request.type, result=result))
+        self.emit(event_dict(Result(request=request.id, type=request.type, result=result)))
 
     def _error(self, request_id: str | None, fields: dict[str, Any]) -> None:
-        self.emit(make_event("error", request=request_id, **fields))
+        self.emit(error_event(fields, request=request_id))
 
     # -- main loop ---------------------------------------------------------------------
 
