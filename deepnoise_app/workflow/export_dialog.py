@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import STOPPED, EngineBridge
+from deepnoise_engine.contract.results import ExportResult
 
 _REPORT_RE = re.compile(r"^(?P<exp>.+)_Plate(?P<plate>\d+)\.csv$")
 
@@ -212,11 +213,7 @@ class ExportDialog(QDialog):
             return
         name = event.get("event")
         if name == "result":
-            result = event.get("result")
-            files = result
-            if isinstance(result, dict):
-                files = result.get("files", result.get("written", []))
-            self.written = [str(f) for f in (files or [])]
+            self.written = list(ExportResult.model_validate(event.get("result") or {}).files)
             out = self.export_out or Path(self.out_edit.text().strip()).expanduser()
             # names only when they lie in the folder (named once, in the status line)
             shown = [Path(f).name if Path(f).parent == out else f for f in self.written]

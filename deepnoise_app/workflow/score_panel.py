@@ -31,7 +31,9 @@ from qtpy.QtWidgets import (
 
 from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.training_view import format_eta
+from deepnoise_engine.contract.events import Progress
 from deepnoise_engine.contract.requests import TTA, Balance
+from deepnoise_engine.contract.results import ScoreResult
 
 
 def plate_token(experiment: str, index: int) -> str:
@@ -327,15 +329,14 @@ class ScorePanel(QWidget):
             return
         name = event.get("event")
         if name == "progress":
-            done, total = event.get("done"), event.get("total")
-            if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+            progress = Progress.model_validate(event)
+            if progress.total:
                 self.progress_bar.setRange(0, 1000)
-                self.progress_bar.setValue(int(1000 * min(done / total, 1.0)))
-            eta = format_eta(event.get("eta_s"))
-            stage = event.get("stage") or "scoring"
-            self._say(f"{stage}… {('ETA ' + eta) if eta else ''}".strip())
+                self.progress_bar.setValue(int(1000 * min(progress.done / progress.total, 1.0)))
+            eta = format_eta(progress.eta_s)
+            self._say(f"{progress.stage or 'scoring'}… {('ETA ' + eta) if eta else ''}".strip())
         elif name == "result":
-            self.last_result = dict(event.get("result") or {})
+            self.last_result = ScoreResult.model_validate(event.get("result") or {}).model_dump()
             self._finish()
             self._load(self.out_dir)
         elif name == "error":

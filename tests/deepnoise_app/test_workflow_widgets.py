@@ -451,7 +451,8 @@ def test_export_dialog_lists_plates_and_keeps_files(qtbot, tmp_path):
     # a result event lists the written files
     dialog.request, dialog.export_out = "r1", out
     bridge.event.emit({"event": "result", "request": "r1", "job": "j",
-                       "result": {"files": [str(out / "a.csv"), str(out / "b.png")]}})
+                       "result": {"out": str(out),
+                                  "files": [str(out / "a.csv"), str(out / "b.png")]}})
     assert dialog.written == [str(out / "a.csv"), str(out / "b.png")]
     assert dialog.files_view.toPlainText() == "a.csv\nb.png"  # names; the folder is said once
     assert str(out) in dialog.status.text() and "Wrote 2 file(s)" in dialog.status.text()
