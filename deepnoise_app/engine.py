@@ -17,21 +17,30 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import logging
 import os
 import threading
 import time
 from collections.abc import Sequence
 from typing import Any
 
+from pydantic import ValidationError
 from qtpy.QtCore import QObject, Qt, Signal, Slot
 
-from deepnoise_engine.serve.protocol import EVENTS
+from deepnoise_engine.contract.events import ENGINE_EVENTS, parse_event
 
 #: Engine events relayed as the bridge signals of the same name.
-_EVENT_SIGNALS = EVENTS
+_EVENT_SIGNALS = ENGINE_EVENTS
 
 #: Bridge states, in the order a healthy engine goes through them.
 STOPPED, STARTING, READY, DEAD = "stopped", "starting", "ready", "dead"
+
+
+log = logging.getLogger(__name__)
+
+
+class EngineUnavailableError(RuntimeError):
+    """The engine could not answer: it is not running and did not start in time."""
 
 
 def _client_class() -> type:
@@ -70,6 +79,8 @@ class EngineBridge(QObject):
     state_changed = Signal(str)
     #: Every event after routing (one place to listen for "anything about my request").
     event = Signal(dict)
+    #: The same event decoded into its contract type (``deepnoise_engine.contract.events``).
+    typed_event = Signal(object)
 
     # Internal: reader thread -> main thread hop (queued connection).
     _posted = Signal(int, str, object)
@@ -358,6 +369,26 @@ class EngineBridge(QObject):
         if name in _EVENT_SIGNALS:
             getattr(self, name).emit(event)
         self.event.emit(event)
+        try:
+            typed = parse_event(event)
+        except ValidationError as exc:  # an engine of another version: the dict still went
+            log.warning("event %r does not match the contract: %s", name, exc)
+        else:
+            self.typed_event.emit(typed)
+
+    def ask(self, type: str, timeout: float = 30.0, **params: Any) -> Any:
+        """Send a quick request and wait (Qt events keep flowing) for its result.
+
+        For answers a dialog needs before it can show anything (presets, the default
+        split). Starts the engine when needed; raises ``EngineUnavailableError`` when it
+        is not ready within ``timeout`` and the client's ``EngineRequestError`` on an
+        ``error`` answer.
+        """
+        if self._state in (STOPPED, DEAD):
+            self.start()
+        if not self.wait_ready(timeout) or self._client is None:
+            raise EngineUnavailableError(f"the engine is not running ({self._state})")
+        return self._client.request(type, timeout=timeout, **params)
 
     def _set_state(self, state: str) -> None:
         if state != self._state:

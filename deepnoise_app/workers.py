@@ -1,10 +1,16 @@
-"""Helpers for the app's worker threads (superqt generator workers that relay progress)."""
+"""Helpers for the app's worker threads (superqt generator workers that relay progress).
+
+Engine steps run in-process by the app (opening a screen, thumbnails) report through the
+contract's ``Reporter``; :func:`run_with_reporter` relays its events to a worker.
+"""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Generator
 from typing import Any, TypeVar
+
+from deepnoise_engine.contract import Reporter
 
 P = TypeVar("P")
 R = TypeVar("R")
@@ -39,3 +45,11 @@ def run_with_progress(
     if "error" in box:
         raise box["error"]
     return box["result"]
+
+
+def run_with_reporter(
+    fn: Callable[[Reporter], R], poll_s: float = 0.05
+) -> Generator[dict[str, Any], None, R]:
+    """:func:`run_with_progress` for an engine step that takes a ``Reporter``: yields the
+    latest event dict it sent (``{"event": "progress", "stage", "done", "total", ...}``)."""
+    return run_with_progress(lambda report: fn(Reporter(report)), poll_s)

@@ -252,6 +252,7 @@ class WorkflowDock(QWidget):
             devices=self.bridge.devices,
             runs_dir=self.data_dir / "runs",
             parent=self,
+            engine=self.bridge,
         )
         dialog.accepted.connect(lambda: self.start_training(dialog.request_params()))
         if exec_:

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import STOPPED, EngineBridge
+from deepnoise_engine.contract.results import ExportResult
 
 _REPORT_RE = re.compile(r"^(?P<exp>.+)_Plate(?P<plate>\d+)\.csv$")
 
@@ -84,6 +85,17 @@ class ExportDialog(QDialog):
         self._overwrite = False
         self.export_out: Path | None = None  # the folder of the running / last export
 
+        self._build_plate_list()
+        self._build_options(out_dir)
+        self._lay_out()
+        self.export_button.clicked.connect(self.export)
+        self.close_button.clicked.connect(self.accept)
+        bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
+
+    def _build_plate_list(self) -> None:
+        """The score folder's plates, every one checked."""
         self.source = QLabel(f"Reports from: {self.score_dir or '(nothing scored yet)'}")
         self.source.setWordWrap(True)
         self.plate_list = QListWidget()
@@ -93,11 +105,14 @@ class ExportDialog(QDialog):
             item.setFlags(item.flags() | Qt.ItemFlag.ItemIsUserCheckable)
             item.setCheckState(Qt.CheckState.Checked)
             self.plate_list.addItem(item)
+
+    def _build_options(self, out_dir: Path | None) -> None:
+        """The output folder, what to write, the status and the buttons."""
         default_out = out_dir or (self.score_dir.parent / f"{self.score_dir.name}-export"
                                   if self.score_dir else Path.home())
         self.out_edit = QLineEdit(str(default_out))
-        browse = QPushButton("Browse…")
-        browse.clicked.connect(self._browse)
+        self.browse_button = QPushButton("Browse…")
+        self.browse_button.clicked.connect(self._browse)
         self.submission_check = QCheckBox("Submission CSV (id_code,sirna)")
         self.submission_check.setChecked(True)
         self.figures_check = QCheckBox("Plate-map PNG per plate")
@@ -111,10 +126,11 @@ class ExportDialog(QDialog):
         self.close_button = QPushButton("Close")
         self.export_button.setEnabled(self.plate_list.count() > 0)
 
+    def _lay_out(self) -> None:
         out_row = QHBoxLayout()
         out_row.addWidget(QLabel("Folder"))
         out_row.addWidget(self.out_edit, 1)
-        out_row.addWidget(browse)
+        out_row.addWidget(self.browse_button)
         buttons = QHBoxLayout()
         buttons.addStretch(1)
         buttons.addWidget(self.export_button)
@@ -128,12 +144,6 @@ class ExportDialog(QDialog):
         layout.addWidget(self.status)
         layout.addWidget(self.files_view)
         layout.addLayout(buttons)
-
-        self.export_button.clicked.connect(self.export)
-        self.close_button.clicked.connect(self.accept)
-        bridge.event.connect(self._on_event)
-        bridge.engine_died.connect(self._on_engine_died)
-        bridge.state_changed.connect(self._on_engine_state)
 
     def chosen_plates(self) -> list[tuple[str, int]]:
         chosen = []
@@ -203,11 +213,7 @@ class ExportDialog(QDialog):
             return
         name = event.get("event")
         if name == "result":
-            result = event.get("result")
-            files = result
-            if isinstance(result, dict):
-                files = result.get("files", result.get("written", []))
-            self.written = [str(f) for f in (files or [])]
+            self.written = list(ExportResult.model_validate(event.get("result") or {}).files)
             out = self.export_out or Path(self.out_edit.text().strip()).expanduser()
             # names only when they lie in the folder (named once, in the status line)
             shown = [Path(f).name if Path(f).parent == out else f for f in self.written]

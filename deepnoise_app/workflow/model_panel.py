@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
     QFileDialog,
@@ -24,18 +25,16 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import READY, STOPPED, EngineBridge
+from deepnoise_engine.contract.model_description import ModelDescription
 
-#: Description keys shown first, with their labels (others follow as they come).
+#: Description fields shown, with their labels, in this order.
 _SHOWN = (
     ("architecture", "Architecture"),
-    ("architectures", "Architectures"),
     ("kind", "Kind"),
-    ("num_classes", "Classes"),
     ("classes_count", "Classes"),
     ("channels", "Channels"),
     ("normalisation", "Normalisation"),
     ("image_size", "Image size"),
-    ("val_acc", "Validation accuracy"),
     ("validation_accuracy", "Validation accuracy"),
     ("cell_types", "Cell types served"),
 )
@@ -52,63 +51,58 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def describe_rows(desc: dict) -> list[tuple[str, str]]:
-    """(label, text) rows for a describe_model result, known keys first."""
+def as_description(desc: dict | ModelDescription, path: str | None = None) -> ModelDescription:
+    """The typed description of a ``describe_model`` answer (``path`` overrides its own)."""
+    if isinstance(desc, ModelDescription):
+        return desc if path is None else desc.model_copy(update={"path": path})
+    fields = {"kind": "checkpoint", "path": path or "", **desc}
+    if path is not None:
+        fields["path"] = path
+    return ModelDescription.model_validate(fields)
+
+
+def describe_rows(desc: ModelDescription) -> list[tuple[str, str]]:
+    """(label, text) rows for a described model; fields a newer engine adds follow."""
     rows: list[tuple[str, str]] = []
-    seen = {"path", "classes", "class_names", "models", "engine_version", "role"}
     for key, label in _SHOWN:
-        if key in desc and desc[key] is not None:
-            rows.append((label, _fmt(desc[key])))
-            seen.add(key)
-    classes = desc.get("classes") or desc.get("class_names")
-    if isinstance(classes, list) and classes:
-        rows.append(("Class names", _fmt(classes)))
-    for key, value in desc.items():
-        if key not in seen and isinstance(value, str | int | float | bool | list):
+        value = getattr(desc, key)
+        if value is not None and value != []:
+            rows.append((label, _fmt(value)))
+    if desc.classes:
+        rows.append(("Class names", _fmt(desc.classes)))
+    for key, value in (desc.model_extra or {}).items():
+        if isinstance(value, str | int | float | bool | list):
             rows.append((key.replace("_", " ").capitalize(), _fmt(value)))
     return rows
 
 
-def summary(desc: dict) -> str:
+def summary(desc: ModelDescription) -> str:
     """One line for a described model: architecture, classes, normalisation, accuracy."""
     parts = []
-    arch = desc.get("architecture", desc.get("architectures"))
-    if arch:
-        parts.append(_fmt(arch))
-    count = desc.get("classes_count", desc.get("num_classes"))
-    if count is None and isinstance(desc.get("classes"), list):
-        count = len(desc["classes"])
-    if count is not None:
+    if desc.architecture:
+        parts.append(_fmt(desc.architecture))
+    count = desc.classes_count or len(desc.classes)
+    if count:
         parts.append(f"{count} classes")
-    if desc.get("normalisation"):
-        parts.append(f"norm {desc['normalisation']}")
-    acc = desc.get("validation_accuracy", desc.get("val_acc"))
-    if isinstance(acc, int | float) and not isinstance(acc, bool):
+    if desc.normalisation:
+        parts.append(f"norm {desc.normalisation}")
+    acc = desc.validation_accuracy
+    if acc is not None:
         parts.append(f"val. acc. {100 * acc:.1f}%" if acc <= 1 else f"val. acc. {acc:.1f}%")
     return ", ".join(parts)
 
 
-def _channel_count(value: Any) -> int | None:
-    if isinstance(value, list):
-        return len(value)
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
-    return None
-
-
-def fit_problem(desc: dict, screen: Any) -> str | None:
+def fit_problem(desc: ModelDescription, screen: Any) -> str | None:
     """Why a described model cannot score ``screen`` (None when it fits)."""
     if screen is None:
         return None
-    channels = _channel_count(desc.get("channels", desc.get("in_chans")))
-    if channels is not None and channels != len(screen.channels):
+    if desc.channels is not None and len(desc.channels) != len(screen.channels):
         return (
-            f"The model reads {channels} channels but the screen has {len(screen.channels)} "
-            f"({', '.join(f'w{c}' for c in screen.channels)})."
+            f"The model reads {len(desc.channels)} channels but the screen has "
+            f"{len(screen.channels)} ({', '.join(f'w{c}' for c in screen.channels)})."
         )
-    classes = desc.get("classes") or desc.get("class_names")
-    if isinstance(classes, list) and classes:
-        known = {str(c) for c in classes}
+    if desc.classes:
+        known = {str(c) for c in desc.classes}
         labels = set(screen.classes())
         unknown = sorted(labels - known)
         if labels and len(unknown) == len(labels):
@@ -226,14 +220,14 @@ class ModelPanel(QWidget):
         """True while a description is awaited from the engine."""
         return bool(self._pending)
 
-    def add_description(self, path: str, desc: dict) -> bool:
+    def add_description(self, path: str, desc: dict | ModelDescription) -> bool:
         """Add a described model unless it does not fit the open screen."""
+        desc = as_description(desc, path)
         problem = fit_problem(desc, getattr(self.state, "screen", None))
         if problem:
             self._say(f"Refused {Path(path).name}: {problem}", error=True)
             return False
-        entry = {**desc, "path": path}
-        self.models.append(entry)
+        self.models.append(desc.model_dump())  # plain dicts for the state and the signal
         line = summary(desc)
         item = QTreeWidgetItem([Path(path).name, line])
         item.setToolTip(0, str(path))
@@ -264,7 +258,7 @@ class ModelPanel(QWidget):
         dropped: list[str] = []
         why = ""
         for index in reversed(range(len(self.models))):
-            problem = fit_problem(self.models[index], screen)
+            problem = fit_problem(as_description(self.models[index]), screen)
             if problem:
                 dropped.insert(0, Path(self.models[index]["path"]).name)
                 why = problem
@@ -320,8 +314,13 @@ class ModelPanel(QWidget):
             return
         path = self._pending.pop(request)
         if event.get("event") == "result":
-            result = event.get("result")
-            self.add_description(path, result if isinstance(result, dict) else {})
+            try:
+                desc = as_description(event.get("result") or {}, path)
+            except ValidationError as exc:  # an engine of another version: say what is off
+                self._say(f"Cannot load {Path(path).name}: unreadable description ({exc})",
+                          error=True)
+                return
+            self.add_description(path, desc)
         elif event.get("event") == "error":
             self._say(f"Cannot load {Path(path).name}: {event.get('message', 'error')}", error=True)
         else:  # not the answer yet (quick requests answer with one result event)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
@@ -31,6 +31,9 @@ from qtpy.QtWidgets import (
 
 from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.training_view import format_eta
+from deepnoise_engine.contract.events import Progress
+from deepnoise_engine.contract.requests import TTA, Balance
+from deepnoise_engine.contract.results import ScoreResult
 
 
 def plate_token(experiment: str, index: int) -> str:
@@ -62,6 +65,19 @@ def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
     return len(files)
 
 
+def _row(items: list[Any]) -> QHBoxLayout:
+    """A row of widgets: ``(widget, stretch)`` pairs, and an int for a stretch."""
+    row = QHBoxLayout()
+    for item in items:
+        if isinstance(item, int):
+            row.addStretch(item)
+        elif isinstance(item, tuple):
+            row.addWidget(*item)
+        else:
+            row.addWidget(item)
+    return row
+
+
 class ScorePanel(QWidget):
     """Plate scope tree, output folder, Score button, progress and the raw/balanced toggle."""
 
@@ -85,7 +101,15 @@ class ScorePanel(QWidget):
         self.last_result: dict | None = None
         #: Asks the user a yes/no question (replaced in scripted use).
         self.confirm: Callable[[str], bool] = self._ask
+        self._build_choices()
+        self._build_run_widgets()
+        self._lay_out()
+        self._connect()
+        self.refresh()
+        self.show_models()
 
+    def _build_choices(self) -> None:
+        """The plate tree and the score request's options (choices from the contract)."""
         self.tree = QTreeWidget()
         self.tree.setHeaderLabels(["Plates to score"])
         self.tree.setMinimumHeight(90)
@@ -94,13 +118,16 @@ class ScorePanel(QWidget):
         self.all_button = QPushButton("Whole screen")
         self.plate_button = QPushButton("Current plate")
         self.balance_combo = QComboBox()
-        self.balance_combo.addItems(["assignment", "paper", "none"])
+        self.balance_combo.addItems(list(get_args(Balance)))
         self.balance_combo.setToolTip("Plate prior: each siRNA at most once per plate")
         self.tta_combo = QComboBox()
-        self.tta_combo.addItems(["8", "1"])
+        self.tta_combo.addItems([str(n) for n in sorted(get_args(TTA), reverse=True)])
         self.tta_combo.setToolTip("Test-time augmentation: 8 flips/rotations or none")
         self.out_edit = QLineEdit()
         self.out_edit.textEdited.connect(lambda _t: self._clear_error())
+
+    def _build_run_widgets(self) -> None:
+        """Score/Cancel, the progress bar, the status lines and the raw/balanced toggle."""
         self.score_button = QPushButton("Score")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -117,31 +144,19 @@ class ScorePanel(QWidget):
         self.mode_group = QButtonGroup(self)
         self.mode_group.addButton(self.balanced_radio)
         self.mode_group.addButton(self.raw_radio)
-        self.balanced_radio.setChecked(getattr(state, "prediction_mode", "balanced") != "raw")
-        self.raw_radio.setChecked(getattr(state, "prediction_mode", "balanced") == "raw")
+        mode = getattr(self.state, "prediction_mode", "balanced")
+        self.balanced_radio.setChecked(mode != "raw")
+        self.raw_radio.setChecked(mode == "raw")
 
-        scope = QHBoxLayout()
-        scope.addWidget(self.all_button)
-        scope.addWidget(self.plate_button)
-        scope.addStretch(1)
-        opts = QHBoxLayout()
-        opts.addWidget(QLabel("Balance"))
-        opts.addWidget(self.balance_combo)
-        opts.addWidget(QLabel("TTA"))
-        opts.addWidget(self.tta_combo)
-        opts.addStretch(1)
-        out_row = QHBoxLayout()
-        out_row.addWidget(QLabel("Output"))
-        out_row.addWidget(self.out_edit, 1)
-        run_row = QHBoxLayout()
-        run_row.addWidget(self.score_button)
-        run_row.addWidget(self.cancel_button)
-        run_row.addWidget(self.progress_bar, 1)
-        mode_row = QHBoxLayout()
-        mode_row.addWidget(QLabel("Show predictions:"))
-        mode_row.addWidget(self.balanced_radio)
-        mode_row.addWidget(self.raw_radio)
-        mode_row.addStretch(1)
+    def _lay_out(self) -> None:
+        rows = (
+            [self.all_button, self.plate_button, 1],
+            [QLabel("Balance"), self.balance_combo, QLabel("TTA"), self.tta_combo, 1],
+            [QLabel("Output"), (self.out_edit, 1)],
+            [self.score_button, self.cancel_button, (self.progress_bar, 1)],
+            [QLabel("Show predictions:"), self.balanced_radio, self.raw_radio, 1],
+        )
+        scope, opts, out_row, run_row, mode_row = (_row(items) for items in rows)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addLayout(scope)
@@ -153,20 +168,19 @@ class ScorePanel(QWidget):
         layout.addWidget(self.status)
         layout.addLayout(mode_row)
 
+    def _connect(self) -> None:
         self.all_button.clicked.connect(lambda: self.select_plates(None))
         self.plate_button.clicked.connect(self._select_current_plate)
         self.score_button.clicked.connect(self.score)
         self.cancel_button.clicked.connect(self.cancel)
         self.balanced_radio.toggled.connect(self._mode_toggled)
-        bridge.event.connect(self._on_event)
-        bridge.engine_died.connect(self._on_engine_died)
-        bridge.state_changed.connect(self._on_engine_state)
-        if hasattr(state, "screen_changed"):
-            state.screen_changed.connect(self.refresh)
-        if hasattr(state, "prediction_mode_changed"):
-            state.prediction_mode_changed.connect(self._mode_changed)
-        self.refresh()
-        self.show_models()
+        self.bridge.event.connect(self._on_event)
+        self.bridge.engine_died.connect(self._on_engine_died)
+        self.bridge.state_changed.connect(self._on_engine_state)
+        if hasattr(self.state, "screen_changed"):
+            self.state.screen_changed.connect(self.refresh)
+        if hasattr(self.state, "prediction_mode_changed"):
+            self.state.prediction_mode_changed.connect(self._mode_changed)
 
     def show_models(self, *_args: Any) -> None:
         """Say which models a Score uses (several: their ensemble)."""
@@ -315,15 +329,14 @@ class ScorePanel(QWidget):
             return
         name = event.get("event")
         if name == "progress":
-            done, total = event.get("done"), event.get("total")
-            if isinstance(done, int | float) and isinstance(total, int | float) and total > 0:
+            progress = Progress.model_validate(event)
+            if progress.total:
                 self.progress_bar.setRange(0, 1000)
-                self.progress_bar.setValue(int(1000 * min(done / total, 1.0)))
-            eta = format_eta(event.get("eta_s"))
-            stage = event.get("stage") or "scoring"
-            self._say(f"{stage}… {('ETA ' + eta) if eta else ''}".strip())
+                self.progress_bar.setValue(int(1000 * min(progress.done / progress.total, 1.0)))
+            eta = format_eta(progress.eta_s)
+            self._say(f"{progress.stage or 'scoring'}… {('ETA ' + eta) if eta else ''}".strip())
         elif name == "result":
-            self.last_result = dict(event.get("result") or {})
+            self.last_result = ScoreResult.model_validate(event.get("result") or {}).model_dump()
             self._finish()
             self._load(self.out_dir)
         elif name == "error":

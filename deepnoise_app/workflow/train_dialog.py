@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-import tomllib
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -35,62 +34,23 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from deepnoise_engine.contract.config import (
+    ConfigDefaultsAnswer,
+    DefaultSplitAnswer,
+    PresetsAnswer,
+)
+from deepnoise_engine.contract.run_folder import new_run_problem
 from deepnoise_engine.screen.model import Screen
 
 TRAIN, VALIDATION, UNLABELLED, NOT_USED = "train", "validation", "unlabelled", "not used"
-NORMALISATION_MODES = ("none", "global", "cell_type", "experiment", "plate", "site", "controls")
+#: Backbones offered in the editable combos (any timm backbone name can be typed).
 BACKBONES = ("xception_tiny", "xception", "xception_wide", "resnet18", "efficientnet_b0")
 
-#: Values used when a preset does not set a key (the engine's schema defaults).
-_FALLBACK: dict[str, dict[str, Any]] = {
-    "data": {"normalisation": "plate", "image_size": 512, "use_unlabelled": True},
-    "model": {"names": ["xception", "xception_wide"], "epochs": 160, "batch_size": 64},
-    "mean_teacher": {"enabled": True},
-    "pseudo_labels": {"enabled": True},
-    "finetune": {"enabled": True},
-    "runtime": {"device": "auto"},
-}
 
+class QuickAsker(Protocol):
+    """What the dialog asks the engine through: ``EngineBridge.ask`` (quick requests)."""
 
-def presets_dir() -> Path | None:
-    """The shipped presets folder, or None when resources are missing."""
-    try:
-        from deepnoise_engine.resources import resource_path
-
-        return resource_path("presets")
-    except FileNotFoundError:
-        return None
-
-
-def preset_names() -> list[str]:
-    """Preset names (``tiny`` first: the one that runs in minutes)."""
-    folder = presets_dir()
-    names = sorted(p.stem for p in folder.glob("*.toml")) if folder else []
-    return sorted(names or ["tiny", "paper"], key=lambda n: (n != "tiny", n))
-
-
-def load_preset(name: str) -> dict[str, dict[str, Any]]:
-    """The preset's values over the fallbacks (torch-free: plain TOML)."""
-    values = {section: dict(keys) for section, keys in _FALLBACK.items()}
-    folder = presets_dir()
-    path = folder / f"{name}.toml" if folder else None
-    if path and path.is_file():
-        with open(path, "rb") as fh:
-            for section, table in tomllib.load(fh).items():
-                if isinstance(table, dict):
-                    values.setdefault(section, {}).update(table)
-    return values
-
-
-def default_validation(screen: Screen) -> set[str]:
-    """The engine's default split: the last labelled experiment of each cell type validates,
-    unless it is the cell type's only labelled experiment (then it trains)."""
-    by_type: dict[str, list[str]] = {}
-    for name in sorted(screen.experiments):
-        exp = screen.experiments[name]
-        if exp.labelled:
-            by_type.setdefault(exp.cell_type, []).append(name)
-    return {names[-1] for names in by_type.values() if len(names) > 1}
+    def ask(self, type: str, timeout: float = 30.0, **params: Any) -> Any: ...
 
 
 def toml_value(value: Any) -> str:
@@ -102,19 +62,59 @@ def toml_value(value: Any) -> str:
     return json.dumps(value)  # strings and lists of strings/numbers are valid TOML as JSON
 
 
-def run_folder_problem(out: Path) -> str | None:
-    """Why ``out`` cannot take a new run, or None when it can (missing or empty folder)."""
-    if out.exists() and not out.is_dir():
-        return f"Output {out} is a file, not a folder."
-    if out.is_dir() and any(out.iterdir()):
-        ckpt = out / "checkpoints"
-        if (out / "config.toml").is_file() and ckpt.is_dir() and any(ckpt.glob("last*")):
-            return (
-                f"Run folder {out} already holds a resumable run: resume it from the "
-                "training view, or choose a new folder."
-            )
-        return f"Run folder {out} exists and is not a resumable run: choose a new or empty folder."
-    return None
+def _spin(low: int, high: int, suffix: str = "") -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(low, high)
+    spin.setSuffix(suffix)
+    return spin
+
+
+class EngineRules:
+    """The engine's answers the dialog needs: presets, key choices, the default split and
+    the configuration check. A failed question leaves ``problem`` saying why."""
+
+    def __init__(self, engine: QuickAsker | None) -> None:
+        self.engine = engine
+        self.problem = ""
+        self.presets = PresetsAnswer(default="", names=[], presets={})
+        self.normalisation_modes: list[str] = []
+        answer = self._ask("presets")
+        if answer is not None:
+            self.presets = PresetsAnswer.model_validate(answer)
+        answer = self._ask("config_defaults")
+        if answer is not None:
+            defaults = ConfigDefaultsAnswer.model_validate(answer)
+            self.normalisation_modes = list(defaults.choices.get("data.normalisation", []))
+
+    def _ask(self, type: str, **params: Any) -> Any:
+        if self.engine is None:
+            self.problem = "No engine to ask: the settings cannot be checked."
+            return None
+        try:
+            return self.engine.ask(type, **params)
+        except Exception as exc:  # shown in the dialog, never raised into the event loop
+            self.problem = f"The engine could not answer {type!r}: {exc}"
+            return None
+
+    def default_validation(self, screen: Screen | None) -> set[str]:
+        """The experiments a train request validates on when it names none."""
+        if screen is None:
+            return set()
+        answer = self._ask("default_split", data=str(screen.root))
+        if answer is None:
+            return set()
+        return set(DefaultSplitAnswer.model_validate(answer).validation_experiments)
+
+    def config_problem(self, preset: str, overrides: list[str]) -> str | None:
+        """The engine's objection to these settings (it names the key), or None."""
+        if self.engine is None:
+            return None
+        try:
+            self.engine.ask("check_config", preset=preset, overrides=overrides)
+        except Exception as exc:
+            message = getattr(exc, "message", None) or str(exc)
+            return f"Settings refused by the engine: {message}"
+        return None
 
 
 class TrainDialog(QDialog):
@@ -126,24 +126,47 @@ class TrainDialog(QDialog):
         devices: list[dict] | None = None,
         runs_dir: Path | None = None,
         parent: QWidget | None = None,
+        engine: QuickAsker | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("Train a DeepNoise model")
         self.screen = screen
         self.devices = list(devices or [])
         self.runs_dir = Path(runs_dir) if runs_dir else Path.home() / "deepnoise-runs"
+        self.rules = EngineRules(engine)
+        self._default_validation = self.rules.default_validation(screen)
         self._out_edited = False
+        data_row = self._build_data_row()
+        self._build_table()
+        settings = self._build_settings()
+        out_row = self._build_out_row()
+        self._build_buttons()
+        self._lay_out(data_row, settings, out_row)
+        self.preset_combo.currentTextChanged.connect(self.apply_preset)
+        self.apply_preset(self.preset_combo.currentText())
+        self._fill_table()
+        self._suggest_out()
+        # a shown problem is checked again as the user changes things: fixed, it goes
+        for signal in (self.out_edit.textChanged, self.data_edit.textChanged,
+                       self.model1_combo.currentTextChanged,
+                       self.model2_combo.currentTextChanged, self.ensemble_check.toggled,
+                       self.device_combo.currentIndexChanged):
+            signal.connect(lambda *_a: self._recheck())
+        if self.rules.problem:
+            self.error_label.setText(self.rules.problem)
 
-        # screen
-        self.data_edit = QLineEdit(str(screen.root) if screen else "")
+    # -- building --------------------------------------------------------------------
+    def _build_data_row(self) -> QHBoxLayout:
+        self.data_edit = QLineEdit(str(self.screen.root) if self.screen else "")
         self.data_edit.editingFinished.connect(self._data_changed)
         data_browse = QPushButton("Browse…")
         data_browse.clicked.connect(self._browse_data)
         data_row = QHBoxLayout()
         data_row.addWidget(self.data_edit, 1)
         data_row.addWidget(data_browse)
+        return data_row
 
-        # split table
+    def _build_table(self) -> None:
         self.table = QTableWidget(0, 5)
         self.table.setHorizontalHeaderLabels(
             ["Experiment", "Cell type", "Plates", "Labels", "Use as"]
@@ -155,9 +178,10 @@ class TrainDialog(QDialog):
         self.split_note = QLabel()
         self.split_note.setWordWrap(True)
 
-        # preset and settings
+    def _build_settings(self) -> QGroupBox:
+        """The preset and the key settings, in a group box."""
         self.preset_combo = QComboBox()
-        self.preset_combo.addItems(preset_names())
+        self.preset_combo.addItems(self.rules.presets.names)
         self.model1_combo = QComboBox()
         self.model2_combo = QComboBox()
         for combo in (self.model1_combo, self.model2_combo):
@@ -169,18 +193,34 @@ class TrainDialog(QDialog):
                 QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.ensemble_check = QCheckBox("Ensemble of two models")
         self.ensemble_check.toggled.connect(self.model2_combo.setEnabled)
-        self.epochs_spin = QSpinBox()
-        self.epochs_spin.setRange(1, 100000)
-        self.batch_spin = QSpinBox()
-        self.batch_spin.setRange(1, 65536)
-        self.size_spin = QSpinBox()
-        self.size_spin.setRange(8, 4096)
-        self.size_spin.setSuffix(" px")
+        self.epochs_spin = _spin(1, 100000)
+        self.batch_spin = _spin(1, 65536)
+        self.size_spin = _spin(8, 4096, " px")
         self.norm_combo = QComboBox()
-        self.norm_combo.addItems(NORMALISATION_MODES)
+        self.norm_combo.addItems(self.rules.normalisation_modes)
         self.mean_teacher_check = QCheckBox("Mean teacher (uses unlabelled wells)")
         self.pseudo_check = QCheckBox("Pseudo labels")
         self.finetune_check = QCheckBox("Fine-tune per cell type")
+        self._build_device_combo()
+        models_row = QHBoxLayout()
+        for widget in (self.model1_combo, self.ensemble_check, self.model2_combo):
+            models_row.addWidget(widget)
+        form = QFormLayout()
+        form.addRow("Preset", self.preset_combo)
+        form.addRow("Backbone(s)", models_row)
+        form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Batch size", self.batch_spin)
+        form.addRow("Image size", self.size_spin)
+        form.addRow("Normalisation", self.norm_combo)
+        for check in (self.mean_teacher_check, self.pseudo_check, self.finetune_check):
+            form.addRow("", check)
+        form.addRow("Device", self.device_combo)
+        settings = QGroupBox("Settings")
+        settings.setLayout(form)
+        return settings
+
+    def _build_device_combo(self) -> None:
+        """auto, then one entry per device type the engine offers, and always the CPU."""
         self.device_combo = QComboBox()
         self.device_combo.addItem("auto", "auto")
         for dev in self.devices:
@@ -192,6 +232,7 @@ class TrainDialog(QDialog):
         if self.device_combo.findData("cpu") < 0:
             self.device_combo.addItem("cpu", "cpu")
 
+    def _build_out_row(self) -> QHBoxLayout:
         self.out_edit = QLineEdit()
         self.out_edit.textEdited.connect(self._out_touched)
         out_browse = QPushButton("Browse…")
@@ -199,25 +240,9 @@ class TrainDialog(QDialog):
         out_row = QHBoxLayout()
         out_row.addWidget(self.out_edit, 1)
         out_row.addWidget(out_browse)
+        return out_row
 
-        models_row = QHBoxLayout()
-        models_row.addWidget(self.model1_combo)
-        models_row.addWidget(self.ensemble_check)
-        models_row.addWidget(self.model2_combo)
-        form = QFormLayout()
-        form.addRow("Preset", self.preset_combo)
-        form.addRow("Backbone(s)", models_row)
-        form.addRow("Epochs", self.epochs_spin)
-        form.addRow("Batch size", self.batch_spin)
-        form.addRow("Image size", self.size_spin)
-        form.addRow("Normalisation", self.norm_combo)
-        form.addRow("", self.mean_teacher_check)
-        form.addRow("", self.pseudo_check)
-        form.addRow("", self.finetune_check)
-        form.addRow("Device", self.device_combo)
-        settings = QGroupBox("Settings")
-        settings.setLayout(form)
-
+    def _build_buttons(self) -> None:
         self.error_label = QLabel()
         self.error_label.setWordWrap(True)
         self.error_label.setStyleSheet("color: #c62828;")
@@ -229,6 +254,8 @@ class TrainDialog(QDialog):
         self.buttons.accepted.connect(self.accept)
         self.buttons.rejected.connect(self.reject)
 
+    def _lay_out(self, data_row: QHBoxLayout, settings: QGroupBox,
+                 out_row: QHBoxLayout) -> None:
         top = QFormLayout()
         top.addRow("Screen", data_row)
         layout = QVBoxLayout(self)
@@ -243,17 +270,6 @@ class TrainDialog(QDialog):
         layout.addWidget(self.error_label)
         layout.addWidget(self.buttons)
 
-        self.preset_combo.currentTextChanged.connect(self.apply_preset)
-        self.apply_preset(self.preset_combo.currentText())
-        self._fill_table()
-        self._suggest_out()
-        # a shown problem is checked again as the user changes things: fixed, it goes
-        for signal in (self.out_edit.textChanged, self.data_edit.textChanged,
-                       self.model1_combo.currentTextChanged,
-                       self.model2_combo.currentTextChanged, self.ensemble_check.toggled,
-                       self.device_combo.currentIndexChanged):
-            signal.connect(lambda *_a: self._recheck())
-
     def _recheck(self) -> None:
         """Update a shown error to what is still wrong (nothing shown: nothing to do)."""
         if self.error_label.text():
@@ -261,8 +277,10 @@ class TrainDialog(QDialog):
 
     # -- filling ---------------------------------------------------------------------
     def apply_preset(self, name: str) -> None:
-        """Show the preset's values in the settings widgets."""
-        values = load_preset(name)
+        """Show the preset's values (resolved by the engine) in the settings widgets."""
+        values = self.rules.presets.presets.get(name)
+        if values is None:
+            return
         names = list(values["model"].get("names") or ["xception"])
         self.model1_combo.setCurrentText(str(names[0]))
         self.ensemble_check.setChecked(len(names) > 1)
@@ -291,7 +309,7 @@ class TrainDialog(QDialog):
         if screen is None:
             self.split_note.setText("Open a screen to choose the experiments.")
             return
-        validation = default_validation(screen)
+        validation = self._default_validation
         for name in sorted(screen.experiments):
             exp = screen.experiments[name]
             row = self.table.rowCount()
@@ -323,7 +341,7 @@ class TrainDialog(QDialog):
         counts = {
             r: sum(1 for v in roles.values() if v == r) for r in (TRAIN, VALIDATION, UNLABELLED)
         }
-        default = sorted(default_validation(self.screen)) if self.screen is not None else []
+        default = sorted(self._default_validation)
         chosen = sorted(e for e, r in roles.items() if r == VALIDATION)
         if default:
             which = "the default" if chosen == default else "default"
@@ -372,6 +390,7 @@ class TrainDialog(QDialog):
                 self.screen = open_screen(path, check_images=False)
             except Exception as exc:  # shown, never raised into the event loop
                 self.error_label.setText(f"Cannot open screen {path}: {exc}")
+        self._default_validation = self.rules.default_validation(self.screen)
         self._fill_table()
         self._suggest_out()
 
@@ -401,7 +420,25 @@ class TrainDialog(QDialog):
         return names
 
     def validate(self) -> list[str]:
-        """Problems that stop the launch (empty when the request can go)."""
+        """Problems that stop the launch (empty when the request can go); once the
+        dialog's own checks pass, the engine checks the settings (naming the key)."""
+        problems = self._path_problems() + self._split_problems()
+        names = self.model_names()
+        if any(not n for n in names):
+            problems.append("Name a backbone for every model.")
+        elif len(set(names)) != len(names):
+            problems.append("The two ensemble models must be different backbones.")
+        device = self.device_combo.currentData()
+        if device == "cuda" and not any(d.get("type") == "cuda" for d in self.devices):
+            problems.append("The engine reports no CUDA device: choose cpu or auto.")
+        if not problems:
+            problem = self.rules.config_problem(self.preset_combo.currentText(),
+                                                self.overrides())
+            problems += [problem] if problem else []
+        return problems
+
+    def _path_problems(self) -> list[str]:
+        """The screen folder and the run folder."""
         problems: list[str] = []
         data = self.data_edit.text().strip()
         if not data:
@@ -414,36 +451,35 @@ class TrainDialog(QDialog):
         if not out:
             problems.append("Choose a run folder for the results.")
         else:
-            problem = run_folder_problem(Path(out).expanduser())
+            problem = new_run_problem(Path(out).expanduser())
             if problem:
                 problems.append(problem)
-        if self.screen is not None:
-            roles = self.experiment_roles()
-            train = [e for e, r in roles.items() if r == TRAIN]
-            val = [e for e, r in roles.items() if r == VALIDATION]
-            if not any(self.screen.experiments[e].labelled for e in roles):
-                problems.append("The screen has no labelled experiment: nothing to train on.")
-            elif not train:
+        return problems
+
+    def _split_problems(self) -> list[str]:
+        """The experiments' roles: something to train on, for every validated cell type."""
+        if self.screen is None:
+            return []
+        experiments = self.screen.experiments
+        problems: list[str] = []
+        roles = self.experiment_roles()
+        train = [e for e, r in roles.items() if r == TRAIN]
+        val = [e for e, r in roles.items() if r == VALIDATION]
+        if not any(experiments[e].labelled for e in roles):
+            problems.append("The screen has no labelled experiment: nothing to train on.")
+        elif not train:
+            problems.append(
+                "No labelled experiment is set to 'train': validation cannot be the whole "
+                "training set. Set at least one experiment to 'train'."
+            )
+        if set(train) & set(val):
+            problems.append("An experiment cannot be both training and validation.")
+        for cell_type in sorted({experiments[e].cell_type for e in val}):
+            if not any(experiments[e].cell_type == cell_type for e in train):
                 problems.append(
-                    "No labelled experiment is set to 'train': validation cannot be the whole "
-                    "training set. Set at least one experiment to 'train'."
+                    f"Cell type {cell_type} has no training experiment (all of its labelled "
+                    "experiments validate)."
                 )
-            if set(train) & set(val):
-                problems.append("An experiment cannot be both training and validation.")
-            for cell_type in sorted({self.screen.experiments[e].cell_type for e in val}):
-                if not any(self.screen.experiments[e].cell_type == cell_type for e in train):
-                    problems.append(
-                        f"Cell type {cell_type} has no training experiment (all of its labelled "
-                        "experiments validate)."
-                    )
-        names = self.model_names()
-        if any(not n for n in names):
-            problems.append("Name a backbone for every model.")
-        elif len(set(names)) != len(names):
-            problems.append("The two ensemble models must be different backbones.")
-        device = self.device_combo.currentData()
-        if device == "cuda" and not any(d.get("type") == "cuda" for d in self.devices):
-            problems.append("The engine reports no CUDA device: choose cpu or auto.")
         return problems
 
     def overrides(self) -> list[str]:

@@ -60,10 +60,13 @@ class Reporter:
     def progress(self, stage: str, done: float, total: float | None,
                  eta_s: float | None = None, **fields: Any) -> None:
         """Report ``done`` of ``total`` units of ``stage``; the ETA is estimated from the
-        time since the stage's first report when not given."""
+        time since the stage began when not given (the first stage began when the reporter
+        was made, i.e. when the job started; later ones at their first report)."""
         now = time.monotonic()
         if stage != self._stage:
-            self._stage, self._stage_t0 = stage, now
+            if self._stage is not None:
+                self._stage_t0 = now
+            self._stage = stage
         elapsed = now - self._stage_t0
         if eta_s is None and total and done and elapsed > 0.05:
             eta_s = elapsed / done * max(total - done, 0)

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from deepnoise_engine import __version__
 from deepnoise_engine.atomic_io import atomic_write_bytes
+from deepnoise_engine.contract.run_folder import RUN_COMPLETE, RUN_FORMAT, RUN_JSON
 from deepnoise_engine.model.errors import CheckpointError, ModelMismatchError
 
 if TYPE_CHECKING:
@@ -31,7 +32,6 @@ if TYPE_CHECKING:
 
 CHECKPOINT_FORMAT = "deepnoise-checkpoint"
 STATE_FORMAT = "deepnoise-training-state"
-RUN_FORMAT = "deepnoise-run"
 FORMAT_VERSION = 1
 
 #: Metadata keys of a checkpoint; those not given to ``save_checkpoint`` are filled in.
@@ -461,7 +461,7 @@ def resolve_models(path: str | Path) -> dict[str, list[Path]]:
     """
     path = Path(path)
     if path.is_dir():
-        run_json = path / "run.json"
+        run_json = path / RUN_JSON
         if not run_json.is_file():
             raise CheckpointError(
                 "not a train run folder (no run.json) and not a checkpoint", path
@@ -497,14 +497,14 @@ def check_run_complete(path: str | Path) -> None:
     if not path.is_dir():
         return
     try:
-        status = json.loads((path / "run.json").read_text(encoding="utf-8")).get("status")
+        status = json.loads((path / RUN_JSON).read_text(encoding="utf-8")).get("status")
     except (OSError, UnicodeDecodeError, json.JSONDecodeError, AttributeError):
         return  # resolve_models names what is wrong with run.json
-    if status not in (None, "complete"):
+    if status not in (None, RUN_COMPLETE):
         raise CheckpointError(
             f"the training run is not complete (run.json status {status!r}): finish it with "
             f"`deepnoise-engine train --out {path} --resume` (and its --data), or pass one "
-            "of its checkpoints (models/*.json) to use a finished stage", path / "run.json")
+            "of its checkpoints (models/*.json) to use a finished stage", path / RUN_JSON)
 
 
 def _existing_stem(path: Path, listed_in: Path | None) -> Path:

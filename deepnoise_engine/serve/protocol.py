@@ -15,9 +15,20 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+import typing
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from deepnoise_engine.contract.events import ENGINE_EVENTS, Event, parse_event
+from deepnoise_engine.contract.requests import (
+    DIAGNOSTIC_REQUESTS,
+    JOB_REQUESTS,
+    QUICK_REQUESTS,
+    Params,
+)
 
 #: Version of the wire format; bumped on any incompatible change.
 PROTOCOL_VERSION = 1
@@ -25,17 +36,7 @@ PROTOCOL_VERSION = 1
 MAX_LINE_BYTES = 1024 * 1024
 
 #: Event names the engine sends (``engine_died`` is made by the client, never sent).
-EVENTS = (
-    "accepted",
-    "started",
-    "progress",
-    "metrics",
-    "log",
-    "result",
-    "error",
-    "finished",
-    "cancelled",
-)
+EVENTS = ENGINE_EVENTS
 
 #: Error kinds of the protocol itself; job errors add ``job_failed``, ``out_of_memory``,
 #: ``cancelled`` and the typed kinds of the steps (``missing_image``, ``model_mismatch``, ...).
@@ -61,147 +62,32 @@ class ProtocolError(Exception):
 
 # --- request specifications ------------------------------------------------------------
 
-#: Parameter types: a name understood by :func:`_check_type`.
-ParamType = str
-
 
 @dataclass(frozen=True)
 class RequestSpec:
     """What a request type accepts. ``job`` types run in the job queue; others answer at once."""
 
     job: bool
-    required: dict[str, ParamType] = field(default_factory=dict)
-    optional: dict[str, ParamType] = field(default_factory=dict)
-    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    params: type[Params]
     diagnostic: bool = False
 
 
-_DEMO_OPTIONS: dict[str, ParamType] = {
-    "seed": "int",
-    "cell_types": "list[str]",
-    "train_experiments_per_cell_type": "int",
-    "test_experiments_per_cell_type": "int",
-    "plates_per_experiment": "int",
-    "plate_format": "int",
-    "sirnas_per_plate": "int",
-    "positive_controls": "int",
-    "image_size": "int",
-    "sites": "int",
-    "channels": "int",
-    "missing_wells": "int",
-    "overwrite": "bool",
-}
-
 REQUESTS: dict[str, RequestSpec] = {
-    "hello": RequestSpec(job=False),
-    "list_jobs": RequestSpec(job=False),
-    "describe_model": RequestSpec(job=False, required={"path": "str"}),
-    "inspect": RequestSpec(
-        job=False,
-        required={"data": "str"},
-        optional={"check_images": "bool", "max_problems": "int"},
-    ),
-    "cancel": RequestSpec(job=False, required={"job": "str"}),
-    "shutdown": RequestSpec(job=False, optional={"wait_s": "number"}),
-    "pack": RequestSpec(job=True, required={"data": "str"}, optional={"out": "str"}),
-    "make_demo": RequestSpec(job=True, required={"out": "str"}, optional=_DEMO_OPTIONS),
-    "train": RequestSpec(
-        job=True,
-        required={"data": "str", "out": "str"},
-        optional={
-            "preset": "str",
-            "config_file": "str",
-            "overrides": "list[str]",
-            "device": "str",
-        },
-        choices={"device": ("cpu", "cuda", "auto")},
-    ),
-    "resume": RequestSpec(
-        job=True,
-        required={"out": "str"},
-        optional={"data": "str", "device": "str"},
-        choices={"device": ("cpu", "cuda", "auto")},
-    ),
-    "score": RequestSpec(
-        job=True,
-        required={"data": "str", "models": "list[str]", "out": "str"},
-        optional={
-            "plates": "list[str]",
-            "balance": "str",
-            "tta": "int",
-            "submission": "str",
-            "overwrite": "bool",
-            "batch_size": "int",
-            "device": "str",
-        },
-        choices={
-            "balance": ("assignment", "paper", "none"),
-            "tta": (1, 8),
-            "device": ("cpu", "cuda", "auto"),
-        },
-    ),
-    "export": RequestSpec(
-        job=True,
-        required={"score_dir": "str", "out": "str"},
-        optional={
-            "plates": "list[str]",
-            "submission": "bool",
-            "figures": "bool",
-            "overwrite": "bool",
-        },
-    ),
-    "qc": RequestSpec(
-        job=True,
-        required={"score_dir": "str"},
-        optional={"out": "str", "overwrite": "bool", "block": "int", "seed": "int"},
-    ),
-    # Diagnostics (tests, health checks): ``echo`` answers its params, ``sleep`` is a
-    # cancellable job that reports progress and can be told to fail.
-    "echo": RequestSpec(job=False, optional={"payload": "any"}, diagnostic=True),
-    "sleep": RequestSpec(
-        job=True,
-        optional={"seconds": "number", "steps": "int", "fail": "str", "say": "str"},
-        choices={"fail": ("error", "out_of_memory", "cuda_out_of_memory", "screen")},
-        diagnostic=True,
-    ),
-}
-
-
-def _check_type(value: Any, kind: ParamType) -> bool:
-    """True when ``value`` (decoded JSON) has the protocol type ``kind``."""
-    if kind == "any":
-        return True
-    if kind == "str":
-        return isinstance(value, str)
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return (
-            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-        )
-    if kind == "list[str]":
-        return isinstance(value, list) and all(isinstance(v, str) for v in value)
-    raise ValueError(f"unknown parameter type {kind!r}")
-
-
-_TYPE_WORDS = {
-    "str": "a string",
-    "bool": "true or false",
-    "int": "an integer",
-    "number": "a finite number",
-    "list[str]": "a list of strings",
+    **{name: RequestSpec(False, model, name in DIAGNOSTIC_REQUESTS)
+       for name, model in QUICK_REQUESTS.items()},
+    **{name: RequestSpec(True, model, name in DIAGNOSTIC_REQUESTS)
+       for name, model in JOB_REQUESTS.items()},
 }
 
 
 @dataclass(frozen=True)
 class Request:
-    """A validated request."""
+    """A validated request: ``params`` as sent, ``model`` the typed parameters."""
 
     id: str
     type: str
     params: dict[str, Any]
+    model: Params
 
     @property
     def spec(self) -> RequestSpec:
@@ -214,38 +100,13 @@ def parse_request(line: bytes | str) -> Request:
     ``request_id`` on the error is filled in as soon as the id could be read, so the
     client can match the error to its request.
     """
-    if isinstance(line, bytes):
-        if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
-            raise ProtocolError("too_large", f"request line longer than {MAX_LINE_BYTES} bytes")
-        try:
-            text = line.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ProtocolError("bad_request", f"request is not UTF-8: {exc}") from None
-    else:
-        text = line
-    try:
-        obj = json.loads(text)
-    except (ValueError, RecursionError) as exc:
-        raise ProtocolError("bad_request", f"request is not valid JSON: {exc}") from None
-    if not isinstance(obj, dict):
-        raise ProtocolError(
-            "bad_request", f"request must be a JSON object, got {type(obj).__name__}"
-        )
+    obj = _decode_object(line)
     rid = obj.get("id")
     if "id" not in obj:
         raise ProtocolError("bad_request", "request has no 'id' field")
     if not isinstance(rid, str) or not rid:
         raise ProtocolError("bad_request", "'id' must be a non-empty string")
-    if "v" not in obj:
-        raise ProtocolError("bad_request", "request has no 'v' (protocol version) field", rid)
-    version = obj["v"]
-    if version != PROTOCOL_VERSION or isinstance(version, bool):
-        raise ProtocolError(
-            "protocol_mismatch",
-            f"client speaks protocol version {version!r} but this engine speaks version "
-            f"{PROTOCOL_VERSION}; update the app or the engine so that they match",
-            rid,
-        )
+    _check_version(obj, rid)
     rtype = obj.get("type")
     if not isinstance(rtype, str):
         raise ProtocolError("bad_request", "'type' must be a string naming the request", rid)
@@ -263,43 +124,100 @@ def parse_request(line: bytes | str) -> Request:
     if extra:
         names = ", ".join(sorted(extra))
         raise ProtocolError("bad_request", f"unknown request field(s): {names}", rid)
-    check_params(rtype, params, rid)
-    return Request(id=rid, type=rtype, params=params)
+    return Request(id=rid, type=rtype, params=params, model=check_params(rtype, params, rid))
 
 
-def check_params(rtype: str, params: dict[str, Any], request_id: str | None = None) -> None:
-    """Validate ``params`` against the spec of ``rtype``; the error names the parameter."""
-    spec = REQUESTS[rtype]
-    for name in spec.required:
-        if name not in params:
+def _decode_object(line: bytes | str) -> dict[str, Any]:
+    """The JSON object of a request line (``too_large``/``bad_request`` otherwise)."""
+    if isinstance(line, bytes):
+        if len(line.rstrip(b"\r\n")) > MAX_LINE_BYTES:
+            raise ProtocolError("too_large", f"request line longer than {MAX_LINE_BYTES} bytes")
+        try:
+            text = line.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ProtocolError("bad_request", f"request is not UTF-8: {exc}") from None
+    else:
+        text = line
+    try:
+        obj = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError("bad_request", f"request is not valid JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise ProtocolError(
+            "bad_request", f"request must be a JSON object, got {type(obj).__name__}"
+        )
+    return obj
+
+
+def _check_version(obj: dict[str, Any], rid: str) -> None:
+    if "v" not in obj:
+        raise ProtocolError("bad_request", "request has no 'v' (protocol version) field", rid)
+    version = obj["v"]
+    if version != PROTOCOL_VERSION or isinstance(version, bool):
+        raise ProtocolError(
+            "protocol_mismatch",
+            f"client speaks protocol version {version!r} but this engine speaks version "
+            f"{PROTOCOL_VERSION}; update the app or the engine so that they match",
+            rid,
+        )
+
+
+def check_params(rtype: str, params: dict[str, Any], request_id: str | None = None) -> Params:
+    """Validate ``params`` with the model of ``rtype``; the error names the parameter.
+
+    Faults are reported in a fixed order: a missing required parameter first, then the
+    given parameters in their order (unknown, wrong type, not an allowed value).
+    """
+    model = REQUESTS[rtype].params
+    try:
+        return model.model_validate(params)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False)
+    fields = model.model_fields
+    for name, info in fields.items():
+        if info.is_required() and name not in params:
             raise ProtocolError(
                 "bad_request", f"{rtype}: missing required parameter {name!r}", request_id
             )
-    known = {**spec.required, **spec.optional}
+    faulty = {str(e["loc"][0]) for e in errors if e["loc"]}
     for name, value in params.items():
-        if name not in known:
-            names = ", ".join(sorted(known)) or "none"
-            raise ProtocolError(
-                "bad_request",
-                f"{rtype}: unknown parameter {name!r} (accepted: {names})",
-                request_id,
-            )
-        if value is None and name in spec.optional:
-            continue  # null means "use the default"
-        if not _check_type(value, known[name]):
-            raise ProtocolError(
-                "bad_request",
-                f"{rtype}.{name}: expected {_TYPE_WORDS.get(known[name], known[name])}, "
-                f"got {_short(value)}",
-                request_id,
-            )
-        allowed = spec.choices.get(name)
-        if allowed is not None and value not in allowed:
-            raise ProtocolError(
-                "bad_request",
-                f"{rtype}.{name}: {value!r} is not one of {', '.join(map(repr, allowed))}",
-                request_id,
-            )
+        if name not in faulty:
+            continue
+        if name not in fields:
+            accepted = ", ".join(sorted(fields)) or "none"
+            message = f"{rtype}: unknown parameter {name!r} (accepted: {accepted})"
+        else:
+            message = f"{rtype}.{name}: {_value_fault(fields[name].annotation, value)}"
+        raise ProtocolError("bad_request", message, request_id)
+    raise ProtocolError("bad_request", f"{rtype}: {errors[0]['msg']}", request_id)
+
+
+def _value_fault(annotation: Any, value: Any) -> str:
+    """Why ``value`` does not fit a parameter declared as ``annotation``."""
+    kinds = [a for a in typing.get_args(annotation) if a is not type(None)] or [annotation]
+    kind = kinds[0]
+    if typing.get_origin(kind) is Literal:
+        allowed = typing.get_args(kind)
+        base = type(allowed[0])
+        if isinstance(value, base) and not (base is int and isinstance(value, bool)):
+            return f"{value!r} is not one of {', '.join(map(repr, allowed))}"
+        kind = base
+    return f"expected {_TYPE_WORDS.get(_type_name(kind), str(kind))}, got {_short(value)}"
+
+
+def _type_name(kind: Any) -> str:
+    if typing.get_origin(kind) is list:
+        return "list[str]"
+    return getattr(kind, "__name__", str(kind))
+
+
+_TYPE_WORDS = {
+    "str": "a string",
+    "bool": "true or false",
+    "int": "an integer",
+    "float": "a finite number",
+    "list[str]": "a list of strings",
+}
 
 
 def _short(value: Any, limit: int = 60) -> str:
@@ -317,7 +235,9 @@ def make_event(
     return {"v": PROTOCOL_VERSION, "event": event, "job": job, "request": request, **fields}
 
 
-def make_request(rtype: str, request_id: str, params: dict[str, Any] | None = None) -> dict:
+def make_request(
+    rtype: str, request_id: str, params: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """A request object (what the client writes)."""
     return {"v": PROTOCOL_VERSION, "id": request_id, "type": rtype, "params": params or {}}
 
@@ -346,8 +266,19 @@ def to_jsonable(obj: Any) -> Any:
     return str(obj)
 
 
-def encode(obj: dict[str, Any]) -> bytes:
+def event_dict(event: Event) -> dict[str, Any]:
+    """A typed event as its wire object: the envelope first, then the fields it was given
+    (an optional field never set stays absent, as the engine sends it)."""
+    fields = event.model_dump(exclude_unset=True)
+    for name in ("v", "event", "job", "request"):
+        fields.pop(name, None)
+    return make_event(event.event, job=event.job, request=event.request, **fields)
+
+
+def encode(obj: dict[str, Any] | Event) -> bytes:
     """One protocol line (UTF-8 JSON + newline); never emits NaN/Infinity."""
+    if isinstance(obj, Event):
+        obj = event_dict(obj)
     try:
         text = json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     except (TypeError, ValueError):
@@ -355,6 +286,11 @@ def encode(obj: dict[str, Any]) -> bytes:
             to_jsonable(obj), ensure_ascii=False, allow_nan=False, separators=(",", ":")
         )
     return (text + "\n").encode("utf-8")
+
+
+def decode_typed_event(line: bytes | str) -> Event:
+    """Parse one event line into its contract type (``Progress``, ``Result``, ...)."""
+    return parse_event(decode_event(line))
 
 
 def decode_event(line: bytes | str) -> dict[str, Any]:

@@ -15,17 +15,13 @@ import platform
 import re
 import sys
 import threading
-from collections.abc import Callable
 from typing import IO, Any
 
 from deepnoise_engine import __version__
-from deepnoise_engine.serve.jobs import (
-    JobLogHandler,
-    JobManager,
-    describe_model,
-    error_fields,
-    inspect_screen,
-)
+from deepnoise_engine.contract.events import Result
+from deepnoise_engine.contract.requests import CancelParams, ShutdownParams
+from deepnoise_engine.serve.errors import error_event, error_fields
+from deepnoise_engine.serve.handlers import QUICK_HANDLERS
 from deepnoise_engine.serve.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -33,22 +29,17 @@ from deepnoise_engine.serve.protocol import (
     ProtocolError,
     Request,
     encode,
-    make_event,
+    event_dict,
     parse_request,
 )
+from deepnoise_engine.serve.queue import JobLogHandler, JobManager
 
 log = logging.getLogger(__name__)
 
-#: Seconds ``shutdown`` waits for running work to stop when the request does not say.
+#: Seconds the engine waits for running work to stop when its stdin closes.
 SHUTDOWN_WAIT_S = 10.0
 
 _ID_RE = re.compile(rb'"id"\s*:\s*"([^"\\]{1,200})"')
-
-#: Quick requests answered from a thread (they read files).
-_THREADED: dict[str, Callable[[dict[str, Any]], Any]] = {
-    "inspect": inspect_screen,
-    "describe_model": describe_model,
-}
 
 
 def read_request_line(stream: IO[bytes]) -> tuple[bytes | None, bool]:
@@ -146,10 +137,10 @@ class Server:
                 self._stopping.set()
 
     def _result(self, request: Request, result: Any) -> None:
-        self.emit(make_event("result", request=request.id, type=request.type, result=result))
+        self.emit(event_dict(Result(request=request.id, type=request.type, result=result)))
 
     def _error(self, request_id: str | None, fields: dict[str, Any]) -> None:
-        self.emit(make_event("error", request=request_id, **fields))
+        self.emit(error_event(fields, request=request_id))
 
     # -- main loop ---------------------------------------------------------------------
 
@@ -211,12 +202,13 @@ class Server:
         elif rtype == "list_jobs":
             self._result(request, {"jobs": self.jobs.list()})
         elif rtype == "cancel":
-            self._result(request, self.jobs.cancel(request.params["job"]))
+            assert isinstance(request.model, CancelParams)
+            self._result(request, self.jobs.cancel(request.model.job))
         elif rtype == "echo":
             self._result(request, {"params": request.params})
         elif rtype == "shutdown":
             self.shutdown(request)
-        elif rtype in _THREADED:
+        elif rtype in QUICK_HANDLERS:
             threading.Thread(
                 target=self._answer_threaded,
                 args=(request,),
@@ -228,7 +220,7 @@ class Server:
 
     def _answer_threaded(self, request: Request) -> None:
         try:
-            result = _THREADED[request.type](request.params)
+            result = QUICK_HANDLERS[request.type](request.model)
         except Exception as exc:
             self._error(request.id, error_fields(exc))
         else:
@@ -236,8 +228,8 @@ class Server:
 
     def shutdown(self, request: Request) -> None:
         """Cancel queued and running work, wait up to ``wait_s``, answer, then stop reading."""
-        wait_s = request.params.get("wait_s")
-        stopped = self.jobs.close(wait_s=SHUTDOWN_WAIT_S if wait_s is None else float(wait_s))
+        assert isinstance(request.model, ShutdownParams)
+        stopped = self.jobs.close(wait_s=request.model.wait_s)
         self._result(request, {"stopped": stopped})
         self._stopping.set()
 

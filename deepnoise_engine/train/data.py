@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from deepnoise_engine.screen.model import sort_labels
+from deepnoise_engine.train.split import default_validation_experiments
 
 
 class TrainDataError(ValueError):
@@ -196,12 +197,8 @@ def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -
             raise TrainDataError(f"data.validation_experiments: unknown experiment(s) {unknown}")
         val_exps = list(explicit)
     else:
-        k = cfg["data"]["validation_per_cell_type"]
-        val_exps = []
-        for ct in sorted(set(exp_cell.values())):
-            exps = [e for e in labelled_exps if exp_cell[e] == ct]
-            if len(exps) >= 2 and k > 0:  # keep at least one for training
-                val_exps += exps[-min(k, len(exps) - 1):]
+        val_exps = default_validation_experiments(
+            exp_cell, labelled_exps, cfg["data"]["validation_per_cell_type"])
     is_val = wells["experiment"].isin(val_exps)
     role = np.where(is_val, np.where(wells["label"] >= 0, "val", "unused"), "train")
     if not cfg["data"]["use_unlabelled"]:

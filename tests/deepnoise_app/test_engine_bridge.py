@@ -127,3 +127,20 @@ def test_out_of_memory_reaches_the_training_view(qtbot, bridge):
     text = view.log_view.toPlainText()
     assert "out_of_memory" in text and "Suggestion:" in text
     assert bridge.state == READY  # the engine keeps serving after a failed job
+
+
+def test_ask_answers_quick_requests_and_events_are_typed(qtbot, bridge):
+    from deepnoise_engine.contract.config import PresetsAnswer
+    from deepnoise_engine.contract.events import Finished, Progress
+
+    typed: list = []
+    bridge.typed_event.connect(typed.append)
+    # ask starts the engine and waits for it (Qt events keep flowing)
+    presets = PresetsAnswer.model_validate(bridge.ask("presets", timeout=60))
+    assert presets.names[0] == "tiny" and "tiny" in presets.presets
+    with pytest.raises(Exception) as info:
+        bridge.ask("check_config", overrides=["model.epochs=many"])
+    assert "model.epochs" in str(info.value)
+    request = bridge.submit("sleep", seconds=0.2, steps=2)
+    qtbot.waitUntil(lambda: any(isinstance(e, Finished) for e in typed), timeout=10_000)
+    assert any(isinstance(e, Progress) and e.request == request for e in typed)

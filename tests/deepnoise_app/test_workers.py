@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from deepnoise_app.workers import run_with_progress
+from deepnoise_app.workers import run_with_progress, run_with_reporter
 
 
 def _drain(gen):
@@ -37,3 +37,16 @@ def test_the_function_s_error_is_raised_in_the_caller() -> None:
 
     with pytest.raises(ValueError, match="no such plate"):
         _drain(run_with_progress(fails, poll_s=0.01))
+
+
+def test_relays_a_reporter_s_events() -> None:
+    def step(reporter):
+        for i in range(1, 3):
+            reporter.progress("open", i, 2)
+            time.sleep(0.08)
+        return "opened"
+
+    yielded, result = _drain(run_with_reporter(step, poll_s=0.02))
+    assert result == "opened"
+    assert [(e["event"], e["stage"], e["done"]) for e in yielded] == [
+        ("progress", "open", 1), ("progress", "open", 2)]

@@ -17,9 +17,15 @@ from qtpy.QtGui import QImage
 from deepnoise_app.engine import EngineBridge
 from deepnoise_app.workflow.curves import ACC_SERIES, LOSS_SERIES, CurvesWidget, legend_entries
 from deepnoise_app.workflow.export_dialog import ExportDialog, existing_outputs, report_plates
-from deepnoise_app.workflow.model_panel import ModelPanel, describe_rows, fit_problem, summary
+from deepnoise_app.workflow.model_panel import (
+    ModelPanel,
+    as_description,
+    describe_rows,
+    fit_problem,
+    summary,
+)
 from deepnoise_app.workflow.score_panel import ScorePanel
-from deepnoise_app.workflow.train_dialog import TrainDialog, default_validation, toml_value
+from deepnoise_app.workflow.train_dialog import TrainDialog, toml_value
 from deepnoise_app.workflow.training_view import TrainingView, format_eta, read_metrics
 
 pytestmark = pytest.mark.gui
@@ -36,6 +42,25 @@ def screen(tmp_path_factory):
         plates_per_experiment=2, sites=1, channels=3, missing_wells=0,
     )
     return open_screen(root)
+
+
+class _InProcessEngine:
+    """Answers the dialog's quick requests with the engine's own handlers, in-process
+    (what ``EngineBridge.ask`` gets from the engine process)."""
+
+    def ask(self, type: str, timeout: float = 30.0, **params):
+        from deepnoise_engine.serve.handlers import QUICK_HANDLERS
+        from deepnoise_engine.serve.protocol import check_params
+
+        return QUICK_HANDLERS[type](check_params(type, params))
+
+
+ENGINE = _InProcessEngine()
+
+
+def default_validation(screen) -> set[str]:
+    """The engine's default split of ``screen`` (its ``default_split`` answer)."""
+    return set(ENGINE.ask("default_split", data=str(screen.root))["validation_experiments"])
 
 
 def _image(widget) -> np.ndarray:
@@ -97,7 +122,8 @@ def test_format_eta_and_read_metrics(tmp_path):
 
 # -- train dialog ---------------------------------------------------------------------------
 def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
-    dialog = TrainDialog(screen, devices=[{"name": "CPU", "type": "cpu"}], runs_dir=tmp_path)
+    dialog = TrainDialog(screen, devices=[{"name": "CPU", "type": "cpu"}], runs_dir=tmp_path,
+                         engine=ENGINE)
     qtbot.addWidget(dialog)
     roles = dialog.experiment_roles()
     # one labelled experiment per cell type validates; unlabelled = experiments without labels
@@ -130,11 +156,13 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     assert cfg["data"]["normalisation"] == "experiment"
     assert cfg["finetune"]["enabled"] is False
     assert sorted(cfg["data"]["validation_experiments"]) == sorted(default_validation(screen))
+    # settings the engine refuses are named by their key
+    assert "model.epochs" in dialog.rules.config_problem("tiny", ["model.epochs=many"])
     _save(dialog, "train_dialog.png")
 
 
 def test_train_dialog_refuses_bad_setups(qtbot, screen, tmp_path):
-    dialog = TrainDialog(screen, runs_dir=tmp_path)
+    dialog = TrainDialog(screen, runs_dir=tmp_path, engine=ENGINE)
     qtbot.addWidget(dialog)
     val = sorted(default_validation(screen))
     hepg2_val = next(e for e in val if e.startswith("HEPG2"))
@@ -197,7 +225,7 @@ def test_train_dialog_without_labels(qtbot, screen, tmp_path):
     unlabelled = Screen(root=screen.root, layout=screen.layout, channels=screen.channels,
                         image_size=screen.image_size, name="x")
     unlabelled.experiments = {n: e for n, e in screen.experiments.items() if not e.labelled}
-    dialog = TrainDialog(unlabelled, runs_dir=tmp_path)
+    dialog = TrainDialog(unlabelled, runs_dir=tmp_path, engine=ENGINE)
     qtbot.addWidget(dialog)
     assert any("no labelled experiment" in p for p in dialog.validate())
 
@@ -237,17 +265,18 @@ def test_training_view_follows_its_request(qtbot, tmp_path):
 
 # -- models ---------------------------------------------------------------------------------
 def test_model_fit_check_and_description(qtbot, screen):
-    desc = {"architecture": "xception_tiny", "channels": [1, 2, 3],
-            "classes": screen.classes(), "normalisation": "plate", "image_size": 32,
-            "val_acc": 0.75, "cell_types": ["HEPG2", "U2OS"]}
-    assert fit_problem(desc, screen) is None
-    rows = dict(describe_rows(desc))
+    # what the engine's describe_model answers (the contract's ModelDescription)
+    desc = {"kind": "run", "path": "/runs/good", "architecture": ["xception_tiny"],
+            "channels": [1, 2, 3], "classes": screen.classes(), "normalisation": "plate",
+            "image_size": 32, "validation_accuracy": 0.75, "cell_types": ["HEPG2", "U2OS"]}
+    assert fit_problem(as_description(desc), screen) is None
+    rows = dict(describe_rows(as_description(desc)))
     assert rows["Architecture"] == "xception_tiny" and rows["Validation accuracy"] == "0.75"
     assert rows["Class names"].startswith(", ".join(screen.classes()[:3]))
-    six = {**desc, "channels": 6}
-    assert "reads 6 channels but the screen has 3" in fit_problem(six, screen)
+    six = {**desc, "channels": [1, 2, 3, 4, 5, 6]}
+    assert "reads 6 channels but the screen has 3" in fit_problem(as_description(six), screen)
     other = {**desc, "classes": ["sirna_a", "sirna_b"]}
-    assert "trained on another kind of screen" in fit_problem(other, screen)
+    assert "trained on another kind of screen" in fit_problem(as_description(other), screen)
 
     class _State:  # a plain holder of the open screen (AppState needs no more here)
         def __init__(self, screen):
@@ -303,7 +332,7 @@ def test_model_panel_summary_and_replace(qtbot, screen, tmp_path):
     desc = {"architecture": ["xception_tiny"], "classes": screen.classes(), "channels": [1, 2, 3],
             "classes_count": len(screen.classes()), "normalisation": "plate",
             "validation_accuracy": 0.4}
-    line = summary(desc)
+    line = summary(as_description(desc))
     assert line == f"xception_tiny, {len(screen.classes())} classes, norm plate, val. acc. 40.0%"
     state = _Holder(screen)
     panel = ModelPanel(_dead_engine_bridge(), state)
@@ -422,7 +451,8 @@ def test_export_dialog_lists_plates_and_keeps_files(qtbot, tmp_path):
     # a result event lists the written files
     dialog.request, dialog.export_out = "r1", out
     bridge.event.emit({"event": "result", "request": "r1", "job": "j",
-                       "result": {"files": [str(out / "a.csv"), str(out / "b.png")]}})
+                       "result": {"out": str(out),
+                                  "files": [str(out / "a.csv"), str(out / "b.png")]}})
     assert dialog.written == [str(out / "a.csv"), str(out / "b.png")]
     assert dialog.files_view.toPlainText() == "a.csv\nb.png"  # names; the folder is said once
     assert str(out) in dialog.status.text() and "Wrote 2 file(s)" in dialog.status.text()

@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from deepnoise_engine.screen.errors import MissingImageError
-from deepnoise_engine.serve.jobs import OutOfMemoryError, error_fields, error_kind
+from deepnoise_engine.serve.errors import OutOfMemoryError, error_fields, error_kind
 from deepnoise_engine.serve.protocol import (
     MAX_LINE_BYTES,
     PROTOCOL_VERSION,
@@ -191,3 +191,26 @@ def test_parse_never_raises_anything_else(raw: bytes) -> None:
         assert exc.message
     else:
         assert req.type in REQUESTS
+
+
+@pytest.mark.parametrize(
+    "wire",
+    [
+        {"v": 1, "event": "accepted", "job": "job-1", "request": "r1", "type": "train",
+         "queue_position": 0},
+        {"v": 1, "event": "progress", "job": "job-1", "request": "r1", "stage": "shared",
+         "done": 3, "total": None, "eta_s": None},
+        {"v": 1, "event": "error", "job": "job-1", "request": "r1", "kind": "disk_full",
+         "message": "no space", "path": "/x", "space_needed": None, "space_free": 0},
+        {"v": 1, "event": "cancelled", "job": "job-1", "request": "r1", "result": None},
+        {"v": 1, "event": "result", "job": None, "request": "r2", "type": "hello",
+         "result": {"protocol": 1}},
+        {"v": 1, "event": "finished", "job": "job-1", "request": "r1", "status": "failed"},
+    ],
+)
+def test_typed_events_keep_the_wire(wire: dict) -> None:
+    from deepnoise_engine.serve.protocol import decode_typed_event
+
+    typed = decode_typed_event(encode(wire))
+    assert typed.event == wire["event"]
+    assert encode(typed) == encode(wire)
