@@ -28,8 +28,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.review_queue import REASONS, build_queue, filter_queue
-from deepnoise_app.state import AppState
+from deepnoise_app.models.review_queue import REASONS, build_queue, filter_queue
+from deepnoise_app.models.state import AppState
 from deepnoise_engine.report.io import ReportError
 from deepnoise_engine.report.review import empty_decisions, read_decisions, set_decision
 

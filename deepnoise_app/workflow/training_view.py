@@ -86,6 +86,20 @@ class TrainingView(QWidget):
         self.status = "idle"  # idle | queued | running | done | cancelled | failed
         self._started_at: float | None = None
 
+        self._build()
+
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button.clicked.connect(self._ask_resume)
+        self.open_button.clicked.connect(self._ask_show_run)
+        self.save_button.clicked.connect(self._ask_save_image)
+        bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
+
+    # -- following a run -------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Title and run buttons, progress with ETA, Cancel and Resume, curves over the log."""
         self.title = QLabel("No training running.")
         # one line that may be cut: a wrapped label asks for many lines' height in a
         # narrow dock (the curves were pushed out of view); the tooltip has it all
@@ -133,15 +147,6 @@ class TrainingView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
 
-        self.cancel_button.clicked.connect(self.cancel)
-        self.resume_button.clicked.connect(self._ask_resume)
-        self.open_button.clicked.connect(self._ask_show_run)
-        self.save_button.clicked.connect(self._ask_save_image)
-        bridge.event.connect(self._on_event)
-        bridge.engine_died.connect(self._on_engine_died)
-        bridge.state_changed.connect(self._on_engine_state)
-
-    # -- following a run -------------------------------------------------------------
     def follow(
         self,
         request: str,

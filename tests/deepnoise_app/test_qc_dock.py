@@ -9,8 +9,9 @@ import pytest
 from qc_fixtures import write_score_folder
 from qtpy.QtCore import QPointF, Qt
 
-from deepnoise_app.docks import install_docks, open_screen_path
-from deepnoise_app.qc_map import PALETTE, point_colours, points_in_polygon
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models.qc_map import PALETTE, point_colours, points_in_polygon
+from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.state import state_for
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")

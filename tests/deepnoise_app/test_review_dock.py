@@ -10,8 +10,9 @@ import pytest
 from qc_fixtures import write_score_folder
 from qtpy.QtCore import Qt
 
-from deepnoise_app.docks import install_docks, open_screen_path
-from deepnoise_app.review_queue import build_queue
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models.review_queue import build_queue
+from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.state import state_for
 from deepnoise_engine.report.export import export_reports
 

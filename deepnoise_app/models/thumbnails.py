@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from deepnoise_app.colours import composite_rgb
-from deepnoise_app.screen_cache import PerScreen
-from deepnoise_app.settings import cache_dir
+from deepnoise_app.models.colours import composite_rgb
+from deepnoise_app.models.screen_cache import PerScreen
+from deepnoise_app.models.settings import cache_dir
 from deepnoise_engine.atomic_io import atomic_write
 from deepnoise_engine.screen.images import read_channel, read_tiff, stat_signature
 from deepnoise_engine.screen.model import Plate, Screen, Site, Well

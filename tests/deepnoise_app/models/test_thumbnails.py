@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepnoise_app.colours import composite_rgb
-from deepnoise_app.thumbnails import (
+from deepnoise_app.models.colours import composite_rgb
+from deepnoise_app.models.thumbnails import (
     PixelSource,
     ThumbnailCache,
     downsample,
@@ -129,19 +129,3 @@ def test_mosaic_layout_and_hit_testing(screen_copy: Path, tmp_path: Path) -> Non
             np.testing.assert_array_equal(tile, thumbs.images[i])
     assert tile_at(0, 0, plate, t) is None  # the gap
     assert tile_at(10_000, 5, plate, t) is None  # outside
-
-
-def test_mosaic_label_colour_reads_on_the_tile() -> None:
-    from deepnoise_app.plate_mosaic import LABEL_BOX, label_colour
-
-    t = 40
-    dark = np.full((t, t, 3), 20, np.uint8)
-    bright = dark.copy()
-    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
-    bright[y0:y1, x0:x1] = (250, 200, 240)  # bright cells exactly under the label
-    assert label_colour(dark) == "white"
-    assert label_colour(bright) == "black"
-    elsewhere = dark.copy()
-    elsewhere[:y0] = 255  # bright pixels outside the label's box do not matter
-    assert label_colour(elsewhere) == "white"
-    assert label_colour(None) == "white"
