@@ -5,19 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from deepnoise_app.models.captions import wrap_caption
+from deepnoise_app.napari_compat import text_overlay
 from deepnoise_app.view_fit import canvas_width, view_fitter
 
 CAPTION_FONT_SIZE = 10
 _CAPTIONS: dict[int, str] = {}  # id(viewer) -> the caption before wrapping
-
-
-def text_overlay(viewer: Any) -> Any:
-    """The canvas text overlay (napari >= 0.9: ``viewer.canvas.overlays.text``)."""
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    if overlays is not None and "text" in overlays:
-        return overlays["text"]
-    return viewer.text_overlay  # older napari
 
 
 def show_text(viewer: Any, text: str) -> None:

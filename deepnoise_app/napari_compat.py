@@ -1,4 +1,4 @@
-"""Every use of napari's private API, in one place.
+"""Every use of napari's private API, and what differs between napari versions, in one place.
 
 napari gives plugins no public handle on its Qt main window, its canvas widget, its layer
 controls dock or its canvas font, and hands plugin widgets a ``PublicOnlyProxy`` of the
@@ -63,6 +63,15 @@ def canvas_text_font(viewer: Any) -> Any:
     manager = _reach(qt_viewer, "_font_manager", "the canvas font manager (_font_manager)")
     face = _reach(qt_viewer, "canvas._font_info.face", "the canvas font face (_font_info)")
     return manager.get_font(face)
+
+
+def text_overlay(viewer: Any) -> Any:
+    """The canvas text overlay: ``viewer.canvas.overlays["text"]`` since napari 0.9,
+    ``viewer.text_overlay`` before (public in both; the app supports napari >= 0.5)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None and "text" in overlays:
+        return overlays["text"]
+    return viewer.text_overlay
 
 
 def keep_alive(owner: Any, name: str, value: Any) -> None:

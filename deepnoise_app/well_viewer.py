@@ -19,7 +19,7 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from deepnoise_app.canvas_caption import show_text, text_overlay
+from deepnoise_app.canvas_caption import show_text
 from deepnoise_app.canvas_warmup import WARM_DRAW_MS
 from deepnoise_app.colormaps import CHANNEL_LAYER_TAG, channel_layer_data
 from deepnoise_app.models import colours
@@ -32,7 +32,7 @@ from deepnoise_app.models.captions import (
 from deepnoise_app.models.state import AppState
 from deepnoise_app.models.thumbnails import PixelSource, shared_pixels
 from deepnoise_app.models.well_loading import ALL_SITES, load_well_planes, max_sites, sites_to_show
-from deepnoise_app.napari_compat import canvas_widget
+from deepnoise_app.napari_compat import canvas_widget, text_overlay
 from deepnoise_app.view_fit import fit_view
 from deepnoise_engine.screen.model import Screen, Well
 

@@ -55,7 +55,7 @@ class PixelSource:
 
             pack = PackCache.open(self.screen, build=False)
             sites = pack.sites
-        except Exception:  # no cache yet, or the pack step is not installed: read files
+        except Exception:  # no pack yet, or one that cannot be read: read the files
             return
         if sites is None or len(sites) == 0 or "site_id" not in sites.columns:
             return

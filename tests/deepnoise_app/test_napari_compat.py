@@ -30,6 +30,7 @@ PRIVATE_NAPARI = re.compile(
     napari_compat.canvas_widget,
     napari_compat.layer_controls_dock,
     napari_compat.canvas_text_font,
+    napari_compat.text_overlay,
 ])
 def test_napari_still_has_what_the_app_reaches(make_napari_viewer, accessor) -> None:
     viewer = make_napari_viewer()

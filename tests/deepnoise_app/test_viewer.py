@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from deepnoise_app.canvas_caption import text_overlay
 from deepnoise_app.colormaps import confidence_colormap
 from deepnoise_app.docks import install_docks
 from deepnoise_app.models import colours
 from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.models.thumbnails import tile_origin
 from deepnoise_app.models.well_loading import ALL_SITES, SITE_GAP
+from deepnoise_app.napari_compat import text_overlay
 from deepnoise_app.state import state_for
 from deepnoise_engine.screen import open_screen
 from deepnoise_engine.screen.images import read_site
