@@ -46,6 +46,7 @@ from deepnoise_app.models.thumbnails import (
     ThumbnailCache,
     mosaic_image,
     shared_pixels,
+    thumbnail_sizes,
     tile_at,
     tile_origin,
 )
@@ -58,7 +59,6 @@ IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
 PROGRESS_AFTER_S = 0.3  # the thumbnail progress bar shows once a build takes this long
-THUMBNAIL_SIZES = (32, 48, 64, 96, 128)
 IDLE_STATUS = "Click a tile to select a well, double-click to open it."
 SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
 
@@ -220,10 +220,8 @@ class PlateMosaic(QWidget):
     # -- building ---------------------------------------------------------------------------
     def _offer_sizes(self, screen: Screen | None) -> None:
         """Thumbnail sizes up to the screen's image size (no upsampled thumbnails)."""
-        largest = max(screen.image_size) if screen is not None and screen.image_size else None
-        sizes = [s for s in THUMBNAIL_SIZES if largest is None or s <= largest]
-        sizes = sizes or THUMBNAIL_SIZES[:1]
-        wanted = max((s for s in sizes if s <= self._preferred_size), default=sizes[0])
+        sizes, wanted = thumbnail_sizes(screen.image_size if screen is not None else None,
+                                        self._preferred_size)
         self.size_combo.blockSignals(True)
         self.size_combo.clear()
         for size in sizes:

@@ -31,7 +31,12 @@ from deepnoise_app.models.captions import (
 )
 from deepnoise_app.models.state import AppState
 from deepnoise_app.models.thumbnails import PixelSource, shared_pixels
-from deepnoise_app.models.well_loading import ALL_SITES, load_well_planes, max_sites, sites_to_show
+from deepnoise_app.models.well_loading import (
+    load_well_planes,
+    max_sites,
+    site_choices,
+    sites_to_show,
+)
 from deepnoise_app.napari_compat import canvas_widget, text_overlay
 from deepnoise_app.view_fit import fit_view
 from deepnoise_engine.screen.model import Screen, Well
@@ -300,16 +305,11 @@ class WellViewer(QWidget):
         self._remove_layers(stale)
 
     def _fill_sites(self, screen: Screen | None) -> None:
-        n_sites = 0
-        if screen is not None:
-            n_sites = max_sites(screen)
         current = self.site_combo.currentData()
         self.site_combo.blockSignals(True)
         self.site_combo.clear()
-        for i in range(1, max(n_sites, 1) + 1):
-            self.site_combo.addItem(f"Site {i}", i)
-        if n_sites > 1:
-            self.site_combo.addItem("All sites side by side", ALL_SITES)
+        for label, choice in site_choices(max_sites(screen) if screen is not None else 0):
+            self.site_combo.addItem(label, choice)
         index = self.site_combo.findData(current)
         self.site_combo.setCurrentIndex(max(index, 0))
         self.site_combo.blockSignals(False)

@@ -314,8 +314,19 @@ class ThumbnailCache:
 
 # -- the mosaic image --------------------------------------------------------------------------
 MOSAIC_GAP = 2
+THUMBNAIL_SIZES = (32, 48, 64, 96, 128)
 _UNUSED_GREY = 24
 _MISSING_STRIPES = (70, 70, 70)
+
+
+def thumbnail_sizes(image_size: tuple[int, int] | None, preferred: int
+                    ) -> tuple[list[int], int]:
+    """The thumbnail sizes a screen of ``image_size`` offers (none larger than its images:
+    no upsampled thumbnails) and the one to show: the largest up to ``preferred``."""
+    largest = max(image_size) if image_size else None
+    sizes = [s for s in THUMBNAIL_SIZES if largest is None or s <= largest]
+    sizes = sizes or list(THUMBNAIL_SIZES[:1])
+    return sizes, max((s for s in sizes if s <= preferred), default=sizes[0])
 
 
 def tile_origin(row: int, column: int, size: int, gap: int = MOSAIC_GAP) -> tuple[int, int]:

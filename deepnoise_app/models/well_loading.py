@@ -21,6 +21,12 @@ def max_sites(screen: Screen) -> int:
     return _MAX_SITES.get(screen)
 
 
+def site_choices(n_sites: int) -> list[tuple[str, int]]:
+    """The site menu (label, choice) for wells of up to ``n_sites`` sites."""
+    choices = [(f"Site {i}", i) for i in range(1, max(n_sites, 1) + 1)]
+    return choices + ([("All sites side by side", ALL_SITES)] if n_sites > 1 else [])
+
+
 def sites_to_show(well: Well, site: int) -> list[Site]:
     """The well's sites for a site choice (a 1-based site number or ALL_SITES)."""
     return list(well.sites) if site == ALL_SITES else [s for s in well.sites if s.index == site]

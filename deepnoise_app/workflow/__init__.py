@@ -31,8 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import DEAD, READY, STARTING, EngineBridge
+from deepnoise_app.models.training_runs import run_complete
 from deepnoise_app.napari_compat import main_window
-from deepnoise_app.workflow.demo_flow import DemoFlow, run_complete, user_data_dir
+from deepnoise_app.workflow.demo_flow import DemoFlow, user_data_dir
 from deepnoise_app.workflow.export_dialog import ExportDialog
 from deepnoise_app.workflow.model_panel import ModelPanel
 from deepnoise_app.workflow.score_panel import ScorePanel

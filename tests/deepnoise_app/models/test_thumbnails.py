@@ -15,6 +15,7 @@ from deepnoise_app.models.thumbnails import (
     ThumbnailCache,
     downsample,
     mosaic_image,
+    thumbnail_sizes,
     tile_at,
     tile_origin,
 )
@@ -129,3 +130,10 @@ def test_mosaic_layout_and_hit_testing(screen_copy: Path, tmp_path: Path) -> Non
             np.testing.assert_array_equal(tile, thumbs.images[i])
     assert tile_at(0, 0, plate, t) is None  # the gap
     assert tile_at(10_000, 5, plate, t) is None  # outside
+
+
+def test_thumbnail_sizes_stop_at_the_image_size() -> None:
+    assert thumbnail_sizes((32, 32), 64) == ([32], 32)
+    assert thumbnail_sizes((512, 512), 64) == ([32, 48, 64, 96, 128], 64)
+    assert thumbnail_sizes(None, 100) == ([32, 48, 64, 96, 128], 96)
+    assert thumbnail_sizes((16, 16), 64) == ([32], 32)  # the smallest size at least

@@ -10,6 +10,7 @@ from deepnoise_app.models.well_loading import (
     SITE_GAP,
     load_well_planes,
     max_sites,
+    site_choices,
     sites_to_show,
 )
 from deepnoise_engine.screen.images import read_site
@@ -34,3 +35,8 @@ def test_a_site_the_well_lacks_is_missing_everywhere(small_screen) -> None:
     planes, missing, shown = load_well_planes(PixelSource(small_screen, use_pack=False),
                                               well, [1, 2], 9)
     assert shown == [] and set(missing) == {1, 2} and not planes.any()
+
+
+def test_site_choices_offer_all_sites_when_there_are_several() -> None:
+    assert site_choices(0) == [("Site 1", 1)]
+    assert site_choices(2) == [("Site 1", 1), ("Site 2", 2), ("All sites side by side", ALL_SITES)]
