@@ -53,6 +53,11 @@ class ViewFitter(QObject):
             self._canvas.installEventFilter(self)
             self.setParent(self._canvas)  # lives and dies with the canvas
 
+    @property
+    def has_canvas(self) -> bool:
+        """The viewer has a canvas widget (a window): resizes are followed."""
+        return self._canvas is not None
+
     def fit(self, layers: list[Any] | None = None) -> None:
         """Frame ``layers`` (default: those of the last fit still shown, else the visible
         layers; all layers when none is visible). The well viewer and the mosaic name
@@ -105,7 +110,7 @@ def view_fitter(viewer: Any) -> ViewFitter:
     if fitter is None or fitter.viewer is not viewer:
         fitter = ViewFitter(viewer)
         _FITTERS[id(viewer)] = fitter
-        if fitter._canvas is None:  # no Qt parent keeps it alive: the viewer does
+        if not fitter.has_canvas:  # no Qt parent keeps it alive: the viewer does
             keep_alive(viewer, "view_fitter", fitter)
     return fitter
 
