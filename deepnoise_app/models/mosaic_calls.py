@@ -76,7 +76,7 @@ def call_features(
     Only wells with a prediction get a marker; columns: well, sirna, confidence, correct,
     text_colour (black or white, whichever reads on the tile under the label).
     """
-    index = thumbs.index() if thumbs is not None else {}
+    images = {name: thumbs.images[i] for name, i in thumbs.index().items()} if thumbs else {}
     rows, coords = [], []
     for well in plate.used_wells():
         pred = state.well_prediction(well.name, plate)
@@ -91,8 +91,7 @@ def call_features(
             "confidence": float(conf) if conf is not None else 0.0,
             "correct": correct_word(pred["correct"]) or "",
             "text_colour": label_colour(
-                shaded_label_box(thumbs.images[index[well.name]]) if well.name in index
-                else None),
+                shaded_label_box(images[well.name]) if well.name in images else None),
         })
     return np.array(coords, dtype=float).reshape(-1, 2), typed_calls(rows)
 

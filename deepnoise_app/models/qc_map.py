@@ -102,9 +102,8 @@ def _categorical(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, tuple]]
     else:  # many siRNAs: spread hues by the golden ratio, neighbours differ
         import colorsys
 
-        palette = [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1,
-                                                                    0.65, 0.9))
-                   for i in range(len(names))]
+        hsv = [colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.65, 0.9) for i in range(len(names))]
+        palette = [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in hsv]
     return codes, [(str(n), palette[i]) for i, n in enumerate(names)]
 
 

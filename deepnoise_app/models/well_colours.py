@@ -28,7 +28,10 @@ def prediction_colour(prediction: WellPrediction, mode: str) -> RGB | None:
     """A predicted well's colour in a prediction mode (None: no value for this mode)."""
     if mode == "confidence":
         conf = prediction["confidence"]
-        return None if conf is None else tuple(int(v) for v in colours.confidence_rgb(conf))
+        if conf is None:
+            return None
+        r, g, b = (int(v) for v in colours.confidence_rgb(conf))
+        return r, g, b
     if mode == "correct":
         correct = prediction["correct"]
         return None if correct is None else (colours.CORRECT_RGB if correct
