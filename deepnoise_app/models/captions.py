@@ -168,6 +168,15 @@ def mosaic_status(plate: Plate, n_wells: int, n_missing: int, seconds: float) ->
             "Click selects, double-click opens.")
 
 
+def review_details(id_code: str, prediction: WellPrediction | None, why: str) -> str:
+    """The review queue's lines about a well: its call (and truth), top-5, the reasons."""
+    top = ", ".join(f"{s} {p:.2f}" for s, p in (prediction["top"] if prediction else []))
+    call = prediction["sirna"] if prediction else None
+    truth = prediction["sirna_true"] if prediction else None
+    return (f"{id_code}: call {call}" + (f" (true {truth})" if truth else "")
+            + f"\ntop 5: {top or 'none'}\nwhy: {why or 'no flag'}")
+
+
 def wrap_caption(text: str, width_px: int | None) -> str:
     """``text`` in lines that fit a canvas ``width_px`` wide (napari's text overlay does
     not wrap: a long caption ran off a narrow canvas)."""

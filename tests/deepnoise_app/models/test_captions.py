@@ -8,6 +8,7 @@ from deepnoise_app.models.captions import (
     mosaic_status,
     plate_map_title,
     plate_names,
+    review_details,
     well_caption,
     well_header,
     well_messages,
@@ -77,3 +78,11 @@ def test_wrap_caption_fits_the_canvas() -> None:
     lines = wrap_caption(text, 200).split("\n")
     assert len(lines) > 1 and all(len(line) <= 21 for line in lines)
     assert " ".join(lines).split() == text.split()
+
+
+def test_review_details_name_the_call_top5_and_reasons() -> None:
+    prediction = {"sirna": "5", "confidence": 0.4, "sirna_true": "6", "correct": False,
+                  "changed": None, "top": [("5", 0.4), ("6", 0.3)]}
+    assert review_details("HEPG2-01_1_B02", prediction, "low confidence") == (
+        "HEPG2-01_1_B02: call 5 (true 6)\ntop 5: 5 0.40, 6 0.30\nwhy: low confidence")
+    assert review_details("X", None, "") == "X: call None\ntop 5: none\nwhy: no flag"
