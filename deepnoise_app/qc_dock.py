@@ -39,6 +39,7 @@ from deepnoise_app.models.qc_map import (
     point_colours,
     points_in_polygon,
     qc_table,
+    qc_table_cells,
     umap_available,
 )
 from deepnoise_app.models.state import AppState
@@ -323,11 +324,7 @@ class QCDock(QWidget):
         self.run_qc.setText("Run QC" if rows is None else "Run QC again")
         self.run_qc.setEnabled(self.bridge is not None and self.state.score_dir is not None)
         for r, row in enumerate(rows or []):
-            cells = [row["profile"],
-                     *[f"{row[t][0]:.3f} ({row[t][1]:.3f})" if row[t][0] is not None else "n/a"
-                       for t in ("sirna", "experiment", "plate")],
-                     "n/a" if row["mixing"] is None else f"{row['mixing']:.2f}"]
-            for c, text in enumerate(cells):
+            for c, text in enumerate(qc_table_cells(row)):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
@@ -377,8 +374,7 @@ class QCDock(QWidget):
             return
         row = self.points.frame.iloc[int(i)]
         try:
-            self.state.select_plate(row["experiment"], int(row["plate"]))
-            self.state.select_well(row["well"])
+            self.state.go_to_well(row["experiment"], int(row["plate"]), row["well"])
         except (KeyError, RuntimeError) as exc:  # a score folder of another screen
             self.message.setText(f"cannot select {row['id_code']}: {exc}")
 

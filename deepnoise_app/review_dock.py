@@ -167,8 +167,7 @@ class ReviewDock(QWidget):
         item = self.shown.iloc[row]
         if self.state.screen is not None:
             try:
-                self.state.select_plate(item["experiment"], int(item["plate"]))
-                self.state.select_well(item["well"])
+                self.state.go_to_well(item["experiment"], int(item["plate"]), item["well"])
             except (KeyError, RuntimeError) as exc:
                 self.details.setText(f"cannot show {item['id_code']}: {exc}")
                 return

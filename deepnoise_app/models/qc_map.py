@@ -185,3 +185,10 @@ def qc_table(score_dir: Path) -> list[dict[str, Any]] | None:
         return rows
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a QC report ({exc})") from exc
+
+
+def qc_table_cells(row: dict[str, Any]) -> list[str]:
+    """One QC table row as text: profile, mAP (chance) per task, mixing."""
+    maps = [f"{row[t][0]:.3f} ({row[t][1]:.3f})" if row[t][0] is not None else "n/a"
+            for t in ("sirna", "experiment", "plate")]
+    return [row["profile"], *maps, "n/a" if row["mixing"] is None else f"{row['mixing']:.2f}"]

@@ -99,6 +99,12 @@ class AppState:
         self.well_changed.emit(well)
         return well
 
+    def go_to_well(self, experiment: str, index: int, name: str) -> Well | None:
+        """Select a well of any plate (the QC map, the review queue): KeyError when the open
+        screen has no such plate or well, RuntimeError when no screen is open."""
+        self.select_plate(experiment, int(index))
+        return self.select_well(name)
+
     # -- predictions -------------------------------------------------------------------------
     def set_predictions(
         self, frames: dict[str, pd.DataFrame], score_dir: Path | None = None

@@ -85,3 +85,14 @@ def test_bad_score_folder_names_the_file(tmp_path: Path) -> None:
     bad.write_text("id_code,experiment\nx,y\n")
     with pytest.raises(ValueError, match=r"HEPG2-01_Plate1\.csv"):
         state.load_predictions(tmp_path)
+
+
+def test_go_to_well_selects_plate_and_well(small_screen) -> None:
+    state = AppState()
+    state.set_screen(small_screen)
+    plate = list(small_screen.plates())[1]
+    well = plate.used_wells()[0]
+    assert state.go_to_well(plate.experiment, plate.index, well.name) is well
+    assert state.plate is plate
+    with pytest.raises(KeyError):
+        state.go_to_well(plate.experiment, plate.index, "Z99")
