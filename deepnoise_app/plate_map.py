@@ -29,6 +29,7 @@ from deepnoise_app.models.captions import (
     well_tooltip,
 )
 from deepnoise_app.models.plate_grid import PlatePlacement, next_well, place_plates
+from deepnoise_app.models.predictions import split_plate_key
 from deepnoise_app.models.state import AppState
 from deepnoise_app.models.well_colours import (
     COLOUR_MODES,
@@ -441,7 +442,6 @@ class PlateMapDock(QWidget):
         self.map.update_selection(well)
 
     def _well_clicked(self, plate_key: str, well: str) -> None:
-        exp, _, index = plate_key.rpartition("/")
         if self.state.plate is None or self.state.plate.key != plate_key:
-            self.state.select_plate(exp, int(index))
+            self.state.select_plate(*split_plate_key(plate_key))
         self.state.select_well(well)

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.models.captions import format_text, plate_name, well_counts_text
+from deepnoise_app.models.predictions import split_plate_key
 from deepnoise_app.models.screen_summary import (
     PlateSummary,
     compact,
@@ -203,8 +204,7 @@ class ScreenBrowser(QWidget):
         key = current.data(0, PLATE_ROLE)
         if not key:
             return
-        exp, _, index = str(key).rpartition("/")
-        self.state.select_plate(exp, int(index))
+        self.state.select_plate(*split_plate_key(str(key)))
 
     def _plate_changed(self, plate: Plate | None) -> None:
         if plate is None:

@@ -38,6 +38,12 @@ def plate_key(experiment: str, index: int) -> str:
     return f"{experiment}/{int(index)}"
 
 
+def split_plate_key(key: str) -> tuple[str, int]:
+    """'HEPG2-01/1' -> ('HEPG2-01', 1)."""
+    experiment, _, index = key.rpartition("/")
+    return experiment, int(index)
+
+
 def report_plate_key(name: str) -> str | None:
     """'HEPG2-01_Plate1.csv' -> 'HEPG2-01/1'; None for a name that is no plate report."""
     parsed = parse_plate_report_name(name)

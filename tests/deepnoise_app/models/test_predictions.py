@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pandas as pd
 
-from deepnoise_app.models.predictions import prediction_from_row, report_plate_key
+from deepnoise_app.models.predictions import (
+    plate_key,
+    prediction_from_row,
+    report_plate_key,
+    split_plate_key,
+)
 
 
 def test_prediction_from_row_unknown_truth() -> None:
@@ -18,3 +23,4 @@ def test_prediction_from_row_unknown_truth() -> None:
 def test_report_names_give_plate_keys() -> None:
     assert report_plate_key("HEPG2-01_Plate1.csv") == "HEPG2-01/1"
     assert report_plate_key("summary.json") is None
+    assert split_plate_key(plate_key("HEPG2-01", 3)) == ("HEPG2-01", 3)
