@@ -155,6 +155,7 @@ class _Startup:
         self.code = 0
 
     def open(self, path: Path | str) -> None:
+        """Open the screen in the background; a failure is shown and startup goes on."""
         from deepnoise_app.docks import open_screen_in_background
 
         def failed(exc: Exception) -> None:  # shown, the window stays usable
@@ -166,6 +167,7 @@ class _Startup:
                                   opened=self.shown, failed=failed)
 
     def shown(self, _screen: Any) -> None:
+        """The screen is open: select ``--well`` (or say it is not there)."""
         if self.args.well:
             try:
                 self.state.select_well(self.args.well)
@@ -175,6 +177,7 @@ class _Startup:
         self.finish()
 
     def finish(self) -> None:
+        """Predictions, colour mode, mosaic, then the screenshot and quit when asked."""
         args, state = self.args, self.state
         if args.predictions and state.screen is not None:
             try:

@@ -161,6 +161,7 @@ class WorkflowDock(QWidget):
         return self.tabs
 
     def _connect(self) -> None:
+        """The panels, the demo, the engine and the state to the dock's slots."""
         self.model_panel.models_changed.connect(self.score_panel.show_models)
         self.model_panel.models_changed.connect(self._show_loaded_run)
         self.demo.status_changed.connect(self._demo_status)
