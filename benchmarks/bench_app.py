@@ -129,8 +129,8 @@ def run(screen_path: Path, wells_per_test: int = 20,
     from qtpy.QtWidgets import QApplication
 
     from deepnoise_app.docks import install_docks, open_screen_in_background
+    from deepnoise_app.models.thumbnails import PixelSource, ThumbnailCache
     from deepnoise_app.state import state_for
-    from deepnoise_app.thumbnails import PixelSource, ThumbnailCache
     from deepnoise_engine.screen import open_screen
     from deepnoise_engine.screen.pack_cache import pack_screen
 

@@ -72,7 +72,7 @@ def main(points: int = 10**9) -> None:
         qc = docks.dock_widgets["qc"].widget().build()
         wait_until(lambda: qc.points is not None, timeout=120)
         if points < len(qc.points):  # a baseline: what the window costs without the points
-            from deepnoise_app.qc_map import MapPoints
+            from deepnoise_app.models.qc_map import MapPoints
 
             qc.points = MapPoints(qc.points.frame.iloc[:points].reset_index(drop=True),
                                   qc.points.xy[:points], qc.points.layout)

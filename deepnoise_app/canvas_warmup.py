@@ -20,6 +20,8 @@ from typing import Any
 
 from qtpy.QtCore import QObject, QTimer
 
+from deepnoise_app.napari_compat import canvas_text_font
+
 log = logging.getLogger(__name__)
 
 #: the well caption's characters ("HEPG2-01 plate 1 B03 (treatment) predicted 1138 (0.42)
@@ -40,10 +42,7 @@ def canvas_font(viewer: Any) -> Any:
     canvas's font face from it, so warming that font warms them all.
     """
     try:
-        qt_viewer = viewer.window._qt_viewer
-        manager = qt_viewer._font_manager
-        face = qt_viewer.canvas._font_info.face
-        return manager.get_font(face)
+        return canvas_text_font(viewer)
     except (AttributeError, RuntimeError) as exc:
         log.info("no canvas font to warm up: %s", exc)
         return None

@@ -8,8 +8,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from deepnoise_app.state import AppState
-from deepnoise_app.well_viewer import show_text
+from deepnoise_app.canvas_caption import show_text
+from deepnoise_app.models.state import AppState
+from deepnoise_app.napari_compat import keep_alive, main_window
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,10 +41,10 @@ def _install_file_menu(viewer: Any, state: AppState) -> None:
     from qtpy.QtGui import QAction
     from qtpy.QtWidgets import QMenu
 
-    from deepnoise_app.docks import choose_screen_folder, open_screen_reporting
-    from deepnoise_app.settings import Settings
+    from deepnoise_app.docks import choose_screen_folder, open_screen_in_background
+    from deepnoise_app.models.settings import Settings
 
-    qt_window = viewer.window._qt_window
+    qt_window = main_window(viewer)
     bar = qt_window.menuBar()
     file_menu = None
     for action in bar.actions():
@@ -65,15 +66,14 @@ def _install_file_menu(viewer: Any, state: AppState) -> None:
         for path in paths:
             action = recent_menu.addAction(path)
             action.triggered.connect(
-                lambda _c=False, p=path: open_screen_reporting(viewer, state, p))
+                lambda _c=False, p=path: open_screen_in_background(viewer, state, p))
 
     recent_menu.aboutToShow.connect(fill_recent)
     file_menu.insertAction(first, open_action)
     file_menu.insertMenu(first, recent_menu)
     if first is not None:
         file_menu.insertSeparator(first)
-    # keep Python references alive with the window
-    qt_window._deepnoise_actions = (open_action, recent_menu)
+    keep_alive(qt_window, "actions", (open_action, recent_menu))
 
 
 def _open_demo(viewer: Any, then: Any) -> None:
@@ -104,7 +104,7 @@ def _open_demo(viewer: Any, then: Any) -> None:
     worker.yielded.connect(progress)
     worker.returned.connect(then)
     worker.errored.connect(lambda exc: _show_error(viewer, f"Cannot create the demo screen: {exc}"))
-    viewer.window._qt_window._deepnoise_demo_worker = worker
+    keep_alive(main_window(viewer), "demo_worker", worker)
     worker.start()
 
 
@@ -124,63 +124,75 @@ def main(argv: list[str] | None = None) -> int:
     import napari
     from qtpy.QtCore import QTimer
 
-    from deepnoise_app.docks import install_docks, open_screen_in_background
+    from deepnoise_app.docks import install_docks
     from deepnoise_app.state import state_for
+    from deepnoise_app.view_fit import size_to_screen
 
     viewer = napari.Viewer(title="DeepNoise")
     if args.screenshot:  # a predictable size for screenshots
-        viewer.window._qt_window.resize(1500, 950)
+        main_window(viewer).resize(1500, 950)
     else:
-        from deepnoise_app.view_fit import size_to_screen
-
-        size_to_screen(viewer.window._qt_window)
+        size_to_screen(main_window(viewer))
     state = state_for(viewer)
-    docks = install_docks(viewer, state)
+    startup = _Startup(viewer, state, install_docks(viewer, state), args)
     _install_file_menu(viewer, state)
     _set_icon(viewer)
-    status = {"code": 0}
+    if args.dataset:
+        QTimer.singleShot(0, lambda: startup.open(args.dataset))
+    elif not args.no_demo:
+        QTimer.singleShot(0, lambda: _open_demo(viewer, startup.open))
+    else:
+        QTimer.singleShot(0, startup.finish)
+    napari.run()
+    return startup.code
 
-    def finish_startup() -> None:
+
+class _Startup:
+    """What the command line asks for once the window is up: the screen (read in a
+    worker, so the window shows itself meanwhile), the well, predictions, colour mode,
+    mosaic, screenshot. ``code`` is the exit status."""
+
+    def __init__(self, viewer: Any, state: AppState, docks: Any, args: Any) -> None:
+        self.viewer, self.state, self.docks, self.args = viewer, state, docks, args
+        self.code = 0
+
+    def open(self, path: Path | str) -> None:
+        """Open the screen in the background; a failure is shown and startup goes on."""
+        from deepnoise_app.docks import open_screen_in_background
+
+        def failed(exc: Exception) -> None:  # shown, the window stays usable
+            _show_error(self.viewer, f"Cannot open {path}: {exc}")
+            self.code = 1
+            self.finish()
+
+        open_screen_in_background(self.viewer, self.state, path, plate=self.args.plate,
+                                  opened=self.shown, failed=failed)
+
+    def shown(self, _screen: Any) -> None:
+        """The screen is open: select ``--well`` (or say it is not there)."""
+        if self.args.well:
+            try:
+                self.state.select_well(self.args.well)
+            except KeyError as exc:  # the screen is open: say so, keep the plate's first well
+                shown = self.state.well.name if self.state.well else "no well"
+                _show_error(self.viewer, f"{exc.args[0]}; showing {shown}")
+        self.finish()
+
+    def finish(self) -> None:
+        """Predictions, colour mode, mosaic, then the screenshot and quit when asked."""
+        args, state = self.args, self.state
         if args.predictions and state.screen is not None:
             try:
                 state.load_predictions(args.predictions)
             except (OSError, ValueError) as exc:
-                _show_error(viewer, f"Cannot load predictions: {exc}")
-                status["code"] = 1
+                _show_error(self.viewer, f"Cannot load predictions: {exc}")
+                self.code = 1
         if args.colour:
-            docks.plate_map.set_mode(args.colour)
+            self.docks.plate_map.set_mode(args.colour)
         if args.mosaic:
-            docks.mosaic.set_shown(True)
+            self.docks.mosaic.set_shown(True)
         if args.screenshot or args.quit_after:
-            _screenshot_when_ready(viewer, docks, state, args, status)
-
-    def opened(path: Path | str) -> None:
-        # read in a worker: the window stays responsive (and shows itself) meanwhile
-        def failed(exc: Exception) -> None:  # shown, the window stays usable
-            _show_error(viewer, f"Cannot open {path}: {exc}")
-            status["code"] = 1
-            finish_startup()
-
-        open_screen_in_background(viewer, state, path, plate=args.plate, opened=shown,
-                                  failed=failed)
-
-    def shown(_screen: Any) -> None:
-        if args.well:
-            try:
-                state.select_well(args.well)
-            except KeyError as exc:  # the screen is open: say so, keep the plate's first well
-                shown = state.well.name if state.well else "no well"
-                _show_error(viewer, f"{exc.args[0]}; showing {shown}")
-        finish_startup()
-
-    if args.dataset:
-        QTimer.singleShot(0, lambda: opened(args.dataset))
-    elif not args.no_demo:
-        QTimer.singleShot(0, lambda: _open_demo(viewer, opened))
-    else:
-        QTimer.singleShot(0, finish_startup)
-    napari.run()
-    return status["code"]
+            _screenshot_when_ready(self.viewer, self.docks, state, args)
 
 
 def _set_icon(viewer: Any) -> None:
@@ -189,19 +201,17 @@ def _set_icon(viewer: Any) -> None:
 
         from deepnoise_engine.resources import resource_path
 
-        viewer.window._qt_window.setWindowIcon(QIcon(str(resource_path("icons",
-                                                                        "deepnoise.png"))))
+        main_window(viewer).setWindowIcon(QIcon(str(resource_path("icons", "deepnoise.png"))))
     except (FileNotFoundError, AttributeError):
         pass
 
 
-def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
-                           status: dict) -> None:
+def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any) -> None:
     """Wait (without blocking) until the well or mosaic is drawn, then screenshot and quit."""
     from qtpy.QtCore import QTimer
 
     started = time.monotonic()
-    timer = QTimer(viewer.window._qt_window)
+    timer = QTimer(main_window(viewer))
 
     def ready() -> bool:
         if state.screen is None or docks.mosaic.warming:
@@ -230,7 +240,7 @@ def _screenshot_when_ready(viewer: Any, docks: Any, state: AppState, args: Any,
 
     timer.timeout.connect(tick)
     timer.start(200)
-    viewer.window._qt_window._deepnoise_timer = timer
+    keep_alive(main_window(viewer), "timer", timer)
 
 
 if __name__ == "__main__":

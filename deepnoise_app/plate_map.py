@@ -5,7 +5,6 @@ keys select a well; optionally all plates of the experiment side by side.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from qtpy.QtCore import QPointF, QRectF, QSize, Qt, Signal
@@ -21,101 +20,33 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app import colours
-from deepnoise_app.state import AppState
+from deepnoise_app.models import colours
+from deepnoise_app.models.captions import (
+    fitting_plate_name,
+    plate_map_title,
+    plate_map_title_tooltip,
+    well_problems,
+    well_tooltip,
+)
+from deepnoise_app.models.plate_grid import PlatePlacement, next_well, place_plates
+from deepnoise_app.models.predictions import split_plate_key
+from deepnoise_app.models.state import AppState
+from deepnoise_app.models.well_colours import (
+    COLOUR_MODES,
+    NO_DATA_RGB,
+    RGB,
+    legend_items,
+    well_colours,
+    well_is_missing,
+)
 from deepnoise_engine.screen.model import Plate, Well
 
-#: Colour modes: key -> label shown in the combo box.
-COLOUR_MODES: dict[str, str] = {
-    "type": "Well type",
-    "confidence": "Confidence",
-    "correct": "Right / wrong",
-    "changed": "Changed by balancing",
-}
-
-RGB = tuple[int, int, int]
-NO_DATA_RGB: RGB = (88, 92, 100)  # a used well without a value in the current mode
+TITLE_H = 16.0  # a plate's title band when several plates are shown
 
 
-def well_problems(well: Well) -> list[str]:
-    """Problems of a well's sites as readable lines (empty when all is well)."""
-    lines = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
-    if not well.sites:
-        lines.append("no sites")
-    return lines
-
-
-def well_is_missing(well: Well) -> bool:
-    """No usable site at all (missing images): drawn grey and hatched."""
-    return not well.usable_sites
-
-
-def well_colours(plate: Plate, mode: str, state: AppState) -> dict[str, RGB | None]:
-    """Fill colour of every used well of ``plate`` in ``mode``; None = no data for this mode."""
-    out: dict[str, RGB | None] = {}
-    for name, well in plate.wells.items():
-        if mode == "type":
-            out[name] = colours.WELL_TYPE_RGB.get(well.well_type.value, colours.UNKNOWN_RGB)
-            continue
-        pred = state.well_prediction(name, plate)
-        if pred is None:
-            out[name] = None
-        elif mode == "confidence":
-            conf = pred["confidence"]
-            out[name] = (
-                None if conf is None else tuple(int(v) for v in colours.confidence_rgb(conf))
-            )
-        elif mode == "correct":
-            correct = pred["correct"]
-            out[name] = (
-                None if correct is None else (colours.CORRECT_RGB if correct else
-                                              colours.WRONG_RGB)
-            )
-        elif mode == "changed":
-            changed = pred["changed"]
-            out[name] = (
-                None if changed is None else (colours.CHANGED_RGB if changed else
-                                              colours.UNCHANGED_RGB)
-            )
-        else:
-            raise ValueError(f"unknown colour mode {mode!r}")
-    return out
-
-
-def well_tooltip(plate: Plate, well: Well | None, name: str, state: AppState) -> str:
-    """Tooltip: well, type, true and predicted siRNA, confidence, top-3, problems."""
-    if well is None:
-        return f"{plate.key} {name}: not used"
-    lines = [f"{plate.key} {name} - {well.well_type.value.replace('_', ' ')}"]
-    pred = state.well_prediction(name, plate)
-    truth = well.sirna if well.sirna is not None else (pred or {}).get("sirna_true")
-    lines.append(f"true siRNA: {truth if truth is not None else 'unknown'}")
-    if pred is not None and pred["sirna"] is not None:
-        mark = {True: " (right)", False: " (wrong)", None: ""}[pred["correct"]]
-        conf = pred["confidence"]
-        conf_text = f", confidence {conf:.2f}" if conf is not None else ""
-        lines.append(f"predicted ({state.prediction_mode}): {pred['sirna']}{conf_text}{mark}")
-        if pred["top"]:
-            top = ", ".join(f"{s} {p:.2f}" for s, p in pred["top"][:3])
-            lines.append(f"top-3: {top}")
-        if pred["changed"]:
-            lines.append("changed by balancing")
-    else:
-        lines.append("predicted: -")
-    problems = well_problems(well)
-    if problems:
-        lines.append("problems:")
-        lines.extend(f"  {p}" for p in problems[:6])
-        if len(problems) > 6:
-            lines.append(f"  ... {len(problems) - 6} more")
-    return "\n".join(lines)
-
-
-@dataclass
-class _PlateGeometry:
-    plate: Plate
-    origin: QPointF  # top-left of well A01
-    cell: float
+def plate_title(plate: Plate, metrics: QFontMetrics, width: float) -> str:
+    """The longest of 'HEPG2-03 plate 1', 'Plate 1', 'P1' that fits ``width`` pixels."""
+    return fitting_plate_name(plate, lambda text: metrics.horizontalAdvance(text) <= width)
 
 
 class PlateMapWidget(QWidget):
@@ -128,7 +59,6 @@ class PlateMapWidget(QWidget):
         self.state = state
         self.plates: list[Plate] = []
         self.mode = "type"
-        self._geometry: list[_PlateGeometry] = []
         self._colours: dict[str, dict[str, RGB | None]] = {}
         self._painted_selection: tuple[str | None, str | None] = (None, None)
         self.setMouseTracking(True)
@@ -196,22 +126,9 @@ class PlateMapWidget(QWidget):
             return one_row + 2.0 + max(self._legend_row, self.fontMetrics().height())
         return one_row
 
-    def _legend_items(self) -> list[tuple[str, RGB]]:
-        """Swatches of the discrete colour modes (label, colour)."""
-        if self.mode == "type":
-            items = [(k.replace("_", " ").replace("control", "ctrl"), v)
-                     for k, v in colours.WELL_TYPE_RGB.items() if k != "empty"]
-        elif self.mode == "correct":
-            items = [("right", colours.CORRECT_RGB), ("wrong", colours.WRONG_RGB)]
-        elif self.mode == "changed":
-            items = [("changed", colours.CHANGED_RGB), ("kept", colours.UNCHANGED_RGB)]
-        else:
-            return []
-        return [*items, ("no data", NO_DATA_RGB)]
-
     def _swatch_widths(self) -> list[float]:
         metrics = self.fontMetrics()
-        return [13.0 + metrics.horizontalAdvance(t) + 8 + 6 for t, _ in self._legend_items()]
+        return [13.0 + metrics.horizontalAdvance(t) + 8 + 6 for t, _ in legend_items(self.mode)]
 
     def _legend_wraps(self) -> bool:
         """The swatches (or the 'no predictions' note) need a second row."""
@@ -221,64 +138,31 @@ class PlateMapWidget(QWidget):
 
     def _has_predictions(self) -> bool:
         return any(self.state.plate_predictions(p) is not None for p in self.plates)
-    _TITLE_H = 16.0
 
     @property
     def _title_h(self) -> float:
         """Plate titles only side by side: a single plate's name is in the dock's title."""
-        return self._TITLE_H if len(self.plates) > 1 else 0.0
+        return TITLE_H if len(self.plates) > 1 else 0.0
 
-    def _layout(self) -> list[_PlateGeometry]:
+    def _layout(self) -> list[PlatePlacement]:
         """Plates in the grid (1 x n, 2 x 2, ..., n x 1) that gives the largest wells."""
-        if not self.plates:
-            return []
-        width, height = float(self.width()), float(self.height())
-        n = len(self.plates)
-        label = 14.0  # room for row letters / column numbers
-        gap = 10.0
-        rows = max(p.format.rows for p in self.plates)
-        cols = max(p.format.columns for p in self.plates)
-        avail_h_total = height - self._legend_h
-        best: tuple[float, int] = (-1.0, n)
-        for per_row in range(1, n + 1):
-            grid_rows = -(-n // per_row)
-            avail_w = (width - gap * (per_row + 1)) / per_row - label
-            avail_h = avail_h_total / grid_rows - self._title_h - label - 6
-            cell = min(avail_w / cols, avail_h / rows)
-            if cell > best[0] + 0.25:  # prefer fewer rows unless clearly larger
-                best = (cell, per_row)
-        per_row = best[1]
-        cell = max(2.0, best[0])
-        block_h = self._title_h + label + 6 + cell * rows
-        block_w = label + cell * cols + gap
-        geo = []
-        for i, plate in enumerate(self.plates):
-            r, c = divmod(i, per_row)
-            origin = QPointF(gap + c * block_w + label, r * block_h + self._title_h + label + 2)
-            geo.append(_PlateGeometry(plate, origin, cell))
-        return geo
+        return place_plates(self.plates, float(self.width()),
+                            float(self.height()) - self._legend_h, self._title_h)
 
     def hit(self, pos: QPointF) -> tuple[Plate, str] | None:
         """(plate, well name) under a widget position, or None."""
-        for g in self._layout():
-            col = int((pos.x() - g.origin.x()) // g.cell)
-            row = int((pos.y() - g.origin.y()) // g.cell)
-            inside = pos.x() >= g.origin.x() and pos.y() >= g.origin.y()
-            if inside and 0 <= row < g.plate.format.rows and 0 <= col < g.plate.format.columns:
-                return g.plate, g.plate.format.well_name(row, col)
+        for placement in self._layout():
+            name = placement.well_at(pos.x(), pos.y())
+            if name is not None:
+                return placement.plate, name
         return None
 
     def well_rect(self, plate_key: str, well: str) -> QRectF | None:
         """The widget rectangle of a well (tests and clicks use it)."""
-        for g in self._layout():
-            if g.plate.key == plate_key:
-                w = g.plate.wells.get(well)
-                if w is None:
-                    return None
-                return QRectF(
-                    g.origin.x() + w.column * g.cell, g.origin.y() + w.row * g.cell,
-                    g.cell, g.cell,
-                )
+        for placement in self._layout():
+            if placement.plate.key == plate_key:
+                w = placement.plate.wells.get(well)
+                return None if w is None else QRectF(*placement.cell_rect(w))
         return None
 
     # -- painting ---------------------------------------------------------------------------
@@ -303,50 +187,66 @@ class PlateMapWidget(QWidget):
         painter.end()
 
     def _paint_plate(
-        self, painter: QPainter, g: _PlateGeometry, font: QFont,
+        self, painter: QPainter, g: PlatePlacement, font: QFont,
         selected_plate: str | None, selected_well: str | None, dirty: QRectF,
     ) -> None:
-        plate, cell, ox, oy = g.plate, g.cell, g.origin.x(), g.origin.y()
-        # only the rows / columns the dirty rectangle touches (one cell +- its frame)
-        fmt = plate.format
-        r0 = max(0, int((dirty.top() - oy) // cell) - 1)
-        r1 = min(fmt.rows, int((dirty.bottom() - oy) // cell) + 2)
-        c0 = max(0, int((dirty.left() - ox) // cell) - 1)
-        c1 = min(fmt.columns, int((dirty.right() - ox) // cell) + 2)
-        colours_ = self._colours.get(plate.key, {})
-        # title
+        selected = g.plate.key == selected_plate
+        if self._title_h > 0:
+            self._paint_title(painter, g, font, selected)
+        if g.cell >= 9:  # row letters / column numbers only when they fit
+            self._paint_axis_labels(painter, g, font)
+        self._paint_wells(painter, g, dirty)
+        if selected and selected_well in g.plate.wells:  # the selection on top
+            rect = QRectF(*g.cell_rect(g.plate.wells[selected_well]))
+            painter.setBrush(Qt.BrushStyle.NoBrush)
+            painter.setPen(QPen(QColor(0, 0, 0), max(2.0, g.cell * 0.18) + 2))
+            painter.drawRect(rect)
+            painter.setPen(QPen(QColor(*colours.SELECTION_RGB), max(2.0, g.cell * 0.18)))
+            painter.drawRect(rect)
+
+    def _paint_title(self, painter: QPainter, g: PlatePlacement, font: QFont,
+                     selected: bool) -> None:
+        """The plate's name above it (bold when it holds the selection)."""
         title_font = QFont(font)
-        title_font.setBold(plate.key == selected_plate)
+        title_font.setBold(selected)
         title_font.setPointSizeF(max(7.0, font.pointSizeF()))
         painter.setFont(title_font)
-        painter.setPen(QColor(235, 235, 235) if plate.key == selected_plate
-                       else QColor(160, 160, 160))
-        if self._title_h > 0:
-            title_rect = QRectF(ox - 14, oy - 16 - self._title_h, cell * fmt.columns + 14,
-                                self._title_h)
-            painter.drawText(title_rect,
-                             Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
-                             plate_title(plate, painter.fontMetrics(), title_rect.width()))
-        # row letters / column numbers (only when they fit)
+        painter.setPen(QColor(235, 235, 235) if selected else QColor(160, 160, 160))
+        rect = QRectF(g.x - 14, g.y - 16 - self._title_h,
+                      g.cell * g.plate.format.columns + 14, self._title_h)
+        painter.drawText(rect, Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter,
+                         plate_title(g.plate, painter.fontMetrics(), rect.width()))
+
+    def _paint_axis_labels(self, painter: QPainter, g: PlatePlacement, font: QFont) -> None:
+        """Row letters on the left, column numbers on top (every other one when small)."""
         small = QFont(font)
-        small.setPointSizeF(max(5.0, min(8.0, cell * 0.55)))
+        small.setPointSizeF(max(5.0, min(8.0, g.cell * 0.55)))
         painter.setFont(small)
         painter.setPen(QColor(150, 150, 150))
-        if cell >= 9:
-            for r in range(fmt.rows):
-                painter.drawText(QRectF(ox - 14, oy + r * cell, 13, cell),
-                                 Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                                 fmt.well_name(r, 0)[:-2])
-            step = 1 if cell >= 14 else 2
-            for c in range(0, fmt.columns, step):
-                painter.drawText(QRectF(ox + c * cell, oy - 14, cell, 13),
-                                 Qt.AlignmentFlag.AlignCenter, str(c + 1))
+        fmt, cell = g.plate.format, g.cell
+        for r in range(fmt.rows):
+            painter.drawText(QRectF(g.x - 14, g.y + r * cell, 13, cell),
+                             Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
+                             fmt.well_name(r, 0)[:-2])
+        step = 1 if cell >= 14 else 2
+        for c in range(0, fmt.columns, step):
+            painter.drawText(QRectF(g.x + c * cell, g.y - 14, cell, 13),
+                             Qt.AlignmentFlag.AlignCenter, str(c + 1))
+
+    def _paint_wells(self, painter: QPainter, g: PlatePlacement, dirty: QRectF) -> None:
+        """The cells the dirty rectangle touches (one cell +- its frame on a selection)."""
+        plate, cell, fmt = g.plate, g.cell, g.plate.format
+        r0 = max(0, int((dirty.top() - g.y) // cell) - 1)
+        r1 = min(fmt.rows, int((dirty.bottom() - g.y) // cell) + 2)
+        c0 = max(0, int((dirty.left() - g.x) // cell) - 1)
+        c1 = min(fmt.columns, int((dirty.right() - g.x) // cell) + 2)
+        fills = self._colours.get(plate.key, {})
         pad = max(0.5, cell * 0.08)
         hatch = QBrush(QColor(20, 20, 20, 170), Qt.BrushStyle.BDiagPattern)
         for r in range(r0, r1):
             for c in range(c0, c1):
                 name = fmt.well_name(r, c)
-                rect = QRectF(ox + c * cell + pad, oy + r * cell + pad,
+                rect = QRectF(g.x + c * cell + pad, g.y + r * cell + pad,
                               cell - 2 * pad, cell - 2 * pad)
                 well = plate.wells.get(name)
                 if well is None:  # unused position: a faint empty circle
@@ -354,26 +254,14 @@ class PlateMapWidget(QWidget):
                     painter.setBrush(Qt.BrushStyle.NoBrush)
                     painter.drawEllipse(rect.adjusted(pad, pad, -pad, -pad))
                     continue
-                rgb = colours_.get(name)
                 missing = well_is_missing(well)
-                if missing:
-                    rgb = colours.PROBLEM_RGB
-                fill = QColor(*rgb if rgb is not None else NO_DATA_RGB)
+                rgb = colours.PROBLEM_RGB if missing else fills.get(name)
                 painter.setPen(Qt.PenStyle.NoPen)
-                painter.setBrush(fill)
+                painter.setBrush(QColor(*rgb if rgb is not None else NO_DATA_RGB))
                 painter.drawRoundedRect(rect, cell * 0.15, cell * 0.15)
                 if missing or well_problems(well):
                     painter.setBrush(hatch)
                     painter.drawRoundedRect(rect, cell * 0.15, cell * 0.15)
-        # selection on top
-        if plate.key == selected_plate and selected_well in plate.wells:
-            w = plate.wells[selected_well]
-            rect = QRectF(ox + w.column * cell, oy + w.row * cell, cell, cell)
-            painter.setBrush(Qt.BrushStyle.NoBrush)
-            painter.setPen(QPen(QColor(0, 0, 0), max(2.0, cell * 0.18) + 2))
-            painter.drawRect(rect)
-            painter.setPen(QPen(QColor(*colours.SELECTION_RGB), max(2.0, cell * 0.18)))
-            painter.drawRect(rect)
 
     def _paint_legend(self, painter: QPainter) -> None:
         top = self.height() - self._legend_h + 4  # the band ends 4 px above the bottom
@@ -408,7 +296,7 @@ class PlateMapWidget(QWidget):
                              Qt.AlignmentFlag.AlignCenter,
                              f"confidence of the {self.state.prediction_mode} call")
             return
-        items = self._legend_items()
+        items = legend_items(self.mode)
         # swatches in up to two rows (the band's second row is free without a colour bar)
         row = self._legend_row
         x, y = left, top
@@ -434,9 +322,10 @@ class PlateMapWidget(QWidget):
                 QToolTip.hideText()
             else:
                 plate, name = hit
-                QToolTip.showText(event.globalPos(),
-                                  well_tooltip(plate, plate.wells.get(name), name, self.state),
-                                  self)
+                text = well_tooltip(plate, plate.wells.get(name), name,
+                                    self.state.well_prediction(name, plate),
+                                    self.state.prediction_mode)
+                QToolTip.showText(event.globalPos(), text, self)
             return True
         return super().event(event)
 
@@ -460,33 +349,6 @@ class PlateMapWidget(QWidget):
         if target is not None:
             self.well_clicked.emit(plate.key, target)
         event.accept()
-
-
-def plate_title(plate: Plate, metrics: QFontMetrics, width: float) -> str:
-    """The longest of 'HEPG2-03 plate 1', 'Plate 1', 'P1' that fits ``width`` pixels."""
-    for text in (f"{plate.experiment} plate {plate.index}", f"Plate {plate.index}",
-                 f"P{plate.index}"):
-        if metrics.horizontalAdvance(text) <= width:
-            return text
-    return f"P{plate.index}"
-
-
-def next_well(plate: Plate, current: Well | None, step: tuple[int, int]) -> str | None:
-    """The next used well from ``current`` in direction ``step`` (skipping unused positions)."""
-    used = plate.used_wells()
-    if not used:
-        return None
-    if current is None:
-        return used[0].name
-    dr, dc = step
-    r, c = current.row + dr, current.column + dc
-    fmt = plate.format
-    while 0 <= r < fmt.rows and 0 <= c < fmt.columns:
-        name = fmt.well_name(r, c)
-        if name in plate.wells:
-            return name
-        r, c = r + dr, c + dc
-    return None
 
 
 class PlateMapDock(QWidget):
@@ -572,23 +434,14 @@ class PlateMapDock(QWidget):
         else:
             plates = [plate]
         self.map.set_plates(plates)
-        counts = plate.well_counts()
         # one line at the default dock width (the map gets the height); details in the tooltip
-        self.title.setText(
-            f"<b>{plate.experiment} plate {plate.index}</b> - {plate.format.rows} x "
-            f"{plate.format.columns}, {len(plate.wells)} wells used"
-        )
-        self.title.setToolTip(
-            f"{plate.key}: {len(plate.wells)} of {plate.format.well_count} wells used: "
-            f"{counts['treatment']} treatment, {counts['positive_control']} positive control, "
-            f"{counts['negative_control']} negative control"
-        )
+        self.title.setText(plate_map_title(plate))
+        self.title.setToolTip(plate_map_title_tooltip(plate))
 
     def _well_changed(self, well: Well | None) -> None:
         self.map.update_selection(well)
 
     def _well_clicked(self, plate_key: str, well: str) -> None:
-        exp, _, index = plate_key.rpartition("/")
         if self.state.plate is None or self.state.plate.key != plate_key:
-            self.state.select_plate(exp, int(index))
+            self.state.select_plate(*split_plate_key(plate_key))
         self.state.select_well(well)

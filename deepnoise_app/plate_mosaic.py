@@ -28,118 +28,39 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app import colours
+from deepnoise_app.canvas_caption import show_text
 from deepnoise_app.canvas_warmup import draw_once_invisibly
-from deepnoise_app.state import AppState
-from deepnoise_app.thumbnails import (
+from deepnoise_app.colormaps import confidence_colormap
+from deepnoise_app.models.captions import mosaic_caption, mosaic_status
+from deepnoise_app.models.mosaic_calls import (
+    CALL_DEFAULTS,
+    call_features,
+    label_translation,
+    shade_label_boxes,
+    typed_calls,
+)
+from deepnoise_app.models.state import AppState
+from deepnoise_app.models.thumbnails import (
     MOSAIC_GAP,
     PlateThumbnails,
     ThumbnailCache,
     mosaic_image,
     shared_pixels,
+    thumbnail_sizes,
     tile_at,
     tile_origin,
 )
 from deepnoise_app.view_fit import fit_view
-from deepnoise_app.well_viewer import WellViewer, show_text, well_viewer_for
+from deepnoise_app.well_viewer import WellViewer, well_viewer_for
 from deepnoise_app.workers import run_with_progress
 from deepnoise_engine.screen.model import Plate, Screen, Well
 
 IMAGE_TAG = "deepnoise-mosaic"
 POINTS_TAG = "deepnoise-mosaic-calls"
 SELECTION_TAG = "deepnoise-mosaic-selection"
-#: the calls layer's features (one row per predicted well)
-CALL_COLUMNS = ["well", "sirna", "confidence", "correct", "text_colour"]
-#: what a marker gets before its features arrive (napari adds points with these values)
-CALL_DEFAULTS = {"well": "", "sirna": "", "confidence": 0.0, "correct": "",
-                 "text_colour": "white"}
 PROGRESS_AFTER_S = 0.3  # the thumbnail progress bar shows once a build takes this long
-THUMBNAIL_SIZES = (32, 48, 64, 96, 128)
 IDLE_STATUS = "Click a tile to select a well, double-click to open it."
 SELECTION_BORDER = 0.09  # the selection frame's width, a fraction of the marker's size
-
-
-#: the called siRNA's label sits in this part of a tile (fractions of the thumbnail size)
-LABEL_BOX = (0.62, 0.95, 0.0, 0.5)  # y0, y1, x0, x1
-
-
-LABEL_SHADE = 0.3  # a called well's label box is darkened to this share of its brightness
-
-
-def shaded_label_box(thumbnail: np.ndarray) -> np.ndarray:
-    """``thumbnail`` with its label box darkened: white text reads on any tile (napari text
-    has no outline; black or white alone left some labels unreadable on mixed tiles)."""
-    out = thumbnail.copy()
-    t = thumbnail.shape[0]
-    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
-    out[y0:y1, x0:x1] = (out[y0:y1, x0:x1] * LABEL_SHADE).astype(np.uint8)
-    return out
-
-
-def shade_label_boxes(image: np.ndarray, plate: Plate, wells: list[str], t: int) -> np.ndarray:
-    """The mosaic ``image`` with the label boxes of ``wells`` darkened (a copy when any)."""
-    if not wells:
-        return image
-    out = image.copy()
-    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
-    for name in wells:
-        well = plate.wells.get(name)
-        if well is None:
-            continue
-        y, x = tile_origin(well.row, well.column, t)
-        box = out[y + y0:y + y1, x + x0:x + x1]
-        box[...] = (box * LABEL_SHADE).astype(np.uint8)
-    return out
-
-
-def label_colour(thumbnail: np.ndarray | None) -> str:
-    """Text colour that reads on ``thumbnail (T, T, 3)`` under the label: black on bright
-    pixels, white on dark ones (napari text has no outline or background box)."""
-    if thumbnail is None:
-        return "white"
-    t = thumbnail.shape[0]
-    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
-    box = thumbnail[y0:y1, x0:x1].astype(np.float32)
-    luma = float((box @ np.array([0.299, 0.587, 0.114], np.float32)).mean()) if box.size else 0.0
-    return "black" if luma > 120.0 else "white"
-
-
-def call_features(
-    plate: Plate, state: AppState, size: int, thumbs: PlateThumbnails | None = None
-) -> tuple[np.ndarray, pd.DataFrame]:
-    """Marker positions ``(N, 2)`` (y, x in mosaic pixels) and their features table.
-
-    Only wells with a prediction get a marker; columns: well, sirna, confidence, correct,
-    text_colour (black or white, whichever reads on the tile under the label).
-    """
-    index = thumbs.index() if thumbs is not None else {}
-    rows, coords = [], []
-    for well in plate.used_wells():
-        pred = state.well_prediction(well.name, plate)
-        if pred is None or pred["sirna"] is None:
-            continue
-        y, x = tile_origin(well.row, well.column, size)
-        coords.append((y + size * 0.14, x + size * 0.14))
-        conf = pred["confidence"]
-        rows.append({
-            "well": well.name,
-            "sirna": str(pred["sirna"]),
-            "confidence": float(conf) if conf is not None else 0.0,
-            "correct": "" if pred["correct"] is None else ("right" if pred["correct"]
-                                                            else "wrong"),
-            "text_colour": label_colour(
-                shaded_label_box(thumbs.images[index[well.name]]) if well.name in index
-                else None),
-        })
-    return np.array(coords, dtype=float).reshape(-1, 2), typed_calls(rows)
-
-
-def typed_calls(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """The calls table with its dtypes fixed, also when it is empty: an empty frame of
-    object columns made napari give new markers a confidence of None, which its
-    colormap cannot map (a plate without predictions, then one with)."""
-    frame = pd.DataFrame(rows, columns=CALL_COLUMNS)
-    return frame.astype({c: float if c == "confidence" else object for c in CALL_COLUMNS})
 
 
 def sliced_while_hidden(layer: Any) -> None:
@@ -150,11 +71,6 @@ def sliced_while_hidden(layer: Any) -> None:
     an IndexError in every frame (after a screen change, or predictions while hidden)."""
     if not layer.visible:
         layer.set_view_slice()
-
-
-def label_translation(tile: int) -> list[float]:
-    """Offset of a call's label from its marker: into the tile's lower left part."""
-    return [tile * 0.62, -tile * 0.08]
 
 
 class PlateMosaic(QWidget):
@@ -176,30 +92,8 @@ class PlateMosaic(QWidget):
         self.state = state
         self._well_viewer = well_viewer
         self.setObjectName("deepnoise-plate-mosaic")
-        self.show_button = QPushButton("Show plate mosaic")
-        self.show_button.setCheckable(True)
-        self.size_combo = QComboBox()
         self._preferred_size = thumbnail_size
-        self._offer_sizes(None)
-        self.progress = QProgressBar()
-        self.progress.setFormat("%v / %m thumbnails")
-        self.status = QLabel(IDLE_STATUS)
-        self.status.setWordWrap(True)
-        # room for two lines, always: a label that grows relays out the docks, which
-        # resizes the canvas and redraws the whole window (a long frame without a GPU)
-        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
-        # the progress bar takes the status line's place while thumbnails are built
-        self.status_stack = QStackedWidget()
-        self.status_stack.addWidget(self.status)
-        self.status_stack.addWidget(self.progress)
-        row = QHBoxLayout()
-        row.addWidget(self.show_button)
-        row.addWidget(self.size_combo)
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(4, 4, 4, 4)
-        layout.addLayout(row)
-        layout.addWidget(self.status_stack)
-
+        self._build_controls()
         self.cache: ThumbnailCache | None = None
         self.shown = False
         self.thumbs: PlateThumbnails | None = None
@@ -222,6 +116,32 @@ class PlateMosaic(QWidget):
         if state.screen is not None:
             self._screen_changed(state.screen)
         self.create_layers()
+
+    def _build_controls(self) -> None:
+        """The mosaic button, the thumbnail sizes and the status line (or progress bar)."""
+        self.show_button = QPushButton("Show plate mosaic")
+        self.show_button.setCheckable(True)
+        self.size_combo = QComboBox()
+        self._offer_sizes(None)
+        self.progress = QProgressBar()
+        self.progress.setFormat("%v / %m thumbnails")
+        self.status = QLabel(IDLE_STATUS)
+        self.status.setWordWrap(True)
+        # room for two lines, always: a label that grows relays out the docks, which
+        # resizes the canvas and redraws the whole window (a long frame without a GPU)
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 4)
+        # the progress bar takes the status line's place while thumbnails are built
+        self.status_stack = QStackedWidget()
+        self.status_stack.addWidget(self.status)
+        self.status_stack.addWidget(self.progress)
+        row = QHBoxLayout()
+        row.addWidget(self.show_button)
+        row.addWidget(self.size_combo)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(4, 4, 4, 4)
+        layout.addLayout(row)
+        layout.addWidget(self.status_stack)
+
 
     def create_layers(self) -> None:
         """Add the mosaic's layers, hidden, now: creating a layer (its controls, its visual)
@@ -300,10 +220,8 @@ class PlateMosaic(QWidget):
     # -- building ---------------------------------------------------------------------------
     def _offer_sizes(self, screen: Screen | None) -> None:
         """Thumbnail sizes up to the screen's image size (no upsampled thumbnails)."""
-        largest = max(screen.image_size) if screen is not None and screen.image_size else None
-        sizes = [s for s in THUMBNAIL_SIZES if largest is None or s <= largest]
-        sizes = sizes or THUMBNAIL_SIZES[:1]
-        wanted = max((s for s in sizes if s <= self._preferred_size), default=sizes[0])
+        sizes, wanted = thumbnail_sizes(screen.image_size if screen is not None else None,
+                                        self._preferred_size)
         self.size_combo.blockSignals(True)
         self.size_combo.clear()
         for size in sizes:
@@ -412,15 +330,10 @@ class PlateMosaic(QWidget):
         self._update_selection()
         if self.shown:
             fit_view(self.viewer, [self.image_layer()])
-            show_text(self.viewer, f"{plate.experiment} plate {plate.index} - mosaic of "
-                                   f"{len(thumbs.wells)} wells (first usable site)")
+            show_text(self.viewer, mosaic_caption(plate, len(thumbs.wells)))
         self.last_build_s = time.perf_counter() - started
-        missing = len(thumbs.missing)
-        self.status.setText(
-            f"{plate.key}: {len(thumbs.wells)} wells"
-            + (f", {missing} without pixels (striped)" if missing else "")
-            + f" in {self.last_build_s:.2f} s. Click selects, double-click opens."
-        )
+        self.status.setText(mosaic_status(plate, len(thumbs.wells), len(thumbs.missing),
+                                          self.last_build_s))
         self.mosaic_ready.emit(plate.key)
 
     def _put_image(self, image: np.ndarray) -> None:
@@ -486,7 +399,7 @@ class PlateMosaic(QWidget):
             symbol="square",
             size=max(4.0, tile * 0.22),
             face_color="confidence",
-            face_colormap=colours.confidence_colormap(),
+            face_colormap=confidence_colormap(),
             face_contrast_limits=(0.0, 1.0),
             border_width=0.12,  # relative: a light frame keeps dark (low) markers visible
             border_color="lightgrey",

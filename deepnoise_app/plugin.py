@@ -13,11 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from deepnoise_app.colormaps import channel_layer_data
 from deepnoise_app.docks import choose_screen_folder
+from deepnoise_app.models.state import AppState
+from deepnoise_app.napari_compat import unwrap_viewer
 from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.plate_mosaic import PlateMosaic
 from deepnoise_app.screen_browser import ScreenBrowser
-from deepnoise_app.state import AppState, state_for, unwrap_viewer
+from deepnoise_app.state import state_for
 from deepnoise_app.well_viewer import WellViewer
 
 LayerData = list[tuple[Any, ...]]
@@ -54,7 +57,6 @@ def get_reader(path: str | list[str]) -> Callable[[str | list[str]], LayerData] 
 
 def read_site_files(path: str | list[str]) -> LayerData:
     """All channel files of the site ``path`` belongs to -> one coloured layer per channel."""
-    from deepnoise_app.well_viewer import channel_layer_data
     from deepnoise_engine.screen.images import read_png
 
     p = Path(path[0] if isinstance(path, list) else path)
@@ -88,7 +90,8 @@ def _current_viewer() -> Any:
 def open_in_viewer(viewer: Any, path: str | Path) -> AppState:
     """Open a screen folder in ``viewer``'s AppState; adds the DeepNoise docks if none are
     open. The first plate and well are selected."""
-    from deepnoise_app.docks import install_docks, open_screen_path
+    from deepnoise_app.docks import install_docks
+    from deepnoise_app.models.screen_opening import open_screen_path
     from deepnoise_app.well_viewer import well_viewer_for
 
     state = state_for(viewer)
@@ -110,15 +113,14 @@ def read_screen(path: str | list[str]) -> LayerData:
 def demo_screen_sample() -> LayerData:
     """The built-in demo screen (generated on first use): opens it in the current viewer and
     returns the first well's channels (tagged, so the well viewer keeps reusing them)."""
-    from deepnoise_app.well_viewer import channel_layer_data, load_well_planes
+    from deepnoise_app.models.thumbnails import PixelSource
+    from deepnoise_app.models.well_loading import load_well_planes
     from deepnoise_engine.screen.synthetic import ensure_demo_screen
 
     viewer = _current_viewer()
     state = open_in_viewer(viewer, ensure_demo_screen())
     if state.well is None or state.screen is None:
         raise RuntimeError("the demo screen has no usable well")
-    from deepnoise_app.thumbnails import PixelSource
-
     channels = list(state.screen.channels)
     planes, _missing, _shown = load_well_planes(PixelSource(state.screen), state.well,
                                                 channels, 1)

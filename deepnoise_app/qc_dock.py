@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.qc_map import (
+from deepnoise_app.models.qc_map import (
     COLOUR_BY,
     PALETTE,
     MapPoints,
@@ -39,9 +39,10 @@ from deepnoise_app.qc_map import (
     point_colours,
     points_in_polygon,
     qc_table,
+    qc_table_cells,
     umap_available,
 )
-from deepnoise_app.state import AppState
+from deepnoise_app.models.state import AppState
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,21 @@ class QCDock(QWidget):
 
     # -- layout -------------------------------------------------------------------------------
     def _build(self) -> None:
+        """The choices row, the message, and the map beside the QC table and lasso list."""
+        split = QSplitter(Qt.Orientation.Horizontal)
+        split.addWidget(self._build_map())
+        split.addWidget(self._build_side())
+        split.setStretchFactor(0, 3)
+        split.setStretchFactor(1, 2)
+        self.message = QLabel("Score a screen to see its wells here.")
+        self.message.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_choices())
+        layout.addWidget(self.message)
+        layout.addWidget(split, 1)
+
+    def _build_choices(self) -> QHBoxLayout:
+        """Colour by, map layout, lasso."""
         self.colour_by = QComboBox()
         self.colour_by.addItems(COLOUR_BY)
         self.colour_by.currentTextChanged.connect(self.recolour)
@@ -113,25 +129,23 @@ class QCDock(QWidget):
         self.lasso_button.setCheckable(True)
         self.lasso_button.setToolTip("Drag around wells to list them (pan/zoom while off)")
         self.lasso_button.toggled.connect(self._lasso_toggled)
-        self.hover_label = QLabel("")
-        self.hover_label.setObjectName("deepnoise-qc-hover")
-        # a fixed height: a new hover text must not re-layout the dock (and repaint the map)
-        self.hover_label.setFixedHeight(self.hover_label.fontMetrics().height() + 4)
-        self.message = QLabel("Score a screen to see its wells here.")
-        self.message.setWordWrap(True)
         top = QHBoxLayout()
         for text, widget in (("Colour", self.colour_by), ("Map", self.layout_choice)):
             top.addWidget(QLabel(text))
             top.addWidget(widget)
         top.addWidget(self.lasso_button)
         top.addStretch(1)
+        return top
 
+    def _build_map(self) -> QWidget:
+        """The pyqtgraph map with its legend and hover line."""
         self.view = LassoViewBox()
         self.view.lasso_finished.connect(self._lasso_done)
         self.plot = pg.PlotWidget(viewBox=self.view, background="w")
         self.plot.setObjectName("deepnoise-qc-map")
         self.plot.hideAxis("left")
         self.plot.hideAxis("bottom")
+        self.plot.setMinimumHeight(120)
         # one ScatterPlotItem per colour: a uniform brush keeps pyqtgraph vectorised
         # (per-point brushes cost a Python loop over 20,000 points at every recolour)
         self.layers: list[pg.ScatterPlotItem] = []
@@ -140,12 +154,25 @@ class QCDock(QWidget):
                                            pxMode=True)
         self.selected.setZValue(5)  # above the colour layers
         self.plot.addItem(self.selected)
+        self.plot.scene().sigMouseMoved.connect(self._hover)
+        self.plot.scene().sigMouseClicked.connect(self._clicked)
         self.legend = QLabel("")
         self.legend.setWordWrap(True)
         self.legend.setTextFormat(Qt.TextFormat.RichText)
-        self.plot.scene().sigMouseMoved.connect(self._hover)
-        self.plot.scene().sigMouseClicked.connect(self._clicked)
+        self.hover_label = QLabel("")
+        self.hover_label.setObjectName("deepnoise-qc-hover")
+        # a fixed height: a new hover text must not re-layout the dock (and repaint the map)
+        self.hover_label.setFixedHeight(self.hover_label.fontMetrics().height() + 4)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.plot, 1)
+        left_layout.addWidget(self.legend)
+        left_layout.addWidget(self.hover_label)
+        return left
 
+    def _build_side(self) -> QWidget:
+        """The QC table with Run QC, and the list of the wells in the lasso."""
         self.table = QTableWidget(0, 5)
         self.table.setObjectName("deepnoise-qc-table")
         self.table.setHorizontalHeaderLabels(
@@ -154,7 +181,6 @@ class QCDock(QWidget):
         self.table.setToolTip("mAP (chance) per profile; docs/qc.md explains the columns")
         self.table.setMinimumHeight(80)
         self.table.verticalHeader().setVisible(False)
-        self.plot.setMinimumHeight(120)
         self.run_qc = QPushButton("Run QC")
         self.run_qc.clicked.connect(self.request_qc)
         self.lasso_list = QListWidget()
@@ -170,21 +196,7 @@ class QCDock(QWidget):
         side_layout.addWidget(self.run_qc)
         side_layout.addWidget(QLabel("Wells in the lasso"))
         side_layout.addWidget(self.lasso_list, 1)
-        split = QSplitter(Qt.Orientation.Horizontal)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.plot, 1)
-        left_layout.addWidget(self.legend)
-        left_layout.addWidget(self.hover_label)
-        split.addWidget(left)
-        split.addWidget(side)
-        split.setStretchFactor(0, 3)
-        split.setStretchFactor(1, 2)
-        layout = QVBoxLayout(self)
-        layout.addLayout(top)
-        layout.addWidget(self.message)
-        layout.addWidget(split, 1)
+        return side
 
     def sizeHint(self) -> QSize:
         """Tall enough for the map and the table when the bottom dock first opens."""
@@ -312,11 +324,7 @@ class QCDock(QWidget):
         self.run_qc.setText("Run QC" if rows is None else "Run QC again")
         self.run_qc.setEnabled(self.bridge is not None and self.state.score_dir is not None)
         for r, row in enumerate(rows or []):
-            cells = [row["profile"],
-                     *[f"{row[t][0]:.3f} ({row[t][1]:.3f})" if row[t][0] is not None else "n/a"
-                       for t in ("sirna", "experiment", "plate")],
-                     "n/a" if row["mixing"] is None else f"{row['mixing']:.2f}"]
-            for c, text in enumerate(cells):
+            for c, text in enumerate(qc_table_cells(row)):
                 self.table.setItem(r, c, QTableWidgetItem(text))
         self.table.resizeColumnsToContents()
 
@@ -366,8 +374,7 @@ class QCDock(QWidget):
             return
         row = self.points.frame.iloc[int(i)]
         try:
-            self.state.select_plate(row["experiment"], int(row["plate"]))
-            self.state.select_well(row["well"])
+            self.state.go_to_well(row["experiment"], int(row["plate"]), row["well"])
         except (KeyError, RuntimeError) as exc:  # a score folder of another screen
             self.message.setText(f"cannot select {row['id_code']}: {exc}")
 

@@ -28,8 +28,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.review_queue import REASONS, build_queue, filter_queue
-from deepnoise_app.state import AppState
+from deepnoise_app.models.captions import review_details
+from deepnoise_app.models.predictions import plate_key
+from deepnoise_app.models.review_queue import REASONS, build_queue, filter_queue
+from deepnoise_app.models.state import AppState
 from deepnoise_engine.report.io import ReportError
 from deepnoise_engine.report.review import empty_decisions, read_decisions, set_decision
 
@@ -165,8 +167,7 @@ class ReviewDock(QWidget):
         item = self.shown.iloc[row]
         if self.state.screen is not None:
             try:
-                self.state.select_plate(item["experiment"], int(item["plate"]))
-                self.state.select_well(item["well"])
+                self.state.go_to_well(item["experiment"], int(item["plate"]), item["well"])
             except (KeyError, RuntimeError) as exc:
                 self.details.setText(f"cannot show {item['id_code']}: {exc}")
                 return
@@ -176,13 +177,9 @@ class ReviewDock(QWidget):
         self.note.setText(str(note))
 
     def _describe(self, item: pd.Series) -> str:
-        prediction = self.state.well_prediction(item["well"], f"{item['experiment']}/"
-                                                              f"{int(item['plate'])}") or {}
-        top = ", ".join(f"{s} {p:.2f}" for s, p in prediction.get("top", []))
-        truth = prediction.get("sirna_true")
-        return (f"{item['id_code']}: call {prediction.get('sirna')}"
-                + (f" (true {truth})" if truth else "") + f"\ntop 5: {top or 'none'}"
-                + f"\nwhy: {item['why'] or 'no flag'}")
+        key = plate_key(item["experiment"], int(item["plate"]))
+        return review_details(item["id_code"], self.state.well_prediction(item["well"], key),
+                              item["why"])
 
     def eventFilter(self, watched: QObject, event: QEvent) -> bool:
         if watched is self.table and event.type() == QEvent.Type.KeyPress and not (

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass
 
 from qtpy.QtCore import Qt, Signal
 from qtpy.QtGui import QBrush, QColor
@@ -19,91 +18,19 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from deepnoise_app.screen_cache import PerScreen
-from deepnoise_app.state import AppState
-from deepnoise_engine.screen.model import Plate, Screen
+from deepnoise_app.models.captions import format_text, plate_name, well_counts_text
+from deepnoise_app.models.predictions import split_plate_key
+from deepnoise_app.models.screen_summary import (
+    PlateSummary,
+    compact,
+    problem_tooltip,
+    screen_summary,
+    tpn,
+)
+from deepnoise_app.models.state import AppState
+from deepnoise_engine.screen.model import Experiment, Plate, Screen
 
 PLATE_ROLE = Qt.ItemDataRole.UserRole + 1
-MAX_TOOLTIP_PROBLEMS = 12
-
-
-def plate_problems(plate: Plate) -> list[str]:
-    """Problems of a plate's sites as readable lines: 'B02 site 2: missing channel w5'."""
-    lines = []
-    for well in plate.used_wells():
-        if not well.sites:
-            lines.append(f"{well.name}: no sites")
-        for site in well.sites:
-            lines.extend(f"{well.name} site {site.index}: {p.message}" for p in site.problems)
-    return lines
-
-
-def plate_problem_kinds(plate: Plate) -> Counter[str]:
-    return Counter(p.kind for w in plate.wells.values() for s in w.sites for p in s.problems)
-
-
-def problem_tooltip(title: str, lines: list[str], kinds: Counter[str] | None = None) -> str:
-    text = [title]
-    if kinds:
-        text.append(", ".join(f"{n} {k.replace('_', ' ')}" for k, n in kinds.most_common()))
-    text.extend(lines[:MAX_TOOLTIP_PROBLEMS])
-    if len(lines) > MAX_TOOLTIP_PROBLEMS:
-        text.append(f"... {len(lines) - MAX_TOOLTIP_PROBLEMS} more")
-    return "\n".join(text)
-
-
-@dataclass(frozen=True)
-class PlateSummary:
-    """What the browser shows of a plate: used wells by type, sites, problem lines."""
-
-    counts: dict[str, int]
-    sites: int
-    problems: list[str]
-    kinds: Counter[str]
-
-
-@dataclass(frozen=True)
-class ScreenSummary:
-    """The browser's view of a screen: per plate, per experiment (labelled or not), and the
-    screen's problems that belong to no site (as lines)."""
-
-    plates: dict[str, PlateSummary]
-    labelled: dict[str, bool]
-    unsited: list[str]
-
-
-def summarise_screen(screen: Screen) -> ScreenSummary:
-    """One pass over every well, site and problem (RxRx1: ~0.2 s)."""
-    return ScreenSummary(
-        plates={
-            plate.key: PlateSummary(plate.well_counts(),
-                                    sum(len(w.sites) for w in plate.wells.values()),
-                                    plate_problems(plate), plate_problem_kinds(plate))
-            for plate in screen.plates()
-        },
-        labelled={name: exp.labelled for name, exp in screen.experiments.items()},
-        unsited=[str(p) for p in screen.problems if not p.site_id],
-    )
-
-
-_SUMMARIES: PerScreen[ScreenSummary] = PerScreen(summarise_screen)
-
-
-def screen_summary(screen: Screen) -> ScreenSummary:
-    """The screen's summary, computed once (the screen opener does it in its worker, so
-    that building the tree on the event loop is only making the items)."""
-    return _SUMMARIES.get(screen)
-
-
-def _tpn(counts: Counter[str] | dict[str, int]) -> str:
-    """Used wells as 'treatment/positive/negative' (the T/P/N column)."""
-    return "/".join(str(counts.get(k, 0))
-                    for k in ("treatment", "positive_control", "negative_control"))
-
-
-def _compact(n: int) -> str:
-    """Short count for a narrow column: 27088 -> '27k' (the tooltip has the exact count)."""
-    return str(n) if n < 10_000 else f"{n // 1000}k"
 
 
 class ScreenBrowser(QWidget):
@@ -179,43 +106,9 @@ class ScreenBrowser(QWidget):
             f"{len(screen.problems)} problems"
         )
         self.summary.setToolTip(str(screen.root))
-        summary_of = screen_summary(screen)
-        summaries = summary_of.plates
         for cell_type in screen.cell_types():
-            ct_item = QTreeWidgetItem([cell_type])
-            ct_counts: Counter[str] = Counter()
-            ct_sites = ct_problems = 0
-            self.tree.addTopLevelItem(ct_item)
-            exps = [e for e in screen.experiments.values() if e.cell_type == cell_type]
-            for exp in sorted(exps, key=lambda e: e.name):
-                # the split is in the tooltip: "(train)" would cost the name its room
-                exp_item = QTreeWidgetItem([exp.name])
-                labelled = "labelled" if summary_of.labelled[exp.name] else "unlabelled"
-                exp_item.setToolTip(0, f"{exp.name}: cell type {exp.cell_type}, batch "
-                                       f"{exp.batch}, split {exp.split}, {labelled}")
-                ct_item.addChild(exp_item)
-                e_counts: Counter[str] = Counter()
-                e_sites = e_problems = 0
-                for index in sorted(exp.plates):
-                    plate = exp.plates[index]
-                    summary = summaries[plate.key]
-                    item = self._plate_row(plate, summary)
-                    exp_item.addChild(item)
-                    self._items[plate.key] = item
-                    e_counts.update(summary.counts)
-                    e_sites += summary.sites
-                    e_problems += len(summary.problems)
-                self._counts(exp_item, e_counts)
-                exp_item.setText(2, str(e_sites))
-                self._flag(exp_item, e_problems, f"{exp.name}: {e_problems} site problems")
-                ct_counts.update(e_counts)
-                ct_sites += e_sites
-                ct_problems += e_problems
-            self._counts(ct_item, ct_counts)
-            ct_item.setText(2, str(ct_sites))
-            self._flag(ct_item, ct_problems, f"{cell_type}: {ct_problems} site problems")
-            ct_item.setExpanded(True)
-        unsited = summary_of.unsited
+            self._cell_type_rows(screen, cell_type)
+        unsited = screen_summary(screen).unsited
         if unsited:
             item = QTreeWidgetItem(["Screen problems"])
             self._flag(item, len(unsited),
@@ -225,20 +118,60 @@ class ScreenBrowser(QWidget):
         self.tree.resizeColumnToContents(0)
         self.tree.blockSignals(False)
 
+    def _cell_type_rows(self, screen: Screen, cell_type: str) -> None:
+        """A cell type's row with its experiments' rows (and their plates') under it."""
+        item = QTreeWidgetItem([cell_type])
+        self.tree.addTopLevelItem(item)
+        counts: Counter[str] = Counter()
+        sites = problems = 0
+        exps = [e for e in screen.experiments.values() if e.cell_type == cell_type]
+        for exp in sorted(exps, key=lambda e: e.name):
+            exp_counts, exp_sites, exp_problems = self._experiment_rows(screen, exp, item)
+            counts.update(exp_counts)
+            sites += exp_sites
+            problems += exp_problems
+        self._counts(item, counts)
+        item.setText(2, str(sites))
+        self._flag(item, problems, f"{cell_type}: {problems} site problems")
+        item.setExpanded(True)
+
+    def _experiment_rows(self, screen: Screen, exp: Experiment, parent: QTreeWidgetItem
+                         ) -> tuple[Counter[str], int, int]:
+        """An experiment's row and its plates' rows; returns its (counts, sites, problems)."""
+        summary_of = screen_summary(screen)
+        # the split is in the tooltip: "(train)" would cost the name its room
+        item = QTreeWidgetItem([exp.name])
+        labelled = "labelled" if summary_of.labelled[exp.name] else "unlabelled"
+        item.setToolTip(0, f"{exp.name}: cell type {exp.cell_type}, batch "
+                           f"{exp.batch}, split {exp.split}, {labelled}")
+        parent.addChild(item)
+        counts: Counter[str] = Counter()
+        sites = problems = 0
+        for index in sorted(exp.plates):
+            plate = exp.plates[index]
+            summary = summary_of.plates[plate.key]
+            row = self._plate_row(plate, summary)
+            item.addChild(row)
+            self._items[plate.key] = row
+            counts.update(summary.counts)
+            sites += summary.sites
+            problems += len(summary.problems)
+        self._counts(item, counts)
+        item.setText(2, str(sites))
+        self._flag(item, problems, f"{exp.name}: {problems} site problems")
+        return counts, sites, problems
+
     def _plate_row(self, plate: Plate, summary: PlateSummary) -> QTreeWidgetItem:
         counts, sites = summary.counts, summary.sites
         item = QTreeWidgetItem([
             f"Plate {plate.index}",
-            _tpn(counts),
+            tpn(counts),
             str(sites),
         ])
         item.setData(0, PLATE_ROLE, plate.key)
-        item.setToolTip(0, f"{plate.experiment} plate {plate.index} ({plate.format.rows} x "
-                           f"{plate.format.columns})")
+        item.setToolTip(0, f"{plate_name(plate)} ({format_text(plate)})")
         item.setToolTip(1, f"{len(plate.wells)} used wells of {plate.format.well_count} "
-                           f"({plate.format.rows} x {plate.format.columns}): "
-                           + ", ".join(f"{n} {k.replace('_', ' ')}"
-                                       for k, n in counts.items() if n))
+                           f"({format_text(plate)}): {well_counts_text(counts)}")
         lines = summary.problems
         self._flag(item, len(lines),
                    problem_tooltip(f"{plate.key}: {len(lines)} problems", lines,
@@ -250,13 +183,13 @@ class ScreenBrowser(QWidget):
         """Aggregate rows: the total of used wells (narrow), T/P/N in the tooltip."""
         item.setText(1, str(sum(counts.values())))
         item.setToolTip(1, f"{sum(counts.values())} used wells: treatment/positive/negative "
-                           f"= {_tpn(counts)}")
+                           f"= {tpn(counts)}")
 
     def _flag(self, item: QTreeWidgetItem, count: int, tooltip: str) -> None:
         if count <= 0:
             item.setText(3, "")
             return
-        item.setText(3, _compact(count))
+        item.setText(3, compact(count))
         item.setIcon(3, self._warn_icon)
         item.setForeground(3, QBrush(QColor(230, 120, 40)))
         for col in range(len(self.COLUMNS)):
@@ -271,8 +204,7 @@ class ScreenBrowser(QWidget):
         key = current.data(0, PLATE_ROLE)
         if not key:
             return
-        exp, _, index = str(key).rpartition("/")
-        self.state.select_plate(exp, int(index))
+        self.state.select_plate(*split_plate_key(str(key)))
 
     def _plate_changed(self, plate: Plate | None) -> None:
         if plate is None:

@@ -15,6 +15,8 @@ from typing import Any
 
 from qtpy.QtCore import QEvent, QObject, QTimer
 
+from deepnoise_app.napari_compat import canvas_widget, keep_alive
+
 _FITTERS: weakref.WeakValueDictionary[int, ViewFitter] = weakref.WeakValueDictionary()
 
 
@@ -44,12 +46,17 @@ class ViewFitter(QObject):
         self._framed: list[Any] = []  # the layers the last fit was asked to frame
         viewer.events.reset_view.connect(self._napari_reset)
         try:
-            self._canvas = viewer.window._qt_viewer.canvas.native
+            self._canvas = canvas_widget(viewer)
         except AttributeError:  # no window (a headless model): no resize to follow
             self._canvas = None
         if self._canvas is not None:
             self._canvas.installEventFilter(self)
             self.setParent(self._canvas)  # lives and dies with the canvas
+
+    @property
+    def has_canvas(self) -> bool:
+        """The viewer has a canvas widget (a window): resizes are followed."""
+        return self._canvas is not None
 
     def fit(self, layers: list[Any] | None = None) -> None:
         """Frame ``layers`` (default: those of the last fit still shown, else the visible
@@ -103,15 +110,15 @@ def view_fitter(viewer: Any) -> ViewFitter:
     if fitter is None or fitter.viewer is not viewer:
         fitter = ViewFitter(viewer)
         _FITTERS[id(viewer)] = fitter
-        if fitter._canvas is None:  # no Qt parent keeps it alive: the viewer does
-            viewer._deepnoise_view_fitter = fitter
+        if not fitter.has_canvas:  # no Qt parent keeps it alive: the viewer does
+            keep_alive(viewer, "view_fitter", fitter)
     return fitter
 
 
 def canvas_width(viewer: Any) -> int | None:
     """The canvas's width in pixels (None without a window)."""
     try:
-        return int(viewer.window._qt_viewer.canvas.native.width())
+        return int(canvas_widget(viewer).width())
     except AttributeError:
         return None
 

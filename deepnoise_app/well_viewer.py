@@ -10,7 +10,6 @@ shown as hidden, empty layers with a message - never a crash.
 from __future__ import annotations
 
 import contextlib
-import textwrap
 import time
 import weakref
 from collections.abc import Iterator
@@ -20,17 +19,28 @@ import numpy as np
 from qtpy.QtCore import QTimer, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
 
-from deepnoise_app import colours
+from deepnoise_app.canvas_caption import show_text
 from deepnoise_app.canvas_warmup import WARM_DRAW_MS
-from deepnoise_app.screen_cache import PerScreen
-from deepnoise_app.state import AppState
-from deepnoise_app.thumbnails import PixelSource, shared_pixels
-from deepnoise_app.view_fit import canvas_width, fit_view, view_fitter
-from deepnoise_engine.screen.model import Screen, Site, Well
+from deepnoise_app.colormaps import CHANNEL_LAYER_TAG, channel_layer_data
+from deepnoise_app.models import colours
+from deepnoise_app.models.captions import (
+    missing_channels_suffix,
+    well_caption,
+    well_header,
+    well_messages,
+)
+from deepnoise_app.models.state import AppState
+from deepnoise_app.models.thumbnails import PixelSource, shared_pixels
+from deepnoise_app.models.well_loading import (
+    load_well_planes,
+    max_sites,
+    site_choices,
+    sites_to_show,
+)
+from deepnoise_app.napari_compat import canvas_widget, text_overlay
+from deepnoise_app.view_fit import fit_view
+from deepnoise_engine.screen.model import Screen, Well
 
-ALL_SITES = 0  # combo data for "all sites side by side"
-SITE_GAP = 16  # pixels between sites shown side by side
-LAYER_TAG = "deepnoise-well"
 PLACEHOLDER_SIZE = (512, 512)  # RxRx1's image size: the channel layers' size before a screen
 THUMBNAIL_DELAY_MS = 400  # layer-list thumbnails follow once browsing pauses this long
 
@@ -40,101 +50,6 @@ _BY_VIEWER: weakref.WeakValueDictionary[int, WellViewer] = weakref.WeakValueDict
 def well_viewer_for(viewer: Any) -> WellViewer | None:
     """The WellViewer of ``viewer`` (the mosaic hides its layers while shown), if any."""
     return _BY_VIEWER.get(id(viewer))
-
-
-def channel_layer_data(
-    planes: np.ndarray, channels: list[int]
-) -> list[tuple[np.ndarray, dict[str, Any], str]]:
-    """napari layer data tuples for a site's channels, tagged so the WellViewer reuses them."""
-    return [
-        (
-            planes[i],
-            {
-                "name": colours.channel_label(c),
-                "colormap": colours.channel_colormap(c),
-                "contrast_limits": colours.channel_window(c),
-                "blending": "additive",
-                "metadata": {"deepnoise": LAYER_TAG, "channel": c},
-            },
-            "image",
-        )
-        for i, c in enumerate(channels)
-    ]
-
-
-_MAX_SITES: PerScreen[int] = PerScreen(
-    lambda screen: max((len(w.sites) for p in screen.plates() for w in p.wells.values()),
-                       default=0))
-
-
-def max_sites(screen: Screen) -> int:
-    """The most sites any well of ``screen`` has (once per screen: RxRx1 has 63 k wells)."""
-    return _MAX_SITES.get(screen)
-
-
-def sites_to_show(well: Well, site: int) -> list[Site]:
-    """The well's sites for a site choice (a 1-based site number or ALL_SITES)."""
-    return list(well.sites) if site == ALL_SITES else [s for s in well.sites if s.index == site]
-
-
-def header_text(well: Well, shown: list[int]) -> str:
-    """The dock's header: the well and the sites on the canvas."""
-    return f"<b>{well.name}</b> - site(s) {', '.join(str(s) for s in shown) or 'none'}"
-
-
-def load_well_planes(
-    pixels: PixelSource, well: Well, channels: list[int], site: int
-) -> tuple[np.ndarray, dict[int, str], list[int]]:
-    """Read a well for display.
-
-    ``site`` is a 1-based site number or ALL_SITES (sites side by side with a gap).
-    Returns ``(planes (C, H, W) uint8, missing {channel: reason}, sites shown)``; a channel
-    is missing when it is absent from every shown site.
-    """
-    sites = sites_to_show(well, site)
-    if not sites:
-        size = pixels.image_size() or (64, 64)
-        return (np.zeros((len(channels), *size), np.uint8),
-                {c: "no such site" for c in channels}, [])
-    tiles = []
-    absent_all: dict[int, str] | None = None
-    for s in sites:
-        planes, missing = pixels.read(s, channels)
-        tiles.append(planes)
-        if absent_all is None:
-            absent_all = dict(missing)
-        else:
-            absent_all = {c: r for c, r in absent_all.items() if c in missing}
-    if len(tiles) == 1:
-        return tiles[0], absent_all or {}, [s.index for s in sites]
-    h = max(t.shape[1] for t in tiles)
-    w = sum(t.shape[2] for t in tiles) + SITE_GAP * (len(tiles) - 1)
-    out = np.zeros((len(channels), h, w), dtype=np.uint8)
-    x = 0
-    for t in tiles:
-        out[:, : t.shape[1], x : x + t.shape[2]] = t
-        x += t.shape[2] + SITE_GAP
-    return out, absent_all or {}, [s.index for s in sites]
-
-
-def prediction_text(state: AppState, well: Well | None) -> str:
-    """Canvas text: the plate and well, its type, the call and the truth."""
-    if well is None or state.plate is None:
-        return ""
-    text = f"{state.plate.experiment} plate {state.plate.index} {well.name}"
-    text += f" ({well.well_type.value.replace('_', ' ')})"
-    pred = state.well_prediction(well.name)
-    truth = well.sirna if well.sirna is not None else (pred or {}).get("sirna_true")
-    if pred is not None and pred["sirna"] is not None:
-        conf = pred["confidence"]
-        text += f"  predicted {pred['sirna']}"
-        if conf is not None:
-            text += f" ({conf:.2f})"
-        if pred["correct"] is not None:
-            text += "  right" if pred["correct"] else "  wrong"
-    if truth is not None:
-        text += f"  true {truth}"
-    return text
 
 
 def _set_text(label: QLabel, text: str) -> None:
@@ -155,8 +70,8 @@ def frame_after_a_turn(viewer: Any) -> Iterator[None]:
     event loop gets a turn (input, timers) between our layer updates and napari's frame,
     instead of running both back to back."""
     try:
-        native = viewer.window._qt_viewer.canvas.native
-    except AttributeError:  # napari internals moved: updates as usual
+        native = canvas_widget(viewer)
+    except AttributeError:  # no window, or napari internals moved: updates as usual
         native = None
     if native is None or not native.updatesEnabled():
         yield
@@ -167,53 +82,6 @@ def frame_after_a_turn(viewer: Any) -> Iterator[None]:
     finally:
         # the canvas as the timer's context: no call once the viewer is closed
         QTimer.singleShot(1, native, lambda: native.setUpdatesEnabled(True))
-
-
-def text_overlay(viewer: Any) -> Any:
-    """The canvas text overlay (napari >= 0.9: ``viewer.canvas.overlays.text``)."""
-    canvas = getattr(viewer, "canvas", None)
-    overlays = getattr(canvas, "overlays", None)
-    if overlays is not None and "text" in overlays:
-        return overlays["text"]
-    return viewer.text_overlay  # older napari
-
-
-CAPTION_FONT_SIZE = 10
-CAPTION_CHAR_PX = 8.5  # the caption font's average character width on the canvas
-_CAPTIONS: dict[int, str] = {}  # id(viewer) -> the caption before wrapping
-
-
-def wrap_caption(text: str, width_px: int | None) -> str:
-    """``text`` in lines that fit a canvas ``width_px`` wide (napari's text overlay does
-    not wrap: a long caption ran off a narrow canvas)."""
-    if not width_px or not text.strip():
-        return text
-    columns = max(16, int((width_px - 20) / CAPTION_CHAR_PX))
-    lines = []
-    for paragraph in text.split("\n"):
-        lines += textwrap.wrap(paragraph, columns, break_long_words=False,
-                               break_on_hyphens=False) or [""]
-    return "\n".join(lines)
-
-
-def show_text(viewer: Any, text: str) -> None:
-    """Put ``text`` on the canvas (top left, white, no box: napari's box is a mesh whose
-    every change re-links a shader, a long frame without a GPU), wrapped to its width."""
-    key = id(viewer)
-    if key not in _CAPTIONS and canvas_width(viewer) is not None:
-        view_fitter(viewer).on_resize(lambda: _show_wrapped(viewer, _CAPTIONS.get(key, "")))
-    _CAPTIONS[key] = text
-    _show_wrapped(viewer, text)
-
-
-def _show_wrapped(viewer: Any, text: str) -> None:
-    overlay = text_overlay(viewer)
-    text = wrap_caption(text, canvas_width(viewer))
-    wanted = {"position": "top_left", "box": False, "font_size": CAPTION_FONT_SIZE,
-              "text": text, "visible": bool(text)}
-    for key, value in wanted.items():  # each assignment redraws: only set what changed
-        if getattr(overlay, key) != value:
-            setattr(overlay, key, value)
 
 
 class WellViewer(QWidget):
@@ -278,7 +146,7 @@ class WellViewer(QWidget):
         out = {}
         for layer in self.viewer.layers:
             meta = getattr(layer, "metadata", {}) or {}
-            if meta.get("deepnoise") == LAYER_TAG:
+            if meta.get("deepnoise") == CHANNEL_LAYER_TAG:
                 out[int(meta["channel"])] = layer
         return out
 
@@ -298,11 +166,12 @@ class WellViewer(QWidget):
     def _layer_inserted(self, event: Any) -> None:
         """A tagged channel layer from elsewhere (the demo sample's) replaces our placeholder."""
         meta = getattr(event.value, "metadata", {}) or {}
-        if meta.get("deepnoise") != LAYER_TAG or int(meta["channel"]) not in self._placeholders:
+        if (meta.get("deepnoise") != CHANNEL_LAYER_TAG
+                or int(meta["channel"]) not in self._placeholders):
             return
         channel = int(meta["channel"])
         placeholders = [ly for ly in self.viewer.layers if ly is not event.value
-                        and (ly.metadata or {}).get("deepnoise") == LAYER_TAG
+                        and (ly.metadata or {}).get("deepnoise") == CHANNEL_LAYER_TAG
                         and int(ly.metadata["channel"]) == channel]
         self._placeholders.discard(channel)
         self._shape = None
@@ -436,16 +305,11 @@ class WellViewer(QWidget):
         self._remove_layers(stale)
 
     def _fill_sites(self, screen: Screen | None) -> None:
-        n_sites = 0
-        if screen is not None:
-            n_sites = max_sites(screen)
         current = self.site_combo.currentData()
         self.site_combo.blockSignals(True)
         self.site_combo.clear()
-        for i in range(1, max(n_sites, 1) + 1):
-            self.site_combo.addItem(f"Site {i}", i)
-        if n_sites > 1:
-            self.site_combo.addItem("All sites side by side", ALL_SITES)
+        for label, choice in site_choices(max_sites(screen) if screen is not None else 0):
+            self.site_combo.addItem(label, choice)
         index = self.site_combo.findData(current)
         self.site_combo.setCurrentIndex(max(index, 0))
         self.site_combo.blockSignals(False)
@@ -466,7 +330,7 @@ class WellViewer(QWidget):
         # would recompose the window in the same turn as the canvas's new frame
         site = self.site_combo.currentData()
         shown = [s.index for s in sites_to_show(well, 1 if site is None else int(site))]
-        _set_text(self.header, header_text(well, shown))
+        _set_text(self.header, well_header(well, shown))
         self.reload()
 
     def reload(self, *, block: bool = False) -> None:
@@ -537,14 +401,8 @@ class WellViewer(QWidget):
         self._fit_message()
 
     def _show_result(self, well: Well, missing: dict[int, str], shown: list[int]) -> None:
-        _set_text(self.header, header_text(well, shown))
-        lines = []
-        if not shown:
-            lines.append(f"{well.name} has no such site.")
-        for channel, reason in sorted(missing.items()):
-            lines.append(f"w{channel} missing: {reason}")
-        problems = [f"site {s.index}: {p.message}" for s in well.sites for p in s.problems]
-        lines.extend(problems[:4])
+        _set_text(self.header, well_header(well, shown))
+        lines = well_messages(well, missing, shown)
         _set_text(self.message, "\n".join(lines))
         if self.message.isHidden() == bool(lines):
             self.message.setVisible(bool(lines))
@@ -558,8 +416,9 @@ class WellViewer(QWidget):
     def _update_text(self) -> None:
         if not self.shown:
             return
-        text = prediction_text(self.state, self.state.well)
-        missing = self._last_missing if self.state.well is not None else {}
-        if missing:
-            text += "  |  missing " + ", ".join(f"w{c}" for c in sorted(missing))
+        well = self.state.well
+        prediction = self.state.well_prediction(well.name) if well is not None else None
+        text = well_caption(self.state.plate, well, prediction)
+        if well is not None:
+            text += missing_channels_suffix(self._last_missing)
         show_text(self.viewer, text)

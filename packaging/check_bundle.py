@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from deepnoise_app import colours
+from deepnoise_app.models import colours
 from deepnoise_engine import __version__
 from deepnoise_engine.serve.client import EngineClient
 

@@ -31,7 +31,9 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import DEAD, READY, STARTING, EngineBridge
-from deepnoise_app.workflow.demo_flow import DemoFlow, run_complete, user_data_dir
+from deepnoise_app.models.training_runs import run_complete
+from deepnoise_app.napari_compat import main_window
+from deepnoise_app.workflow.demo_flow import DemoFlow, user_data_dir
 from deepnoise_app.workflow.export_dialog import ExportDialog
 from deepnoise_app.workflow.model_panel import ModelPanel
 from deepnoise_app.workflow.score_panel import ScorePanel
@@ -84,7 +86,8 @@ class WorkflowDock(QWidget):
     ) -> None:
         super().__init__(parent)
         if state is None:
-            from deepnoise_app.state import AppState, state_for
+            from deepnoise_app.models.state import AppState
+            from deepnoise_app.state import state_for
 
             state = state_for(napari_viewer) if napari_viewer is not None else AppState()
         self.viewer = napari_viewer
@@ -95,21 +98,38 @@ class WorkflowDock(QWidget):
         _LIVE_BRIDGES.add(self.bridge)
         bridge_ref = self.bridge
         self.destroyed.connect(lambda *_: bridge_ref.shutdown(timeout=1.0))
+        #: Asks the user a yes/no question (replaced in scripted use).
+        self.confirm = self._ask
 
-        # engine status
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_engine_row())
+        layout.addWidget(self.demo_label)
+        layout.addWidget(self._build_tabs(), 1)
+        self.demo = DemoFlow(self.bridge, state, data_dir=self.data_dir, parent=self)
+        self._connect()
+        self._engine_state()
+
+        if autostart is None:
+            autostart = _engine_autostart()
+        if autostart:  # after the window is up: the engine starts in the background
+            QTimer.singleShot(0, self.bridge.start)
+        QTimer.singleShot(0, self.demo.check)
+
+    def _build_engine_row(self) -> QHBoxLayout:
+        """The engine's status with Restart (and the demo's line under it)."""
         self.engine_label = QLabel("Engine: not started")
         self.engine_label.setWordWrap(True)
         self.restart_button = QPushButton("Restart engine")
-        #: Asks the user a yes/no question (replaced in scripted use).
-        self.confirm = self._ask
         engine_row = QHBoxLayout()
         engine_row.addWidget(self.engine_label, 1)
         engine_row.addWidget(self.restart_button)
         self.demo_label = QLabel("")
         self.demo_label.setWordWrap(True)
         self.demo_label.setVisible(False)
+        return engine_row
 
-        # actions
+    def _build_tabs(self) -> QTabWidget:
+        """The Workflow tab (Train…, Export…, models, score) and the Training tab."""
         self.train_button = QPushButton("Train…")
         self.train_button.setToolTip("Train a model on the open screen")
         self.export_button = QPushButton("Export…")
@@ -118,14 +138,11 @@ class WorkflowDock(QWidget):
         actions.addWidget(self.train_button)
         actions.addWidget(self.export_button)
 
-        self.model_panel = ModelPanel(self.bridge, state)
+        self.model_panel = ModelPanel(self.bridge, self.state)
         models_box = QGroupBox("Models")
         QVBoxLayout(models_box).addWidget(self.model_panel)
-        self.score_panel = ScorePanel(
-            self.bridge, state, self.model_panel.model_paths, scores_dir=self.data_dir / "scores"
-        )
-        self.model_panel.models_changed.connect(self.score_panel.show_models)
-        self.model_panel.models_changed.connect(self._show_loaded_run)
+        self.score_panel = ScorePanel(self.bridge, self.state, self.model_panel.model_paths,
+                                      scores_dir=self.data_dir / "scores")
         score_box = QGroupBox("Score")
         QVBoxLayout(score_box).addWidget(self.score_panel)
 
@@ -141,16 +158,14 @@ class WorkflowDock(QWidget):
         self.tabs.addTab(_scrolling(workflow), "Workflow")
         self.training_scroll = _scrolling(self.training_view)
         self.tabs.addTab(self.training_scroll, "Training")
+        return self.tabs
 
-        layout = QVBoxLayout(self)
-        layout.addLayout(engine_row)
-        layout.addWidget(self.demo_label)
-        layout.addWidget(self.tabs, 1)
-
-        self.demo = DemoFlow(self.bridge, state, data_dir=self.data_dir, parent=self)
+    def _connect(self) -> None:
+        """The panels, the demo, the engine and the state to the dock's slots."""
+        self.model_panel.models_changed.connect(self.score_panel.show_models)
+        self.model_panel.models_changed.connect(self._show_loaded_run)
         self.demo.status_changed.connect(self._demo_status)
         self.demo.done.connect(self._demo_done)
-
         self.restart_button.clicked.connect(self.restart_engine)
         self.train_button.clicked.connect(self.open_train_dialog)
         self.export_button.clicked.connect(self.open_export_dialog)
@@ -158,15 +173,8 @@ class WorkflowDock(QWidget):
         self.bridge.engine_ready.connect(self._engine_state)
         self.bridge.engine_died.connect(self._engine_died)
         self.training_view.training_done.connect(self._training_done)
-        if hasattr(state, "screen_changed"):
-            state.screen_changed.connect(self._screen_changed)
-        self._engine_state()
-
-        if autostart is None:
-            autostart = _engine_autostart()
-        if autostart:  # after the window is up: the engine starts in the background
-            QTimer.singleShot(0, self.bridge.start)
-        QTimer.singleShot(0, self.demo.check)
+        if hasattr(self.state, "screen_changed"):
+            self.state.screen_changed.connect(self._screen_changed)
 
     # -- engine status ---------------------------------------------------------------
     def _engine_state(self, *_args: Any) -> None:
@@ -298,7 +306,7 @@ def _dock_named(viewer: Any, title: str) -> Any:
     """napari's dock widget with this title, or None."""
     from qtpy.QtWidgets import QDockWidget
 
-    for candidate in viewer.window._qt_window.findChildren(QDockWidget):
+    for candidate in main_window(viewer).findChildren(QDockWidget):
         if candidate.windowTitle() == title:
             return candidate
     return None
@@ -313,8 +321,8 @@ def _tabify_with_plate_map(viewer: Any, wrapper: Any, dock: WorkflowDock) -> Non
     if plate_map is None:
         return
     try:
-        viewer.window._qt_window.tabifyDockWidget(plate_map, wrapper)
-    except RuntimeError:  # napari internals moved: keep the docks stacked
+        main_window(viewer).tabifyDockWidget(plate_map, wrapper)
+    except (AttributeError, RuntimeError):  # napari internals moved: keep them stacked
         return
     QTimer.singleShot(0, plate_map.raise_)  # the plate map first: the screen's overview
     dock.score_panel.scored.connect(lambda _out: plate_map.raise_())

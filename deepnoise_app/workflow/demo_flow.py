@@ -18,7 +18,9 @@ from typing import Any
 from qtpy.QtCore import QObject, Signal
 
 from deepnoise_app.engine import STOPPED, EngineBridge
-from deepnoise_app.workflow.training_view import is_resumable
+from deepnoise_app.models.demo import auto_demo_enabled, is_builtin_demo
+from deepnoise_app.models.predictions import report_plate_keys
+from deepnoise_app.models.training_runs import is_resumable, run_complete
 from deepnoise_engine.screen.synthetic import DEMO_DIRNAME as DEMO_SCREEN
 from deepnoise_engine.screen.synthetic import user_data_dir
 
@@ -36,30 +38,9 @@ DEMO_OVERRIDES: tuple[str, ...] = (
 DEMO_TTA = 1
 
 
-def auto_demo_enabled() -> bool:
-    return os.environ.get("DEEPNOISE_NO_AUTO_DEMO", "").strip() not in ("1", "true", "yes")
-
-
-def is_builtin_demo(screen: Any, data_dir: Path | None = None) -> bool:
-    """True when ``screen`` is the built-in demo screen of the user's data dir."""
-    if screen is None:
-        return False
-    root = Path(screen.root)
-    demo = (data_dir or user_data_dir()) / DEMO_SCREEN
-    try:
-        return root.resolve() == demo.resolve()
-    except OSError:
-        return False
-
-
-def run_complete(run_dir: Path) -> bool:
-    """A finished training run: run.json written and at least one model saved."""
-    models = run_dir / "models"
-    return (run_dir / "run.json").is_file() and models.is_dir() and any(models.glob("*.json"))
-
-
 def has_reports(folder: Path) -> bool:
-    return folder.is_dir() and any(folder.glob("*_Plate*.csv"))
+    """The folder holds per-plate reports (a cached demo scoring)."""
+    return folder.is_dir() and bool(report_plate_keys(folder))
 
 
 class DemoFlow(QObject):

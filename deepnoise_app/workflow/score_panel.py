@@ -49,7 +49,7 @@ def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
     """Copy the per-plate reports of an earlier score folder that ``out`` lacks into
     ``out`` (each written atomically, then listed in its manifest), so the new folder holds
     every scored plate and Export… finds them all. Returns how many were copied."""
-    from deepnoise_app.state import report_plate_key, report_plate_keys
+    from deepnoise_app.models.predictions import report_plate_key, report_plate_keys
     from deepnoise_engine.report.output_set import add_to_score_set
 
     if earlier is None or not Path(earlier).is_dir() or Path(earlier) == Path(out):
@@ -365,7 +365,7 @@ class ScorePanel(QWidget):
     @staticmethod
     def _scored_keys(out: Path) -> list[str]:
         """Plate keys ("EXP/P") of the reports in a score folder."""
-        from deepnoise_app.state import report_plate_keys
+        from deepnoise_app.models.predictions import report_plate_keys
 
         return report_plate_keys(out)
 

@@ -6,7 +6,6 @@ run_dir)``); everything arrives as signals on the main thread, so the UI stays r
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,42 +25,8 @@ from qtpy.QtWidgets import (
 )
 
 from deepnoise_app.engine import STOPPED, EngineBridge
+from deepnoise_app.models.training_runs import format_eta, is_resumable, read_metrics
 from deepnoise_app.workflow.curves import CurvesWidget
-
-
-def format_eta(seconds: float | None) -> str:
-    """12 -> '12 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'; None -> ''."""
-    if seconds is None or seconds < 0:
-        return ""
-    s = round(seconds)
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min {s % 60} s"
-    return f"{s // 3600} h {(s % 3600) // 60} min"
-
-
-def is_resumable(run_dir: str | Path) -> bool:
-    """A run folder holding a resumable checkpoint (``checkpoints/last.*``) and its config."""
-    run = Path(run_dir)
-    ckpt = run / "checkpoints"
-    return (run / "config.toml").is_file() and ckpt.is_dir() and any(ckpt.glob("last*"))
-
-
-def read_metrics(run_dir: str | Path) -> list[dict]:
-    """The records of ``metrics.jsonl`` (bad lines skipped: the file may be mid-write)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    records: list[dict] = []
-    if not path.is_file():
-        return records
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict):
-            records.append(record)
-    return records
 
 
 class TrainingView(QWidget):
@@ -86,6 +51,20 @@ class TrainingView(QWidget):
         self.status = "idle"  # idle | queued | running | done | cancelled | failed
         self._started_at: float | None = None
 
+        self._build()
+
+        self.cancel_button.clicked.connect(self.cancel)
+        self.resume_button.clicked.connect(self._ask_resume)
+        self.open_button.clicked.connect(self._ask_show_run)
+        self.save_button.clicked.connect(self._ask_save_image)
+        bridge.event.connect(self._on_event)
+        bridge.engine_died.connect(self._on_engine_died)
+        bridge.state_changed.connect(self._on_engine_state)
+
+    # -- following a run -------------------------------------------------------------
+
+    def _build(self) -> None:
+        """Title and run buttons, progress with ETA, Cancel and Resume, curves over the log."""
         self.title = QLabel("No training running.")
         # one line that may be cut: a wrapped label asks for many lines' height in a
         # narrow dock (the curves were pushed out of view); the tooltip has it all
@@ -133,15 +112,6 @@ class TrainingView(QWidget):
         layout.addLayout(bar)
         layout.addWidget(splitter, 1)
 
-        self.cancel_button.clicked.connect(self.cancel)
-        self.resume_button.clicked.connect(self._ask_resume)
-        self.open_button.clicked.connect(self._ask_show_run)
-        self.save_button.clicked.connect(self._ask_save_image)
-        bridge.event.connect(self._on_event)
-        bridge.engine_died.connect(self._on_engine_died)
-        bridge.state_changed.connect(self._on_engine_state)
-
-    # -- following a run -------------------------------------------------------------
     def follow(
         self,
         request: str,

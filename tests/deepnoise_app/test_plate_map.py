@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from deepnoise_app import colours
-from deepnoise_app.plate_map import PlateMapDock, next_well, well_tooltip
+from deepnoise_app.models import colours
+from deepnoise_app.models.plate_grid import next_well
+from deepnoise_app.models.state import AppState
+from deepnoise_app.plate_map import PlateMapDock
 from deepnoise_app.screen_browser import ScreenBrowser
-from deepnoise_app.state import AppState
 from deepnoise_engine.screen import open_screen
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
@@ -96,19 +97,6 @@ def test_no_predictions_says_so(dock) -> None:
     assert _pixel(dock.map, dock.map.well_rect(plate.key, well.name)) == (88, 92, 100)
 
 
-def test_tooltip_lists_the_call_and_top3(small_screen, prediction_frame) -> None:
-    state = AppState()
-    state.set_screen(small_screen)
-    plate = next(small_screen.plates())
-    well = plate.used_wells()[0]
-    state.set_predictions({plate.key: prediction_frame(plate, {well.name: 0.8})})
-    text = well_tooltip(plate, well, well.name, state)
-    assert well.name in text and well.well_type.value.replace("_", " ") in text
-    assert f"true siRNA: {well.sirna}" in text
-    assert f"predicted (balanced): {well.sirna}, confidence 0.80 (right)" in text
-    assert "top-3:" in text and "7 0.10" in text
-    assert "not used" in well_tooltip(plate, None, "A01", state)
-
 
 def test_click_and_arrow_keys_select(dock, qtbot) -> None:
     state, plate, pmap = dock.state, dock.state.plate, dock.map
@@ -172,8 +160,8 @@ def test_side_by_side_uses_the_best_grid_and_short_titles(dock) -> None:
     assert pmap._layout()[0].cell > side_by_side_cell  # larger than in one row
     for g in pmap._layout():  # every plate inside the widget, above the legend
         fmt = g.plate.format
-        assert g.origin.x() + g.cell * fmt.columns <= pmap.width()
-        assert g.origin.y() + g.cell * fmt.rows <= pmap.height() - pmap._legend_h
+        assert g.x + g.cell * fmt.columns <= pmap.width()
+        assert g.y + g.cell * fmt.rows <= pmap.height() - pmap._legend_h
     # titles shorten to what fits the plate's width
     metrics = QFontMetrics(pmap.font())
     plate = plates[0]
@@ -288,8 +276,8 @@ def test_legend_stays_inside_a_short_map(dock, prediction_frame) -> None:
 
 def test_first_predictions_switch_the_map_to_confidence(qtbot, small_screen, prediction_frame):
     """A user who waited for predictions sees them at once, unless they chose a mode."""
+    from deepnoise_app.models.state import AppState
     from deepnoise_app.plate_map import PlateMapDock
-    from deepnoise_app.state import AppState
 
     state = AppState()
     state.set_screen(small_screen)

@@ -9,8 +9,9 @@ import pytest
 from qc_fixtures import write_score_folder
 from qtpy.QtCore import QPointF, Qt
 
-from deepnoise_app.docks import install_docks, open_screen_path
-from deepnoise_app.qc_map import PALETTE, point_colours, points_in_polygon
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models.qc_map import PALETTE, point_colours
+from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.state import state_for
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
@@ -133,9 +134,3 @@ def test_qc_table_shows_the_report(opened, qtbot) -> None:
                     timeout=15_000)  # 3 profiles + 2 models; the map's worker done
     assert qc.table.item(0, 0).text() == "pixel statistics, raw"
     assert qc.table.item(2, 0).text() == "model embedding (ensemble)"
-
-
-def test_points_in_polygon() -> None:
-    xy = np.array([[0.5, 0.5], [2.0, 2.0], [0.1, 0.9], [1.5, 0.5]])
-    square = np.array([[0, 0], [1, 0], [1, 1], [0, 1]])
-    assert points_in_polygon(xy, square).tolist() == [0, 2]

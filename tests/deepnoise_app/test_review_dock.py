@@ -10,8 +10,8 @@ import pytest
 from qc_fixtures import write_score_folder
 from qtpy.QtCore import Qt
 
-from deepnoise_app.docks import install_docks, open_screen_path
-from deepnoise_app.review_queue import build_queue
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.state import state_for
 from deepnoise_engine.report.export import export_reports
 
@@ -90,13 +90,6 @@ def test_click_arrow_keys_decide_note_reload_and_export(opened, qtbot, tmp_path)
     assert rows.loc[second_id, "review_note"] == "blurry site"
     assert (rows.drop(index=[first_id, second_id])["review_decision"] == "").all()
 
-
-def test_queue_without_models_or_screen(prediction_frame, small_screen) -> None:
-    plate = next(small_screen.plates())
-    name = plate.used_wells()[2].name
-    queue = build_queue({plate.key: prediction_frame(plate, {name: 0.1})})
-    assert queue.iloc[0]["well"] == name and not queue["models disagree"].any()
-    assert queue["low confidence"].sum() == 1
 
 
 def test_plugin_widgets_in_plain_napari(make_napari_viewer, qtbot, small_screen_path: Path,

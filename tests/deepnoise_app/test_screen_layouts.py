@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepnoise_app.docks import install_docks, open_screen_path
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models.screen_opening import open_screen_path
 from deepnoise_app.state import state_for
 from deepnoise_engine.screen.convert import convert_to_omezarr
 from deepnoise_engine.screen.images import read_site

@@ -33,13 +33,14 @@ from ui_driver import (
     type_text,
 )
 
-from deepnoise_app.docks import install_docks, open_screen_path
+from deepnoise_app.docks import install_docks
 from deepnoise_app.engine import READY
 from deepnoise_app.main import _install_file_menu
-from deepnoise_app.plate_map import well_colours
-from deepnoise_app.settings import Settings
+from deepnoise_app.models.screen_opening import open_screen_path
+from deepnoise_app.models.settings import Settings
+from deepnoise_app.models.thumbnails import tile_origin
+from deepnoise_app.models.well_colours import well_colours
 from deepnoise_app.state import state_for
-from deepnoise_app.thumbnails import tile_origin
 from deepnoise_app.view_fit import size_to_screen
 from deepnoise_app.workflow.export_dialog import ExportDialog
 from deepnoise_app.workflow.train_dialog import TrainDialog

@@ -10,11 +10,14 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from deepnoise_app import colours
-from deepnoise_app.docks import install_docks, open_screen_path
+from deepnoise_app.colormaps import confidence_colormap
+from deepnoise_app.docks import install_docks
+from deepnoise_app.models import colours
+from deepnoise_app.models.screen_opening import open_screen_path
+from deepnoise_app.models.thumbnails import tile_origin
+from deepnoise_app.models.well_loading import ALL_SITES, SITE_GAP
+from deepnoise_app.napari_compat import text_overlay
 from deepnoise_app.state import state_for
-from deepnoise_app.thumbnails import tile_origin
-from deepnoise_app.well_viewer import ALL_SITES, SITE_GAP, text_overlay
 from deepnoise_engine.screen import open_screen
 from deepnoise_engine.screen.images import read_site
 
@@ -139,7 +142,7 @@ def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
     assert len(calls.data) == len(used)
     table = calls.features.set_index("well")
     assert table.loc[used[0].name, "sirna"] == used[0].sirna
-    cmap = colours.confidence_colormap()
+    cmap = confidence_colormap()
     for name, conf in ((used[0].name, 0.95), (used[1].name, 0.05)):
         i = list(calls.features["well"]).index(name)
         np.testing.assert_allclose(calls.face_color[i][:3], cmap.map(np.array([conf]))[0][:3],
@@ -148,7 +151,7 @@ def test_mosaic_overlay_and_click(make_napari_viewer, qtbot, prediction_frame,
     lo = list(calls.features["well"]).index(used[1].name)
     assert calls.face_color[hi][:3].sum() > calls.face_color[lo][:3].sum()
     # labels are white on a darkened band of the tile: readable on bright and dark tiles
-    from deepnoise_app.plate_mosaic import LABEL_BOX, label_colour
+    from deepnoise_app.models.mosaic_calls import LABEL_BOX, label_colour
 
     y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
     for i, name in enumerate(calls.features["well"]):
@@ -288,7 +291,7 @@ def test_docks_lay_out_without_clipping_or_gaps(make_napari_viewer, qtbot, predi
 def test_screen_opens_in_the_background_into_the_placeholder_layers(
         make_napari_viewer, qtbot, small_screen_path: Path, tmp_path: Path) -> None:
     from deepnoise_app.docks import open_screen_in_background
-    from deepnoise_app.settings import Settings
+    from deepnoise_app.models.settings import Settings
     from deepnoise_app.well_viewer import PLACEHOLDER_SIZE
 
     viewer = make_napari_viewer()

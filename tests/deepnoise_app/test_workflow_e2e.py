@@ -19,10 +19,10 @@ pytest.importorskip("deepnoise_engine.train.loop")
 pytest.importorskip("deepnoise_engine.score.job")
 
 from deepnoise_app.engine import READY
+from deepnoise_app.models.training_runs import is_resumable
 from deepnoise_app.state import AppState
 from deepnoise_app.workflow import WorkflowDock, install_workflow
 from deepnoise_app.workflow.demo_flow import DEMO_SCREEN, DemoFlow
-from deepnoise_app.workflow.training_view import is_resumable
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 TINY = {"image_size": 32, "sirnas_per_plate": 4, "plates_per_experiment": 2, "sites": 1,

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from deepnoise_app import colours
+from deepnoise_app.models import colours
 
 ROOT = Path(__file__).resolve().parents[2]
 

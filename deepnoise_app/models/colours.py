@@ -1,8 +1,9 @@
 """Colours: RxRx1 channel colours and windows, well-type colours, the confidence ramp.
 
-Numpy only (no Qt); ``channel_colormap`` builds a napari Colormap lazily. The channel colours
-and windows come from ``resources/colormaps/rxrx1_channels.json`` (method-notes: the official
-rxrx helper); channels beyond 6 get a fallback colour and a full window.
+Numpy only (no Qt, no napari: ``deepnoise_app.colormaps`` makes napari colormaps of these).
+The channel colours and windows come from ``resources/colormaps/rxrx1_channels.json``
+(method-notes: the official rxrx helper); channels beyond 6 get a fallback colour and a full
+window.
 """
 
 from __future__ import annotations
@@ -69,16 +70,6 @@ def channel_label(channel: int) -> str:
     return f"w{channel} {entry['name']}" if entry else f"w{channel}"
 
 
-def channel_colormap(channel: int) -> Any:
-    """napari Colormap from black to the channel's colour, named 'deepnoise-w<N>'."""
-    from napari.utils.colormaps import Colormap
-
-    r, g, b = channel_rgb(channel)
-    return Colormap(
-        colors=np.array([[0, 0, 0, 1], [r / 255, g / 255, b / 255, 1]], dtype=np.float32),
-        name=f"deepnoise-w{channel}",
-        display_name=f"DeepNoise w{channel}",
-    )
 
 
 def composite_rgb(planes: np.ndarray, channels: list[int]) -> np.ndarray:
@@ -98,7 +89,8 @@ def composite_rgb(planes: np.ndarray, channels: list[int]) -> np.ndarray:
 
 
 @lru_cache(maxsize=1)
-def _confidence_stops() -> tuple[np.ndarray, np.ndarray]:
+def confidence_stops() -> tuple[np.ndarray, np.ndarray]:
+    """The confidence ramp's stops: positions in [0, 1] and their RGB (0-255) colours."""
     data = json.loads(resource_path("colormaps", "confidence.json").read_text("utf-8"))
     pos = np.array([s[0] for s in data["stops"]], dtype=np.float64)
     rgb = np.array([s[1] for s in data["stops"]], dtype=np.float64)
@@ -107,18 +99,10 @@ def _confidence_stops() -> tuple[np.ndarray, np.ndarray]:
 
 def confidence_rgb(values: float | np.ndarray) -> np.ndarray:
     """Confidence in [0, 1] -> RGB 0-255 (``(..., 3)`` uint8), NaN -> grey."""
-    pos, rgb = _confidence_stops()
+    pos, rgb = confidence_stops()
     v = np.asarray(values, dtype=np.float64)
     clipped = np.clip(np.nan_to_num(v, nan=0.0), 0.0, 1.0)
     out = np.stack([np.interp(clipped, pos, rgb[:, i]) for i in range(3)], axis=-1)
     out[np.isnan(v)] = UNKNOWN_RGB
     return np.round(out).astype(np.uint8)
 
-
-def confidence_colormap() -> Any:
-    """The confidence ramp as a napari Colormap (for the mosaic overlay's face colours)."""
-    from napari.utils.colormaps import Colormap
-
-    pos, rgb = _confidence_stops()
-    colors = np.concatenate([rgb / 255.0, np.ones((len(pos), 1))], axis=1)
-    return Colormap(colors=colors, controls=pos, name="deepnoise-confidence")

@@ -21,9 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from deepnoise_app.colours import composite_rgb
-from deepnoise_app.screen_cache import PerScreen
-from deepnoise_app.settings import cache_dir
+from deepnoise_app.models.colours import composite_rgb
+from deepnoise_app.models.screen_cache import PerScreen
+from deepnoise_app.models.settings import cache_dir
 from deepnoise_engine.atomic_io import atomic_write
 from deepnoise_engine.screen.images import read_channel, read_tiff, stat_signature
 from deepnoise_engine.screen.model import Plate, Screen, Site, Well
@@ -55,7 +55,7 @@ class PixelSource:
 
             pack = PackCache.open(self.screen, build=False)
             sites = pack.sites
-        except Exception:  # no cache yet, or the pack step is not installed: read files
+        except Exception:  # no pack yet, or one that cannot be read: read the files
             return
         if sites is None or len(sites) == 0 or "site_id" not in sites.columns:
             return
@@ -314,8 +314,19 @@ class ThumbnailCache:
 
 # -- the mosaic image --------------------------------------------------------------------------
 MOSAIC_GAP = 2
+THUMBNAIL_SIZES = (32, 48, 64, 96, 128)
 _UNUSED_GREY = 24
 _MISSING_STRIPES = (70, 70, 70)
+
+
+def thumbnail_sizes(image_size: tuple[int, int] | None, preferred: int
+                    ) -> tuple[list[int], int]:
+    """The thumbnail sizes a screen of ``image_size`` offers (none larger than its images:
+    no upsampled thumbnails) and the one to show: the largest up to ``preferred``."""
+    largest = max(image_size) if image_size else None
+    sizes = [s for s in THUMBNAIL_SIZES if largest is None or s <= largest]
+    sizes = sizes or list(THUMBNAIL_SIZES[:1])
+    return sizes, max((s for s in sizes if s <= preferred), default=sizes[0])
 
 
 def tile_origin(row: int, column: int, size: int, gap: int = MOSAIC_GAP) -> tuple[int, int]:

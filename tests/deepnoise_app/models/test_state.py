@@ -1,17 +1,12 @@
-"""AppState, settings and colours: Qt-free parts of the app."""
+"""AppState (Qt-free): selection signals, predictions from a score folder, modes."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import pytest
 
-from deepnoise_app import colours
-from deepnoise_app.settings import MAX_RECENT, Settings
-from deepnoise_app.state import AppState, prediction_from_row, state_for
+from deepnoise_app.models.state import AppState
 
 pytestmark = pytest.mark.usefixtures("isolated_user_dirs")
 
@@ -92,61 +87,12 @@ def test_bad_score_folder_names_the_file(tmp_path: Path) -> None:
         state.load_predictions(tmp_path)
 
 
-def test_prediction_from_row_unknown_truth() -> None:
-    row = pd.Series({"well": "B02", "sirna": "5", "confidence": 0.4, "sirna_true": pd.NA,
-                     "correct": pd.NA, "sirna_raw": "6", "prob_raw": 0.3})
-    pred = prediction_from_row(row)
-    assert pred["sirna"] == "5" and pred["correct"] is None and pred["sirna_true"] is None
-    assert prediction_from_row(row, "raw")["sirna"] == "6"
-
-
-def test_state_for_is_one_per_viewer() -> None:
-    class Viewer:  # any weak-referenceable object stands for a viewer here
-        pass
-
-    a, b = Viewer(), Viewer()
-    assert state_for(a) is state_for(a)
-    assert state_for(a) is not state_for(b)
-
-
-def test_settings_recent_screens_atomic(tmp_path: Path) -> None:
-    path = tmp_path / "cfg" / "settings.json"
-    settings = Settings(path)
-    for i in range(MAX_RECENT + 3):
-        settings.add_recent_screen(tmp_path / f"screen{i}")
-    settings.add_recent_screen(tmp_path / "screen5")  # moves to the front, no duplicate
-    recent = Settings(path).recent_screens
-    assert len(recent) == MAX_RECENT
-    assert recent[0] == str((tmp_path / "screen5").resolve())
-    assert len(set(recent)) == len(recent)
-    assert [p.name for p in path.parent.iterdir()] == ["settings.json"]  # no temp files left
-    # a damaged file is kept aside and defaults are used
-    path.write_text("{not json")
-    assert Settings(path).recent_screens == []
-    assert (path.parent / "settings.json.bad").read_text() == "{not json"
-
-
-def test_channel_colours_and_composite() -> None:
-    assert colours.channel_rgb(1) == (19, 0, 249)
-    assert colours.channel_window(2) == (0.0, 107.0)
-    assert colours.channel_window(6) == (0.0, 191.0)
-    cmap = colours.channel_colormap(3)
-    end = cmap.map(np.array([1.0]))[0]
-    np.testing.assert_allclose(end[:3], np.array([255, 0, 25]) / 255, atol=1e-6)
-    np.testing.assert_allclose(cmap.map(np.array([0.0]))[0][:3], 0, atol=1e-6)
-    # a w1 pixel at its window's top is pure w1 blue, other channels off
-    planes = np.zeros((6, 2, 2), np.uint8)
-    planes[0] = 51
-    rgb = colours.composite_rgb(planes, [1, 2, 3, 4, 5, 6])
-    assert tuple(rgb[0, 0]) == (19, 0, 249)
-    low, high = colours.confidence_rgb([0.0, 1.0])
-    assert int(high.sum()) > int(low.sum())  # the ramp brightens with confidence
-    assert tuple(colours.confidence_rgb(np.nan)) == colours.UNKNOWN_RGB
-
-
-def test_colormap_resource_matches_method_notes() -> None:
-    from deepnoise_engine.resources import resource_path
-
-    table = json.loads(resource_path("colormaps", "rxrx1_channels.json").read_text())
-    assert [table["channels"][str(c)]["window"][1] for c in range(1, 7)] == [
-        51, 107, 64, 191, 89, 191]
+def test_go_to_well_selects_plate_and_well(small_screen) -> None:
+    state = AppState()
+    state.set_screen(small_screen)
+    plate = list(small_screen.plates())[1]
+    well = plate.used_wells()[0]
+    assert state.go_to_well(plate.experiment, plate.index, well.name) is well
+    assert state.plate is plate
+    with pytest.raises(KeyError):
+        state.go_to_well(plate.experiment, plate.index, "Z99")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
-from deepnoise_app.screen_cache import PerScreen
+from deepnoise_app.models.screen_cache import PerScreen
 from deepnoise_engine.screen.model import Screen
 
 

@@ -9,12 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from deepnoise_app.colours import composite_rgb
-from deepnoise_app.thumbnails import (
+from deepnoise_app.models.colours import composite_rgb
+from deepnoise_app.models.thumbnails import (
     PixelSource,
     ThumbnailCache,
     downsample,
     mosaic_image,
+    thumbnail_sizes,
     tile_at,
     tile_origin,
 )
@@ -131,17 +132,8 @@ def test_mosaic_layout_and_hit_testing(screen_copy: Path, tmp_path: Path) -> Non
     assert tile_at(10_000, 5, plate, t) is None  # outside
 
 
-def test_mosaic_label_colour_reads_on_the_tile() -> None:
-    from deepnoise_app.plate_mosaic import LABEL_BOX, label_colour
-
-    t = 40
-    dark = np.full((t, t, 3), 20, np.uint8)
-    bright = dark.copy()
-    y0, y1, x0, x1 = (round(f * t) for f in LABEL_BOX)
-    bright[y0:y1, x0:x1] = (250, 200, 240)  # bright cells exactly under the label
-    assert label_colour(dark) == "white"
-    assert label_colour(bright) == "black"
-    elsewhere = dark.copy()
-    elsewhere[:y0] = 255  # bright pixels outside the label's box do not matter
-    assert label_colour(elsewhere) == "white"
-    assert label_colour(None) == "white"
+def test_thumbnail_sizes_stop_at_the_image_size() -> None:
+    assert thumbnail_sizes((32, 32), 64) == ([32], 32)
+    assert thumbnail_sizes((512, 512), 64) == ([32, 48, 64, 96, 128], 64)
+    assert thumbnail_sizes(None, 100) == ([32, 48, 64, 96, 128], 96)
+    assert thumbnail_sizes((16, 16), 64) == ([32], 32)  # the smallest size at least

@@ -102,9 +102,8 @@ def _categorical(values: pd.Series) -> tuple[np.ndarray, list[tuple[str, tuple]]
     else:  # many siRNAs: spread hues by the golden ratio, neighbours differ
         import colorsys
 
-        palette = [tuple(int(255 * c) for c in colorsys.hsv_to_rgb((i * 0.618034) % 1,
-                                                                    0.65, 0.9))
-                   for i in range(len(names))]
+        hsv = [colorsys.hsv_to_rgb((i * 0.618034) % 1, 0.65, 0.9) for i in range(len(names))]
+        palette = [(int(255 * r), int(255 * g), int(255 * b)) for r, g, b in hsv]
     return codes, [(str(n), palette[i]) for i, n in enumerate(names)]
 
 
@@ -186,3 +185,10 @@ def qc_table(score_dir: Path) -> list[dict[str, Any]] | None:
         return rows
     except (ValueError, KeyError, TypeError) as exc:
         raise ValueError(f"{path}: not a QC report ({exc})") from exc
+
+
+def qc_table_cells(row: dict[str, Any]) -> list[str]:
+    """One QC table row as text: profile, mAP (chance) per task, mixing."""
+    maps = [f"{row[t][0]:.3f} ({row[t][1]:.3f})" if row[t][0] is not None else "n/a"
+            for t in ("sirna", "experiment", "plate")]
+    return [row["profile"], *maps, "n/a" if row["mixing"] is None else f"{row['mixing']:.2f}"]
