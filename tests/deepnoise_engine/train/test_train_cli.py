@@ -10,7 +10,7 @@ from pathlib import Path
 
 from conftest import FAST
 
-from deepnoise_engine.train.cli import ProgressBar
+from deepnoise_engine.cli.train import ProgressBar
 
 
 def _train(*args: str) -> subprocess.CompletedProcess:
