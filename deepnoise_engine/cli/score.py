@@ -68,6 +68,7 @@ class _Progress:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.model.errors import ModelError
     from deepnoise_engine.report.io import OutputExistsError, ReportError
     from deepnoise_engine.score.job import run_scoring
@@ -87,7 +88,8 @@ def _run(args: argparse.Namespace) -> int:
         result = run_scoring(
             args.data, args.model, args.out, plates=args.plates, balance=args.balance,
             tta=args.tta, submission=args.submission, overwrite=args.overwrite,
-            batch_size=args.batch_size, device=args.device, progress=_Progress(),
+            batch_size=args.batch_size, device=args.device,
+            reporter=Reporter(_Progress()),
         )
     except (ModelError, ScreenError, OutputExistsError, ReportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -108,6 +108,7 @@ def _run(args: argparse.Namespace) -> int:
                 return 2
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
 
+    from deepnoise_engine.contract import Cancelled, Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.loop import RunFolderError, run_training
@@ -127,12 +128,18 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = run_training(args.data, args.out, preset=args.preset,
                               config_file=args.config_file, overrides=overrides,
-                              resume=args.resume, progress=bar, cancel=cancel)
+                              resume=args.resume, reporter=Reporter(bar, cancel))
     except (ConfigError, RunFolderError, TrainDataError, ScreenError) as exc:
         if bar:
             bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Cancelled:
+        if bar:
+            bar.close()
+        print(f"stopped; continue with: deepnoise-engine train --data {args.data} "
+              f"--out {args.out} --resume (and the same options)", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         if bar:
             bar.close()
@@ -144,10 +151,6 @@ def _run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
     if bar:
         bar.close()
-    if result.get("cancelled"):
-        print(f"stopped; continue with: deepnoise-engine train --data {args.data} "
-              f"--out {args.out} --resume (and the same options)", file=sys.stderr)
-        return 130
     final = result.get("final") or {}
     acc = final.get("val_acc_ensemble_balanced")
     print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "

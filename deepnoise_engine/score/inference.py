@@ -20,9 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.model.checkpoint import check_fits, load_checkpoint, resolve_models
 from deepnoise_engine.model.errors import ModelMismatchError
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from deepnoise_engine.model.registry import DeepNoiseNet
 
 __all__ = [
-    "InferenceCancelled",
     "LoadedModel",
     "load_models",
     "model_key",
@@ -49,13 +48,6 @@ __all__ = [
     "tta_logits",
     "tta_transforms",
 ]
-
-ProgressFn = Callable[[dict], None]
-
-
-class InferenceCancelled(Exception):
-    """``cancel`` was set: scoring stopped between two batches."""
-
 
 @dataclass
 class LoadedModel:
@@ -300,8 +292,7 @@ def predict_wells(
     tta: int = 8,
     batch_size: int = 32,
     device: str = "cpu",
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    reporter: Reporter | None = None,
     embeddings: dict[str, dict[str, np.ndarray]] | None = None,
     model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -313,8 +304,8 @@ def predict_wells(
     its usable sites}`` (wells with no rows are left out of the result). Classes follow
     the models' ``meta["classes"]`` (all models must agree). ``device``: ``"cpu"``,
     ``"cuda[:n]"`` or ``"auto"``; CUDA uses autocast (bf16/fp16) and channels_last.
-    ``progress`` gets ``{"event": "progress", "stage": "score", "done", "total", "eta_s"}``
-    in sites; ``cancel`` (``threading.Event``) raises ``InferenceCancelled`` between batches.
+    ``reporter`` gets progress of stage ``score`` in sites and raises ``Cancelled``
+    between batches once cancelled.
     Under ``torch.distributed`` each rank scores a shard of the wells and rank 0 returns
     all of them (other ranks return ``{}``). ``embeddings``: a dict filled in place with
     ``{id_code: {model key: (D,) float32, ..., "ensemble": (D_sum,)}}`` (model key:
@@ -323,6 +314,7 @@ def predict_wells(
     """
     import torch
 
+    reporter = reporter or Reporter()
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     transforms = tta_transforms(tta)
@@ -375,13 +367,12 @@ def predict_wells(
     def report(force: bool = False) -> None:
         nonlocal last_report
         now = time.monotonic()
-        if progress is None or (not force and now - last_report < 0.5):
+        if not force and now - last_report < 0.5:
             return
         last_report = now
         rate = done / max(now - start, 1e-9)
         eta = (total - done) / rate if done and rate > 0 else None
-        progress({"event": "progress", "stage": "score", "done": done, "total": total,
-                  "eta_s": None if eta is None else round(eta, 1)})
+        reporter.progress("score", done, total, eta_s=None if eta is None else round(eta, 1))
 
     report(force=True)
     results: dict[str, np.ndarray] = {}
@@ -398,8 +389,7 @@ def predict_wells(
         norm_keys = sorted({p.norm_key for p in models})
         batches = _batches(cache, sites, batch_size, norm_keys, normalisers)
         for well_idx, raw_np, stats in batches:
-            if cancel is not None and cancel.is_set():
-                raise InferenceCancelled(f"scoring cancelled after {done} of {total} sites")
+            reporter.check_cancelled(f"scoring cancelled after {done} of {total} sites")
             raw = torch.from_numpy(raw_np)
             if cuda:
                 raw = raw.pin_memory().to(device, non_blocking=True)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from deepnoise_engine.balance import (
     learn_groups,
     resolve_plate_groups,
 )
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model.errors import ModelMismatchError
 from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
 from deepnoise_engine.report.output_set import MANIFEST
@@ -45,27 +45,17 @@ from deepnoise_engine.train.ddp import (
     shutdown,
 )
 
-ProgressFn = Callable[[dict], None]
 PlateKey = tuple[str, int]
 
 #: Hidden labels written by ``make_demo`` for its test experiments (evaluation only).
 ANSWERS_FILE = Path("answers") / "test_answers.csv"
 
 
-def _emit(progress: ProgressFn | None, event: dict) -> None:
-    if progress is not None:
-        progress(event)
-
-
-def _log(progress: ProgressFn | None, message: str) -> None:
-    _emit(progress, {"event": "log", "message": message})
-
-
-def _stage(progress: ProgressFn | None, stage: str, done: int, total: int, t0: float) -> None:
+def _stage(reporter: Reporter, stage: str, done: int, total: int, t0: float) -> None:
+    """Progress of ``stage`` with the ETA counted from the job's start ``t0``."""
     elapsed = time.monotonic() - t0
     eta = elapsed / done * (total - done) if done else None
-    _emit(progress, {"event": "progress", "stage": stage, "done": done, "total": total,
-                     "eta_s": None if eta is None else round(eta, 1)})
+    reporter.progress(stage, done, total, eta_s=None if eta is None else round(eta, 1))
 
 
 # -- models -----------------------------------------------------------------------------
@@ -274,14 +264,13 @@ def _predict(
     tta: int,
     batch_size: int,
     device: str,
-    progress: ProgressFn | None,
-    cancel: threading.Event | None,
+    reporter: Reporter,
     embeddings: dict[str, dict[str, np.ndarray]] | None = None,
     model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
-) -> dict[str, np.ndarray] | None:
-    """Run H3's ``predict_wells`` (torch) with the ensembles the chosen cell types need;
-    None when cancelled."""
-    from deepnoise_engine.score.inference import InferenceCancelled, predict_wells
+) -> dict[str, np.ndarray]:
+    """Run ``predict_wells`` (torch) with the ensembles the chosen cell types need; a
+    cancel raises ``Cancelled`` with the partial result ``{"cancelled", "stage": "score"}``."""
+    from deepnoise_engine.score.inference import predict_wells
 
     needed: dict[str, list[Path]] = {}
     for cell_type in sorted(cell_types):
@@ -291,10 +280,10 @@ def _predict(
         return {}
     try:
         return predict_wells(needed, cache, rows_by_well, tta=tta, batch_size=batch_size,
-                             device=device, progress=progress, cancel=cancel,
+                             device=device, reporter=reporter,
                              embeddings=embeddings, model_log_probs=model_log_probs)
-    except InferenceCancelled:
-        return None
+    except Cancelled as exc:
+        raise Cancelled(str(exc), partial={"cancelled": True, "stage": "score"}) from None
 
 
 def _join_process_group(device: str) -> DistInfo:
@@ -322,8 +311,7 @@ def run_scoring(
     overwrite: bool = False,
     batch_size: int = 32,
     device: str = "auto",
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """Score ``data`` with ``models`` and write the reports into ``out``.
 
@@ -332,7 +320,8 @@ def run_scoring(
     paper or none. Writes ``{out}/{EXP}_Plate{p}.csv`` per plate, ``submission.csv``
     (plus a copy at ``submission`` when given), ``summary.json`` and ``summary.md``;
     refuses (``OutputExistsError``) to replace any of them unless ``overwrite``, before
-    doing any work. Returns a JSON-safe dict (``{"cancelled": True}`` when cancelled).
+    doing any work. Returns a JSON-safe dict; a cancel raises ``Cancelled`` (``partial``:
+    ``{"cancelled": True, "stage"}``) and writes nothing.
     """
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache
@@ -343,10 +332,11 @@ def run_scoring(
         raise ValueError(f"tta must be 1 or 8, got {tta!r}")
     if int(batch_size) < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size!r}")
+    reporter = reporter or Reporter()
     out = Path(out)
     model_list = [models] if isinstance(models, (str, Path)) else list(models)
     t0 = time.monotonic()
-    _log(progress, f"opening screen {data}")
+    reporter.log(f"opening screen {data}")
     screen = data if isinstance(data, Screen) else open_screen(data)
     chosen = _choose_plates(screen, plates)
     model_set = resolve_model_set(model_list)
@@ -354,22 +344,23 @@ def run_scoring(
                                overwrite, extra=profile_names(len(model_set.metas)))
     check_models_fit(model_set, screen, chosen)
     for note in channel_notes(model_set, screen):
-        _log(progress, note)
+        reporter.log(note)
     classes = model_set.classes
 
     dist = _join_process_group(device)
     if dist.enabled and dist.world > 1 and device != "cpu" and _cuda_available():
         device = f"cuda:{dist.local_rank}"
 
-    _log(progress, "opening the pack cache (packing what is missing)")
+    reporter.log("opening the pack cache (packing what is missing)")
     subset = _experiments_of(screen, chosen)
     if dist.enabled and not dist.is_main:
         barrier(dist)  # rank 0 packs alone; the others then open the finished cache
-    cache = PackCache.open(subset, progress=progress if dist.is_main else None, cancel=cancel)
+    cache = PackCache.open(subset, progress=reporter.emit if dist.is_main else None,
+                           cancel=reporter.cancel_event)
     if dist.enabled and dist.is_main:
         barrier(dist)
-    if cancel is not None and cancel.is_set():
-        return {"cancelled": True, "stage": "pack"}
+    reporter.check_cancelled("scoring cancelled while packing",
+                             partial={"cancelled": True, "stage": "pack"})
     chosen_set = set(chosen)
     sites = cache.sites
     in_chosen = np.array([(e, int(p)) in chosen_set
@@ -379,16 +370,15 @@ def run_scoring(
     rows_by_well = {str(k): [int(i) for i in v]
                     for k, v in usable.groupby("id_code").groups.items()}
 
-    _log(progress, f"predicting {len(rows_by_well)} wells on {len(chosen)} plates "
+    reporter.log(f"predicting {len(rows_by_well)} wells on {len(chosen)} plates "
                    f"(tta {tta}, {sum(map(len, model_set.ensembles.values()))} model(s))")
     embeddings: dict[str, dict[str, np.ndarray]] = {}
     model_log_probs: dict[str, dict[str, np.ndarray]] = {}
     scores = _predict(model_set, cache, rows_by_well, set(usable["cell_type"].astype(str)),
                       tta=int(tta), batch_size=int(batch_size), device=device,
-                      progress=progress, cancel=cancel, embeddings=embeddings,
+                      reporter=reporter, embeddings=embeddings,
                       model_log_probs=model_log_probs)
-    if scores is None or (cancel is not None and cancel.is_set()):
-        return {"cancelled": True, "stage": "score"}
+    reporter.check_cancelled("scoring cancelled", partial={"cancelled": True, "stage": "score"})
     if dist.enabled:
         shutdown(dist)
         if not dist.is_main:  # rank 0 gathered every shard and writes the reports
@@ -397,15 +387,15 @@ def run_scoring(
                  for k, v in scores.items()}
 
     frames, groups, fallbacks = _balance_and_report(
-        screen, chosen, classes, log_probs, balance, progress=progress, t0=t0,
+        screen, chosen, classes, log_probs, balance, reporter=reporter, t0=t0,
         model_groups=model_set.plate_groups)
 
-    _log(progress, f"writing reports to {out}")
+    reporter.log(f"writing reports to {out}")
     answers_used = bool(_read_answers(screen.root))
     combined = pd.concat(frames.values(), ignore_index=True) if frames else to_report_frame([])
     labels_from = ["screen"] + ([str(ANSWERS_FILE)] if answers_used else [])
     skipped = skipped_report(screen, chosen)
-    _log(progress, describe_skipped(skipped))
+    reporter.log(describe_skipped(skipped))
     meta = {
         "data": str(screen.root),
         "models": model_set.sources,
@@ -429,7 +419,7 @@ def run_scoring(
         normalisation_of={ct: model_set.metas[stems[0]].get("normalisation") or {}
                           for ct, stems in model_set.ensembles.items()})
     written = write_score_set(out, frames, combined, summary, copy, extra=profiles)
-    _stage(progress, "report", 1, 1, t0)
+    _stage(reporter, "report", 1, 1, t0)
     return {
         "cancelled": False,
         "out": str(out),
@@ -448,7 +438,7 @@ def _balance_and_report(
     log_probs: dict[str, np.ndarray],
     method: str,
     *,
-    progress: ProgressFn | None = None,
+    reporter: Reporter | None = None,
     t0: float | None = None,
     model_groups: Sequence[Sequence[str]] = (),
 ) -> tuple[dict[PlateKey, pd.DataFrame], PlateGroups, int]:
@@ -459,6 +449,7 @@ def _balance_and_report(
     more treatment wells than allowed classes).
     """
     t0 = time.monotonic() if t0 is None else t0
+    reporter = reporter or Reporter()
     answers = _read_answers(screen.root)
     class_index = {c: i for i, c in enumerate(classes)}
     control_labels = {w.sirna for _, _, w in screen.wells()
@@ -509,7 +500,7 @@ def _balance_and_report(
             for well in plate.used_wells()
         ]
         frames[key] = to_report_frame(rows)
-        _stage(progress, "balance", n, len(plates), t0)
+        _stage(reporter, "balance", n, len(plates), t0)
     return frames, groups, fallbacks
 
 

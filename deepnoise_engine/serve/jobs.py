@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.serve.protocol import ProtocolError, Request, make_event, to_jsonable
 
 Emit = Callable[[dict[str, Any]], None]
@@ -340,6 +341,9 @@ class JobManager:
         except JobCancelled:
             with self._lock:
                 self._end(job, "cancelled", None)
+        except Cancelled as exc:  # the step's partial result goes out with the event
+            with self._lock:
+                self._end(job, "cancelled", to_jsonable(exc.partial) or None)
         except BaseException as exc:  # report every failure, keep serving
             log.warning("job %s (%s) failed: %s", job.id, job.type, exc)
             with self._lock:
@@ -475,8 +479,7 @@ def handle_train(ctx: JobContext, params: dict[str, Any]) -> Any:
         params["out"],
         overrides=tuple(overrides),
         resume=False,
-        progress=ctx.callback("train"),
-        cancel=ctx.cancel,
+        reporter=Reporter(ctx.callback("train"), ctx.cancel),
         **kwargs,
     )
 
@@ -512,8 +515,7 @@ def handle_resume(ctx: JobContext, params: dict[str, Any]) -> Any:
         config_file=config,
         resume=True,
         overrides=tuple(_device_overrides(params.get("device"))),
-        progress=ctx.callback("train"),
-        cancel=ctx.cancel,
+        reporter=Reporter(ctx.callback("train"), ctx.cancel),
     )
 
 
@@ -529,8 +531,7 @@ def handle_score(ctx: JobContext, params: dict[str, Any]) -> Any:
         params["data"],
         params["models"],
         params["out"],
-        progress=ctx.callback("score"),
-        cancel=ctx.cancel,
+        reporter=Reporter(ctx.callback("score"), ctx.cancel),
         **kwargs,
     )
 
@@ -550,15 +551,12 @@ def handle_export(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
 
 
 def handle_qc(ctx: JobContext, params: dict[str, Any]) -> dict[str, Any]:
-    from deepnoise_engine.qc.job import QCCancelled, run_qc
+    from deepnoise_engine.qc.job import run_qc
 
     kwargs = {k: params[k] for k in ("out", "overwrite", "block", "seed")
               if params.get(k) is not None}
-    try:
-        return run_qc(params["score_dir"], progress=ctx.callback("qc"), cancel=ctx.cancel,
-                      **kwargs)
-    except QCCancelled as exc:
-        raise JobCancelled(str(exc)) from exc
+    return run_qc(params["score_dir"], reporter=Reporter(ctx.callback("qc"), ctx.cancel),
+                  **kwargs)
 
 
 class OutOfMemoryError(RuntimeError):

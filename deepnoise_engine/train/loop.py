@@ -16,9 +16,8 @@ import json
 import math
 import random
 import shutil
-import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from deepnoise_engine import __version__
 from deepnoise_engine.atomic_io import atomic_write_text
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.screen.skipped import describe_skipped, skipped_report
 from deepnoise_engine.train import augment
 from deepnoise_engine.train import config as cfgmod
@@ -50,7 +50,6 @@ from deepnoise_engine.train.mean_teacher import (
 )
 from deepnoise_engine.train.precheck import check_training_inputs
 
-ProgressFn = Callable[[dict[str, Any]], None]
 VAL_KEYS = ("val_acc_student_raw", "val_acc_student_balanced", "val_acc_teacher_raw",
             "val_acc_teacher_balanced")
 STATE_VERSION = 1
@@ -167,12 +166,13 @@ class Trainer:
     """One training run in one process (one DDP rank)."""
 
     def __init__(self, cfg: dict[str, Any], sd: ScreenData, out: Path, dist: DistInfo,
-                 device: Any, progress: ProgressFn | None, cancel: threading.Event | None):
+                 device: Any, reporter: Reporter):
         import torch
 
         self.cfg, self.sd, self.out, self.dist = cfg, sd, out, dist
         self.device = device
-        self.progress_fn, self.cancel = progress, cancel
+        # only rank 0 reports; every rank stops on the same cancel
+        self.reporter = reporter if dist.is_main else Reporter(cancel=reporter.cancel_event)
         self.cuda = device.type == "cuda"
         self.n_classes = len(sd.classes)
         self.prior = PlatePrior.from_wells(sd.wells, sd.classes)
@@ -228,11 +228,7 @@ class Trainer:
         stamp = time.strftime("%Y-%m-%d %H:%M:%S")
         with open(self.out / "train.log", "a", encoding="utf-8") as fh:
             fh.write(f"{stamp} {message}\n")
-        self._emit({"event": "log", "message": message})
-
-    def _emit(self, event: dict[str, Any]) -> None:
-        if self.progress_fn is not None and self.dist.is_main:
-            self.progress_fn(event)
+        self.reporter.log(message)
 
     def _progress(self, stage: Stage, force: bool = False) -> None:
         now = time.perf_counter()
@@ -242,8 +238,8 @@ class Trainer:
         done, total = self.steps_done_total(), self.total_steps
         rate = self._session_steps / max(now - self._session_start, 1e-9)
         eta = (total - done) / rate if rate > 0 else None
-        self._emit({"event": "progress", "stage": stage.name, "done": done, "total": total,
-                    "eta_s": None if eta is None else round(eta, 1)})
+        self.reporter.progress(stage.name, done, total,
+                               eta_s=None if eta is None else round(eta, 1))
 
     def steps_per_epoch(self, stage: Stage) -> int:
         if stage.name not in self._item_counts:
@@ -812,9 +808,7 @@ class Trainer:
             for s in self.students + self.teachers:
                 s.train()
             while self.epoch < stage.epochs:
-                if self.run_epoch(stage) == "cancelled":
-                    self.write_run_json("cancelled")
-                    return self.result(cancelled=True)
+                self.run_epoch(stage)
             # stage finished
             if self.dist.enabled:
                 div = max_divergence(self.dist, self.students + self.teachers)
@@ -844,7 +838,7 @@ class Trainer:
         self.write_run_json("complete")
         return self.result(cancelled=False)
 
-    def run_epoch(self, stage: Stage) -> str:
+    def run_epoch(self, stage: Stage) -> None:
         t0 = time.perf_counter()
         steps = self.steps_per_epoch(stage)
         plan = self.epoch_plan(self.stage_index, self.epoch)
@@ -853,13 +847,15 @@ class Trainer:
         train_t0 = time.perf_counter()
         images = 0
         for imgs in self.loader:
-            if self.cancel is not None and self.cancel.is_set():
+            if self.reporter.cancelled:
                 self.train_time += time.perf_counter() - train_t0
                 self.epoch_elapsed += time.perf_counter() - t0
                 self.save_state()
-                self.log(f"cancelled at {stage.name} epoch {self.epoch + 1} step {self.step}; "
-                         "resume with --resume")
-                return "cancelled"
+                where = f"{stage.name} epoch {self.epoch + 1} step {self.step}"
+                self.log(f"cancelled at {where}; resume with --resume")
+                self.write_run_json("cancelled")
+                raise Cancelled(f"training cancelled at {where}",
+                                partial=self.result(cancelled=True))
             epoch_f = self.epoch + self.step / steps
             lr = lr_at(self.cfg, stage, epoch_f)
             for group in self.optimizer.param_groups:
@@ -906,13 +902,12 @@ class Trainer:
         self.serve_best(stage, val, rec["epoch"], rec)
         self.save_state()
         self.write_metrics()
-        self._emit({"event": "metrics", **rec})
+        self.reporter.metrics(rec)
         acc = rec["val_acc_ensemble_balanced"]
         self.log(f"{stage.name} epoch {rec['epoch']}/{stage.epochs}: loss {rec['train_loss']:.4f}"
                  f" val acc (ensemble, balanced) "
                  f"{'-' if acc is None else f'{acc:.3f}'} {rec['images_per_s']:.1f} img/s")
         self._progress(stage, force=True)
-        return "done"
 
     def result(self, cancelled: bool) -> dict[str, Any]:
         return {
@@ -946,13 +941,13 @@ def _device(cfg: dict[str, Any], dist_local_rank: int = 0) -> Any:
 
 def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tiny",
                  config_file: str | Path | None = None, overrides: Sequence[str] = (),
-                 resume: bool = False, progress: ProgressFn | None = None,
-                 cancel: threading.Event | None = None) -> dict[str, Any]:
+                 resume: bool = False, reporter: Reporter | None = None) -> dict[str, Any]:
     """Train on the screen at ``data`` into the run folder ``out`` (see docs/training.md).
 
-    Returns ``{"cancelled", "out", "stage", "epochs_done", "ensembles", "final", ...}``;
-    raises ``ConfigError`` / ``RunFolderError`` / ``TrainDataError`` on bad input before
-    any training starts.
+    Returns ``{"cancelled": False, "out", "stage", "epochs_done", "ensembles", "final",
+    ...}``; raises ``ConfigError`` / ``RunFolderError`` / ``TrainDataError`` on bad input
+    before any training starts, and ``Cancelled`` (``partial``: the same dict with
+    ``"cancelled": True``) after writing a resumable checkpoint when cancelled.
     """
     import torch
 
@@ -991,7 +986,7 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
         if not dist.is_main:
             screen, cache = open_data(data)
         sd = build_screen_data(screen, cache, cfg)
-        trainer = Trainer(cfg, sd, out, dist, device, progress, cancel)
+        trainer = Trainer(cfg, sd, out, dist, device, reporter or Reporter())
         return trainer.run(do_resume)
     finally:
         torch.set_num_threads(threads_before)

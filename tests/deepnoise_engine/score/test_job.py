@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model import ModelMismatchError, create_model, save_checkpoint
 from deepnoise_engine.report import (
     COLUMNS,
@@ -52,7 +53,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_run_scoring_writes_balanced_reports(setup: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
     events: list[dict] = []
-    result = run_scoring(setup["root"], setup["run"], out, tta=1, progress=events.append)
+    result = run_scoring(setup["root"], setup["run"], out, tta=1,
+                         reporter=Reporter(events.append))
     assert not result["cancelled"]
     reports = list_plate_reports(out)
     assert len(reports) == 8  # 2 experiments x 4 plates
@@ -113,9 +115,10 @@ def test_cancel_during_scoring_writes_nothing(setup: dict, tmp_path: Path) -> No
             cancel.set()
 
     out = tmp_path / "out"
-    result = run_scoring(setup["root"], setup["ckpt"], out, tta=1, progress=progress,
-                         cancel=cancel)
-    assert result["cancelled"] is True
+    with pytest.raises(Cancelled) as stopped:
+        run_scoring(setup["root"], setup["ckpt"], out, tta=1,
+                    reporter=Reporter(progress, cancel))
+    assert stopped.value.partial == {"cancelled": True, "stage": "score"}
     assert not out.exists() or not any(out.iterdir())
 
 
