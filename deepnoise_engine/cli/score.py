@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from deepnoise_engine.balance.assignment import METHODS
+from deepnoise_engine.balance import METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -11,7 +11,6 @@ import dataclasses
 import datetime as _dt
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,16 +18,10 @@ import numpy as np
 import pandas as pd
 from scipy.special import log_softmax, softmax
 
-from deepnoise_engine.balance import (
-    METHODS,
-    argmax_calls,
-    assign_once_per_plate,
-    balance_plate,
-    learn_groups,
-    resolve_plate_groups,
-)
+from deepnoise_engine.balance import balanced_calls, check_method
 from deepnoise_engine.contract import Cancelled, Reporter
-from deepnoise_engine.model.errors import ModelMismatchError
+from deepnoise_engine.model_sets import ModelSet, channel_notes, check_models_fit, resolve_model_set
+from deepnoise_engine.plate_groups import PlateGroups, plate_groups_for
 from deepnoise_engine.report.export import SUBMISSION_NAME, parse_plates
 from deepnoise_engine.report.output_set import MANIFEST
 from deepnoise_engine.report.plate_report import TOP_K, plate_report_name, to_report_frame
@@ -56,159 +49,6 @@ def _stage(reporter: Reporter, stage: str, done: int, total: int, t0: float) -> 
     elapsed = time.monotonic() - t0
     eta = elapsed / done * (total - done) if done else None
     reporter.progress(stage, done, total, eta_s=None if eta is None else round(eta, 1))
-
-
-# -- models -----------------------------------------------------------------------------
-
-@dataclass
-class ModelSet:
-    """Checkpoint stems per cell type ("*" = any) and their shared class list."""
-
-    ensembles: dict[str, list[Path]]
-    metas: dict[Path, dict[str, Any]]
-    classes: list[str]
-    sources: list[str] = field(default_factory=list)
-
-    def for_cell_type(self, cell_type: str) -> list[Path] | None:
-        return self.ensembles.get(cell_type) or self.ensembles.get("*")
-
-    @property
-    def plate_groups(self) -> list[list[str]]:
-        """The plate groups learnt at training time (label lists), [] when none stored."""
-        for meta in self.metas.values():
-            if meta.get("plate_groups"):
-                return [[str(c) for c in g] for g in meta["plate_groups"]]
-        return []
-
-
-def resolve_model_set(models: Sequence[str | Path]) -> ModelSet:
-    """Run folders and/or checkpoints -> one ``ModelSet`` (ensembles merged per cell type).
-
-    Torch-free (reads the JSON metadata only). Raises ``ModelMismatchError`` when the
-    models do not share one class list.
-    """
-    from deepnoise_engine.model.checkpoint import (
-        check_run_complete,
-        read_metadata,
-        resolve_models,
-    )
-
-    if not models:
-        raise ValueError("no model given: pass a train run folder or a checkpoint")
-    ensembles: dict[str, list[Path]] = {}
-    for source in models:
-        check_run_complete(source)
-        for cell_type, stems in resolve_models(source).items():
-            bucket = ensembles.setdefault(cell_type, [])
-            bucket.extend(s for s in stems if s not in bucket)
-    metas = {stem: read_metadata(stem) for stems in ensembles.values() for stem in stems}
-    class_lists = {stem: [str(c) for c in meta.get("classes") or []]
-                   for stem, meta in metas.items()}
-    first_stem, classes = next(iter(class_lists.items()))
-    for stem, other in class_lists.items():
-        if other != classes:
-            raise ModelMismatchError(
-                f"models disagree on their classes: {first_stem} has {len(classes)}, "
-                f"{stem} has {len(other)} (or another order); ensemble only models trained "
-                "on the same labels"
-            )
-    return ModelSet(ensembles, metas, classes, [str(m) for m in models])
-
-
-def check_models_fit(model_set: ModelSet, screen: Screen, plates: Iterable[PlateKey]) -> None:
-    """Every model must fit the screen's channels and labels, and every cell type of the
-    chosen plates must have a model. Raises ``ModelMismatchError`` with a readable message."""
-    from deepnoise_engine.model.checkpoint import check_fits
-
-    plates = list(plates)
-    labels = sorted({w.sirna for exp, p in plates for w in screen.plate(exp, p).wells.values()
-                     if w.sirna is not None})
-    for stem, meta in model_set.metas.items():
-        try:
-            check_fits(meta, channels=screen.channels, classes=labels)
-        except ModelMismatchError as exc:
-            raise ModelMismatchError(f"model {stem} does not fit screen {screen.root}: {exc}"
-                                     ) from exc
-    for cell_type in sorted({screen.experiments[exp].cell_type for exp, _ in plates}):
-        if model_set.for_cell_type(cell_type) is None:
-            raise ModelMismatchError(
-                f"no model for cell type {cell_type!r}: the models cover "
-                f"{', '.join(sorted(model_set.ensembles))}"
-            )
-
-
-def channel_notes(model_set: ModelSet, screen: Screen) -> list[str]:
-    """One line per model that reads only some of the screen's channels (said, not silent)."""
-    from deepnoise_engine.model.checkpoint import _ranges
-
-    have = [int(c) for c in screen.channels]
-    notes = []
-    for stem, meta in model_set.metas.items():
-        used = [int(c) for c in meta.get("channels") or []]
-        unused = [c for c in have if c not in used]
-        if used and unused:
-            notes.append(f"model {stem} uses channels {_ranges(used)} of the screen's "
-                         f"{_ranges(have)}; channel(s) {_ranges(unused)} are not used")
-    return notes
-
-
-# -- plate groups -----------------------------------------------------------------------
-
-@dataclass
-class PlateGroups:
-    groups: list[frozenset[str]]
-    by_plate: dict[PlateKey, int] = field(default_factory=dict)
-    source: dict[PlateKey, str] = field(default_factory=dict)  # "labels" | "inferred"
-
-    def to_dict(self) -> dict[str, Any]:
-        from deepnoise_engine.screen.model import sort_labels
-
-        return {
-            "groups": [sort_labels(list(g)) for g in self.groups],
-            "by_plate": {f"{e}/{p}": g for (e, p), g in sorted(self.by_plate.items())},
-            "inferred": sorted(f"{e}/{p}" for (e, p), s in self.source.items()
-                               if s == "inferred"),
-        }
-
-
-def _treatment_labels(screen: Screen) -> dict[PlateKey, list[str]]:
-    out: dict[PlateKey, list[str]] = {}
-    for exp, plate, well in screen.wells():
-        if well.well_type == WellType.TREATMENT and well.sirna is not None:
-            out.setdefault((exp.name, plate.index), []).append(well.sirna)
-    return out
-
-
-def plate_groups_for(
-    screen: Screen,
-    plates: Sequence[PlateKey],
-    probs: dict[PlateKey, np.ndarray],
-    classes: Sequence[str],
-    model_groups: Sequence[Sequence[str]] = (),
-) -> PlateGroups:
-    """The plate groups (the model's, learnt at training time; else learnt from the
-    screen's labelled plates) and each chosen plate's group: from its labels, else
-    inferred per experiment from ``probs`` (plate -> (W, K) treatment-well
-    probabilities), preferring the groups not held by the experiment's labelled plates."""
-    labelled = _treatment_labels(screen)
-    groups = ([frozenset(str(c) for c in g) for g in model_groups] if model_groups
-              else learn_groups(labelled))
-    result = PlateGroups(groups)
-    if not groups:
-        return result
-    chosen = set(plates)
-    experiments = sorted({key[0] for key in chosen})
-    by_plate, source = resolve_plate_groups(
-        groups, {exp: screen_plates(screen, exp) for exp in experiments}, labelled,
-        {k: v for k, v in probs.items() if k in chosen}, classes)
-    for key in plates:
-        if key in by_plate:
-            result.by_plate[key], result.source[key] = by_plate[key], source[key]
-    return result
-
-
-def screen_plates(screen: Screen, experiment: str) -> list[PlateKey]:
-    return [(experiment, i) for i in sorted(screen.experiments[experiment].plates)]
 
 
 # -- the job ----------------------------------------------------------------------------
@@ -326,8 +166,7 @@ def run_scoring(
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache
 
-    if balance not in METHODS:
-        raise ValueError(f"unknown balancing {balance!r}: expected one of {', '.join(METHODS)}")
+    check_method(balance)
     if int(tta) not in (1, 8):
         raise ValueError(f"tta must be 1 or 8, got {tta!r}")
     if int(batch_size) < 1:
@@ -486,13 +325,8 @@ def _balance_and_report(
         calls: dict[str, int] = {}
         if ids:
             lp = np.stack([log_probs[i] for i in ids])
-            if method == "assignment":
-                chosen, fallback = assign_once_per_plate(lp, allowed)
-                fallbacks += int(fallback.sum())
-            elif method == "paper":
-                chosen = balance_plate(lp, allowed, method="paper")
-            else:
-                chosen = argmax_calls(lp, allowed)
+            chosen, fallback = balanced_calls(lp, allowed, method)
+            fallbacks += int(fallback.sum())
             calls = dict(zip(ids, (int(c) for c in chosen), strict=True))
         rows = [
             _well_row(screen, exp.cell_type, key, well, classes, log_probs.get(well.id_code),

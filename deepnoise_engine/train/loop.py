@@ -26,6 +26,7 @@ import numpy as np
 
 from deepnoise_engine import __version__
 from deepnoise_engine.atomic_io import atomic_write_text
+from deepnoise_engine.balance.plate_prior import PlatePrior
 from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.screen.skipped import describe_skipped, skipped_report
 from deepnoise_engine.train import augment
@@ -39,7 +40,7 @@ from deepnoise_engine.train.ddp import (
     shutdown,
     sync_buffers,
 )
-from deepnoise_engine.train.evaluation import PlatePrior, selection_score
+from deepnoise_engine.train.evaluation import selection_score
 from deepnoise_engine.train.mean_teacher import (
     arcface_margin,
     consistency_class_scale,
