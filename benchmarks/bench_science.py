@@ -95,7 +95,7 @@ def _ladder_entry(work: Path, screen: Path, name: str, entry: str, epochs: int,
     import shutil
 
     from deepnoise_engine.score.job import run_scoring
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     run = work / "runs" / name
     shutil.rmtree(run, ignore_errors=True)

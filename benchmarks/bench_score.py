@@ -52,7 +52,7 @@ def make_screen(out: Path, big: bool) -> tuple[Path, float]:
 
 def train(screen: Path, run: Path, epochs: int | None) -> tuple[float, dict[str, Any]]:
     """(seconds, run_training's result) for the tiny preset."""
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     overrides = [f"model.epochs={epochs}"] if epochs else []
     if epochs:  # keep the learning-rate steps inside the shorter schedule

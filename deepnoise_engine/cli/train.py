@@ -111,7 +111,8 @@ def _run(args: argparse.Namespace) -> int:
     from deepnoise_engine.contract import Cancelled, Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.train.data import TrainDataError
-    from deepnoise_engine.train.loop import RunFolderError, run_training
+    from deepnoise_engine.train.run_folder import RunFolderError
+    from deepnoise_engine.workflows.train import run_training
 
     bar = None if args.quiet else ProgressBar()
     cancel = threading.Event()

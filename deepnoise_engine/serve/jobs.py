@@ -470,7 +470,7 @@ def _device_overrides(device: str | None) -> list[str]:
 
 
 def handle_train(ctx: JobContext, params: dict[str, Any]) -> Any:
-    from deepnoise_engine.train import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     overrides = list(params.get("overrides") or []) + _device_overrides(params.get("device"))
     kwargs = {k: params[k] for k in ("preset", "config_file") if params.get(k) is not None}
@@ -501,7 +501,7 @@ def _run_data(out: str) -> str:
 
 def handle_resume(ctx: JobContext, params: dict[str, Any]) -> Any:
     """Continue a run from its last checkpoint with its own config.toml."""
-    from deepnoise_engine.train import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     out = Path(params["out"])
     config = out / "config.toml"

@@ -12,7 +12,7 @@ from conftest import FAST
 from safetensors.torch import load_file
 
 from deepnoise_engine.contract import Cancelled, Reporter
-from deepnoise_engine.train.loop import RunFolderError, run_training
+from deepnoise_engine.workflows.train import RunFolderError, run_training
 
 METRIC_KEYS = {"epoch", "stage", "lr", "train_loss", "train_loss_sup", "train_loss_cons",
                "train_loss_pl", "val_loss", "val_acc_student_raw", "val_acc_student_balanced",
