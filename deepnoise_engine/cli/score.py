@@ -71,8 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     from deepnoise_engine.contract import Reporter
     from deepnoise_engine.model.errors import ModelError
     from deepnoise_engine.report.io import OutputExistsError, ReportError
-    from deepnoise_engine.score.job import run_scoring
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.workflows.score import run_scoring
 
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)

@@ -520,7 +520,7 @@ def handle_resume(ctx: JobContext, params: dict[str, Any]) -> Any:
 
 
 def handle_score(ctx: JobContext, params: dict[str, Any]) -> Any:
-    from deepnoise_engine.score.job import run_scoring
+    from deepnoise_engine.workflows.score import run_scoring
 
     kwargs = {
         k: params[k]

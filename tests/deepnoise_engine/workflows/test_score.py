@@ -19,9 +19,9 @@ from deepnoise_engine.report import (
     read_plate_report,
     read_submission,
 )
-from deepnoise_engine.score.job import run_scoring
 from deepnoise_engine.screen.open import open_screen
 from deepnoise_engine.screen.synthetic import make_demo
+from deepnoise_engine.workflows.score import run_scoring
 
 torch.set_num_threads(1)
 
@@ -140,7 +140,8 @@ def test_planted_predictions_infer_groups_and_balancing_helps(setup: dict) -> No
     """Torch-free path of the job: planted log-probs on the demo screen."""
     import numpy as np
 
-    from deepnoise_engine.score.job import _read_answers, score_plates_from_log_probs
+    from deepnoise_engine.workflows.score_report import read_answers as _read_answers
+    from deepnoise_engine.workflows.score_report import score_plates_from_log_probs
 
     screen = open_screen(setup["root"])
     classes = screen.classes()
