@@ -86,11 +86,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepnoise_engine.train.config import ConfigError
-
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"runtime.device={args.device}")
+    code = _relaunch_distributed(args, overrides)
+    return _train(args, overrides) if code is None else code
+
+
+def _relaunch_distributed(args: argparse.Namespace, overrides: list[str]) -> int | None:
+    """With ``--devices N`` > 1 outside torchrun: check the configuration once, then run
+    N processes through torchrun; returns their exit code (None: train in this process)."""
+    from deepnoise_engine.train.config import ConfigError, resolve
+
     if args.devices < 1:
         print("error: --devices must be >= 1", file=sys.stderr)
         return 2
@@ -100,16 +107,19 @@ def _run(args: argparse.Namespace) -> int:
         if env_world_size() <= 1:
             # validate before launching N processes, so errors appear once
             try:
-                from deepnoise_engine.train.config import resolve
-
                 resolve(args.preset, args.config_file, overrides)
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
+    return None
 
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Train in this process; Ctrl-C stops at the next step (twice: aborts)."""
     from deepnoise_engine.contract import Cancelled, Reporter
     from deepnoise_engine.screen.errors import ScreenError
+    from deepnoise_engine.train.config import ConfigError
     from deepnoise_engine.train.data import TrainDataError
     from deepnoise_engine.train.run_folder import RunFolderError
     from deepnoise_engine.workflows.train import run_training

@@ -148,26 +148,28 @@ def _fingerprint(sites: pd.DataFrame) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -> ScreenData:
-    """Wells, labels, splits and normalisation statistics for ``cfg``."""
-    sites = cache.sites.reset_index(drop=True)
+def _channel_indices(screen: Any, cache: Any,
+                     wanted: list[int]) -> tuple[list[int], list[int], int]:
+    """(the channels to train on, their positions among the screen's channels, how many
+    channels the screen has)."""
     all_channels = [int(c) for c in getattr(screen, "channels", [])] or list(
         range(1, np.asarray(cache.site_mean).shape[1] + 1))
-    wanted = cfg["data"]["channels"] or all_channels
+    wanted = wanted or all_channels
     missing = [c for c in wanted if c not in all_channels]
     if missing:
         raise TrainDataError(f"data.channels: channel(s) {missing} not in the screen "
                              f"(it has {all_channels})")
-    channel_idx = [all_channels.index(c) for c in wanted]
-    labels = [label_str(v) for v in sites["sirna"].tolist()]
-    classes = sort_labels({lab for lab in labels if lab is not None})
-    if not classes:
-        raise TrainDataError(f"{getattr(screen, 'root', 'screen')}: no labelled wells to train on")
+    return list(wanted), [all_channels.index(c) for c in wanted], len(all_channels)
+
+
+def _well_table(sites: pd.DataFrame, classes: list[str], labels: list[str | None]
+                ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """One row per well with a usable site (experiment, plate key, cell type, well type,
+    class index or -1) and each well's usable cache rows."""
     class_index = {c: i for i, c in enumerate(classes)}
     sites = sites.assign(_label=[class_index[lab] if lab is not None else -1 for lab in labels],
                          _row=np.arange(len(sites)))
     ok = sites["ok"].to_numpy(bool)
-
     records, well_sites = [], []
     for id_code, group in sites.groupby("id_code", sort=False):
         rows = group["_row"].to_numpy()[ok[group["_row"].to_numpy()]]
@@ -184,42 +186,64 @@ def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -
     wells = pd.DataFrame.from_records(records)
     if wells.empty:
         raise TrainDataError("no well has a usable site")
+    return wells, well_sites
 
-    # treatment labels decide which experiments count as labelled
+
+def validation_experiments(wells: pd.DataFrame, explicit: list[str],
+                           per_cell_type: int) -> list[str]:
+    """The held-out experiments: ``explicit`` ones, else the last ``per_cell_type``
+    labelled experiments of each cell type that keeps at least one for training
+    (treatment labels decide which experiments count as labelled)."""
     treat = wells["well_type"].str.lower().eq("treatment")
     labelled_exps = sorted(set(wells.loc[treat & (wells["label"] >= 0), "experiment"]))
     exp_cell = wells.groupby("experiment")["cell_type"].first().to_dict()
-    explicit = cfg["data"]["validation_experiments"]
     if explicit:
         unknown = [e for e in explicit if e not in exp_cell]
         if unknown:
             raise TrainDataError(f"data.validation_experiments: unknown experiment(s) {unknown}")
-        val_exps = list(explicit)
-    else:
-        k = cfg["data"]["validation_per_cell_type"]
-        val_exps = []
-        for ct in sorted(set(exp_cell.values())):
-            exps = [e for e in labelled_exps if exp_cell[e] == ct]
-            if len(exps) >= 2 and k > 0:  # keep at least one for training
-                val_exps += exps[-min(k, len(exps) - 1):]
+        return list(explicit)
+    val_exps: list[str] = []
+    for ct in sorted(set(exp_cell.values())):
+        exps = [e for e in labelled_exps if exp_cell[e] == ct]
+        if len(exps) >= 2 and per_cell_type > 0:  # keep at least one for training
+            val_exps += exps[-min(per_cell_type, len(exps) - 1):]
+    return val_exps
+
+
+def _assign_roles(wells: pd.DataFrame, val_exps: list[str], use_unlabelled: bool) -> None:
+    """``role`` per well: val (labelled, held out), unused (unlabelled in a validation
+    experiment, or unlabelled without ``use_unlabelled``) or train."""
     is_val = wells["experiment"].isin(val_exps)
     role = np.where(is_val, np.where(wells["label"] >= 0, "val", "unused"), "train")
-    if not cfg["data"]["use_unlabelled"]:
+    if not use_unlabelled:
         role = np.where((role == "train") & (wells["label"] < 0), "unused", role)
     wells["role"] = role
     if not ((wells["role"] == "train") & (wells["label"] >= 0)).any():
         raise TrainDataError("no labelled training wells left after the validation split")
 
+
+def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -> ScreenData:
+    """Wells, labels, splits and normalisation statistics for ``cfg``."""
+    sites = cache.sites.reset_index(drop=True)
+    channels, channel_idx, n_all = _channel_indices(screen, cache, cfg["data"]["channels"])
+    labels = [label_str(v) for v in sites["sirna"].tolist()]
+    classes = sort_labels({lab for lab in labels if lab is not None})
+    if not classes:
+        raise TrainDataError(f"{getattr(screen, 'root', 'screen')}: no labelled wells to train on")
+    wells, well_sites = _well_table(sites, classes, labels)
+    val_exps = validation_experiments(wells, cfg["data"]["validation_experiments"],
+                                      cfg["data"]["validation_per_cell_type"])
+    _assign_roles(wells, val_exps, cfg["data"]["use_unlabelled"])
     mean_all, std_all, norm_desc = normalisation_stats(cache, cfg["data"]["normalisation"])
     norm_desc = dict(norm_desc)
     norm_desc.setdefault("mode", cfg["data"]["normalisation"])
     return ScreenData(
-        cache=cache, channels=list(wanted), channel_idx=channel_idx, classes=classes,
+        cache=cache, channels=channels, channel_idx=channel_idx, classes=classes,
         mean=np.ascontiguousarray(mean_all[:, channel_idx], np.float32),
         std=np.ascontiguousarray(std_all[:, channel_idx], np.float32),
         normalisation=norm_desc, wells=wells, well_sites=well_sites,
         validation_experiments=val_exps, fingerprint=_fingerprint(sites),
-        n_channels_all=len(all_channels),
+        n_channels_all=n_all,
         cell_types=sorted(set(wells["cell_type"])),
     )
 
