@@ -37,7 +37,6 @@ class PlatePrior:
     groups: list[list[str]]
     group_classes: list[np.ndarray]
     well_plate: np.ndarray  # (n_wells,) plate keys "EXP/PLATE"
-    well_experiment: np.ndarray  # (n_wells,)
     is_treatment: np.ndarray  # (n_wells,) bool
     labelled_plates: dict[str, list[str]] = field(default_factory=dict)
 
@@ -60,7 +59,6 @@ class PlatePrior:
             classes=classes, treatment=treatment, groups=groups,
             group_classes=[np.array(sorted(index[c] for c in g), np.int64) for g in groups],
             well_plate=wells["plate"].astype(str).to_numpy(),
-            well_experiment=wells["experiment"].astype(str).to_numpy(),
             is_treatment=is_treat, labelled_plates=labelled,
         )
 

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.normalise.plate_normalizer import Normalizer
 from deepnoise_engine.screen.model import sort_labels
 
 
@@ -43,62 +44,17 @@ def label_str(value: Any) -> str | None:
 
 # -- normalisation statistics -----------------------------------------------------------
 
-_GROUP_COLUMNS = {"global": [], "cell_type": ["cell_type"], "experiment": ["experiment"],
-                  "plate": ["experiment", "plate"]}
-
-
-def _standin_stats(sites: pd.DataFrame, site_mean: np.ndarray, site_std: np.ndarray,
-                   mode: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Per-row (mean, std) (n_sites, C) as averages of per-site statistics of ok sites.
-
-    Used when ``deepnoise_engine.normalise`` is not available. ``none`` scales to [0, 1].
-    """
-    n, c = site_mean.shape
-    ok = sites["ok"].to_numpy(bool)
-    if mode == "none":
-        return np.zeros((n, c), np.float32), np.full((n, c), 255.0, np.float32), {"mode": mode}
-    if mode == "site":
-        return site_mean.astype(np.float32), site_std.astype(np.float32), {"mode": mode}
-    mean = np.zeros((n, c), np.float32)
-    std = np.ones((n, c), np.float32)
-    groups: dict[str, Any] = {}
-    cols = _GROUP_COLUMNS.get(mode, ["experiment", "plate"])
-    keys = (sites[cols].astype(str).agg("/".join, axis=1).to_numpy() if cols
-            else np.full(n, "*", dtype=object))
-    is_ctrl = sites["well_type"].astype(str).str.contains("control").to_numpy()
-    for key in np.unique(keys):
-        rows = keys == key
-        use = rows & ok
-        if mode == "controls" and (use & is_ctrl).any():
-            use = use & is_ctrl
-        if not use.any():
-            use = ok if ok.any() else np.ones(n, bool)
-        m, s = site_mean[use].mean(0), site_std[use].mean(0)
-        mean[rows], std[rows] = m, s
-        groups[str(key)] = {"mean": m.tolist(), "std": s.tolist()}
-    return mean, std, {"mode": mode, "groups": groups}
-
-
 def normalisation_stats(cache: Any, mode: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(mean, std) per cache row, (n_sites, C_all) float32, plus a JSON-safe description.
-
-    Uses H2's ``Normalizer`` when present, else an equivalent private implementation.
-    """
-    try:
-        from deepnoise_engine.normalise.plate_normalizer import Normalizer
-    except ModuleNotFoundError:
-        Normalizer = None
-    if Normalizer is not None:
-        norm = Normalizer.fit(cache, mode)
-        n, c = np.asarray(cache.site_mean).shape
-        mean, std = np.zeros((n, c), np.float32), np.ones((n, c), np.float32)
-        ok = np.flatnonzero(cache.sites["ok"].to_numpy(bool))  # flagged rows have no stats
-        if len(ok):
-            m, s = norm.mean_std(ok)
-            mean[ok], std[ok] = m, s
-        return mean, std, norm.to_dict()
-    return _standin_stats(cache.sites, np.asarray(cache.site_mean), np.asarray(cache.site_std),
-                          mode)
+    """(mean, std) per cache row, (n_sites, C_all) float32, plus a JSON-safe description
+    (the ``Normalizer`` fitted on the cache; flagged rows have no statistics: 0 and 1)."""
+    norm = Normalizer.fit(cache, mode)
+    n, c = np.asarray(cache.site_mean).shape
+    mean, std = np.zeros((n, c), np.float32), np.ones((n, c), np.float32)
+    ok = np.flatnonzero(cache.sites["ok"].to_numpy(bool))
+    if len(ok):
+        m, s = norm.mean_std(ok)
+        mean[ok], std[ok] = m, s
+    return mean, std, norm.to_dict()
 
 
 # -- wells and splits ---------------------------------------------------------------------
@@ -248,7 +204,7 @@ def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -
     )
 
 
-def open_data(data: str | Path, progress: Any = None) -> tuple[Any, Any]:
+def open_data(data: str | Path) -> tuple[Any, Any]:
     """Open the screen and its pack cache (packing what is missing on first use)."""
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache

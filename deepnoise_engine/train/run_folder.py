@@ -4,7 +4,6 @@ writes into it (train.log, metrics.jsonl, run.json, checkpoints/, models/)."""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -63,11 +62,6 @@ def prepare_run_folder(out: Path, cfg: dict[str, Any], resume: bool) -> bool:
         (out / sub).mkdir(parents=True, exist_ok=True)
     atomic_write_text(out / "config.toml", cfgmod.dumps(cfg))
     return False
-
-
-def remove_checkpoints(out: Path) -> None:
-    """Delete a run's resume checkpoints (keeps models/, run.json, logs)."""
-    shutil.rmtree(out / "checkpoints", ignore_errors=True)
 
 
 class RunFolder:
