@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -145,25 +146,37 @@ def _well_table(sites: pd.DataFrame, classes: list[str], labels: list[str | None
     return wells, well_sites
 
 
-def validation_experiments(wells: pd.DataFrame, explicit: list[str],
-                           per_cell_type: int) -> list[str]:
-    """The held-out experiments: ``explicit`` ones, else the last ``per_cell_type``
-    labelled experiments of each cell type that keeps at least one for training
-    (treatment labels decide which experiments count as labelled)."""
-    treat = wells["well_type"].str.lower().eq("treatment")
-    labelled_exps = sorted(set(wells.loc[treat & (wells["label"] >= 0), "experiment"]))
-    exp_cell = wells.groupby("experiment")["cell_type"].first().to_dict()
+def split_validation(experiment_cell_types: Mapping[str, str], labelled: Iterable[str],
+                     explicit: Sequence[str] = (), per_cell_type: int = 1) -> list[str]:
+    """The held-out validation experiments (the rule of docs/training.md).
+
+    ``experiment_cell_types``: every experiment's cell type; ``labelled``: the experiments
+    with labelled treatment wells. ``explicit`` ones when given (each must exist), else
+    per cell type the last ``per_cell_type`` labelled experiments in sorted order, always
+    keeping at least one for training.
+    """
     if explicit:
-        unknown = [e for e in explicit if e not in exp_cell]
+        unknown = [e for e in explicit if e not in experiment_cell_types]
         if unknown:
             raise TrainDataError(f"data.validation_experiments: unknown experiment(s) {unknown}")
         return list(explicit)
+    labelled_exps = sorted(set(labelled))
     val_exps: list[str] = []
-    for ct in sorted(set(exp_cell.values())):
-        exps = [e for e in labelled_exps if exp_cell[e] == ct]
+    for ct in sorted(set(experiment_cell_types.values())):
+        exps = [e for e in labelled_exps if experiment_cell_types[e] == ct]
         if len(exps) >= 2 and per_cell_type > 0:  # keep at least one for training
             val_exps += exps[-min(per_cell_type, len(exps) - 1):]
     return val_exps
+
+
+def validation_experiments(wells: pd.DataFrame, explicit: Sequence[str],
+                           per_cell_type: int) -> list[str]:
+    """:func:`split_validation` of a well table (treatment labels decide which
+    experiments count as labelled)."""
+    treat = wells["well_type"].str.lower().eq("treatment")
+    labelled = set(wells.loc[treat & (wells["label"] >= 0), "experiment"])
+    exp_cell = wells.groupby("experiment")["cell_type"].first().to_dict()
+    return split_validation(exp_cell, labelled, explicit, per_cell_type)
 
 
 def _assign_roles(wells: pd.DataFrame, val_exps: list[str], use_unlabelled: bool) -> None:
