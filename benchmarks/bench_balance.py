@@ -70,7 +70,7 @@ def run_inference(case: dict) -> tuple[float, float]:
     """(seconds, fraction of plates whose group is recovered) for infer_plate_groups."""
     from scipy.special import softmax
 
-    from deepnoise_engine.balance import infer_plate_groups
+    from deepnoise_engine.plate_groups import infer_plate_groups
 
     by_exp: dict[int, dict] = {}
     for (e, p), (logits, _, g) in case["plates"].items():
@@ -87,10 +87,11 @@ def run_inference(case: dict) -> tuple[float, float]:
 
 def run_rxrx1(root: str, seed: int, signal: float) -> dict:
     """The job's balance + report path on the real RxRx1 layout (test plates)."""
-    from deepnoise_engine.balance import learn_groups
-    from deepnoise_engine.score.job import _treatment_labels, score_plates_from_log_probs
+    from deepnoise_engine.plate_groups import learn_groups
+    from deepnoise_engine.plate_groups import treatment_labels as _treatment_labels
     from deepnoise_engine.screen.model import WellType
     from deepnoise_engine.screen.open import open_screen
+    from deepnoise_engine.workflows.score_report import score_plates_from_log_probs
 
     t0 = time.perf_counter()
     screen = open_screen(root, check_images=False)

@@ -94,7 +94,7 @@ def score_rate(name: str, *, batch: int, size: int, steps: int, bf16: bool,
 def trainer_rate(work: Path, steps: int) -> dict[str, Any]:
     """End-to-end ``run_training`` with the paper preset on a 512 px synthetic screen."""
     from deepnoise_engine.screen.synthetic import make_demo
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     screen = make_demo(work / "screen", cell_types=("HEPG2",), train_experiments_per_cell_type=2,
                        test_experiments_per_cell_type=1, plates_per_experiment=2,

@@ -94,8 +94,8 @@ def _ladder_entry(work: Path, screen: Path, name: str, entry: str, epochs: int,
                   seed: int, tta: int) -> dict[str, Any]:
     import shutil
 
-    from deepnoise_engine.score.job import run_scoring
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.score import run_scoring
+    from deepnoise_engine.workflows.train import run_training
 
     run = work / "runs" / name
     shutil.rmtree(run, ignore_errors=True)
@@ -133,11 +133,11 @@ def pixel_statistics_baseline(screen: Path) -> dict[str, Any]:
     import torch
     from scipy.special import log_softmax
 
-    from deepnoise_engine.score.job import score_plates_from_log_probs
     from deepnoise_engine.screen.model import sort_labels
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache
     from deepnoise_engine.train.data import label_str
+    from deepnoise_engine.workflows.score_report import score_plates_from_log_probs
 
     scr = open_screen(screen)
     cache = PackCache.open(scr)

@@ -52,7 +52,7 @@ def make_screen(out: Path, big: bool) -> tuple[Path, float]:
 
 def train(screen: Path, run: Path, epochs: int | None) -> tuple[float, dict[str, Any]]:
     """(seconds, run_training's result) for the tiny preset."""
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     overrides = [f"model.epochs={epochs}"] if epochs else []
     if epochs:  # keep the learning-rate steps inside the shorter schedule
@@ -99,7 +99,7 @@ def balance(screen: Any, plates: list[tuple[str, int]], classes: list[str],
     """The job's groups + balancing + report rows for one method; timing and accuracy."""
     from scipy.special import log_softmax
 
-    from deepnoise_engine.score.job import _balance_and_report
+    from deepnoise_engine.workflows.score_report import balance_and_report as _balance_and_report
 
     log_probs = {k: log_softmax(np.asarray(v, dtype=np.float64)) for k, v in scores.items()}
     wall = cpu = float("inf")
@@ -193,9 +193,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from deepnoise_engine.score.job import _read_answers, resolve_model_set
+    from deepnoise_engine.model_sets import resolve_model_set
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache
+    from deepnoise_engine.workflows.score_report import read_answers as _read_answers
 
     out = args.out or Path(tempfile.mkdtemp(prefix="deepnoise-bench-score-"))
     out.mkdir(parents=True, exist_ok=True)

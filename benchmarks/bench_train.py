@@ -66,7 +66,7 @@ def bare_loop(screen: Path, *, size: int, batch: int, steps: int, model_name: st
 
 def trainer(screen: Path, out: Path, *, size: int, batch: int, epochs: int,
             extra: list[str]) -> float:
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     run_training(screen, out, overrides=[
         f"data.image_size={size}", f"model.batch_size={batch}", f"model.epochs={epochs}",

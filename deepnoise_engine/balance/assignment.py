@@ -14,9 +14,6 @@ import numpy as np
 from scipy.optimize import linear_sum_assignment
 from scipy.special import log_softmax
 
-#: Balancing methods accepted by ``balance_plate`` and ``deepnoise-engine score --balance``.
-METHODS = ("assignment", "paper", "none")
-
 #: Floor for log-probabilities in the cost matrix: scipy refuses infinite costs, and a
 #: masked class (-inf) must stay possible only when nothing else is left.
 _LOG_FLOOR = -1e6
@@ -93,24 +90,3 @@ def assign_once_per_plate(
         calls[rest] = idx[np.argmax(lp[np.ix_(rest, idx)], axis=1)]
         fallback[rest] = True
     return calls, fallback
-
-
-def balance_plate(
-    log_probs: np.ndarray,
-    allowed: Sequence[int] | np.ndarray | None = None,
-    method: str = "assignment",
-) -> np.ndarray:
-    """Balanced calls for one plate's treatment wells: ``(W, K) -> (W,)`` class indices.
-
-    ``method``: ``assignment`` (exact, default), ``paper`` (the authors' iterative
-    coefficients, ``balance_paper``) or ``none`` (argmax over ``allowed``).
-    """
-    if method == "assignment":
-        return assign_once_per_plate(log_probs, allowed)[0]
-    if method == "paper":
-        from deepnoise_engine.balance.paper import balance_paper
-
-        return balance_paper(log_probs, allowed)
-    if method == "none":
-        return argmax_calls(as_log_probs(log_probs), allowed)
-    raise ValueError(f"unknown balancing method {method!r}: expected one of {', '.join(METHODS)}")

@@ -117,16 +117,7 @@ class XceptionBackbone(nn.Module):
         self.bn2 = nn.BatchNorm2d(s1)
         self.act2 = nn.ReLU(inplace=True)
 
-        blocks: list[nn.Module] = [
-            Block(s1, e0, 2, 2, start_with_relu=False),
-            Block(e0, e1, 2, 2),
-            Block(e1, e2, 2, 2),
-        ]
-        prev = e2
-        for _ in range(middle_blocks):
-            blocks.append(Block(prev, mid, 3, 1))
-            prev = mid
-        blocks.append(Block(prev, x0, 2, 2, grow_first=False))
+        blocks = _blocks(s1, (e0, e1, e2), mid, middle_blocks, x0)
         self.num_blocks = len(blocks)
         # block1..blockN attributes keep the timm/Cadene state-dict names.
         for i, block in enumerate(blocks, start=1):
@@ -139,13 +130,7 @@ class XceptionBackbone(nn.Module):
         self.bn4 = nn.BatchNorm2d(x2)
         # DeepNoise drops the ReLU after the last BN (features may be negative).
         self.act4: nn.Module = nn.ReLU(inplace=True) if final_relu else nn.Identity()
-
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        _init_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(B, C, H, W) -> (B, num_features, h, w)`` feature map."""
@@ -155,6 +140,35 @@ class XceptionBackbone(nn.Module):
             x = getattr(self, f"block{i}")(x)
         x = self.act3(self.bn3(self.conv3(x)))
         return self.act4(self.bn4(self.conv4(x)))
+
+
+def _blocks(stem_out: int, entry: tuple[int, int, int], middle: int, middle_blocks: int,
+            exit_out: int) -> list[nn.Module]:
+    """Entry (3 stride-2 blocks), ``middle_blocks`` middle blocks and the exit block, in
+    the order they run (created in this order: the weight initialisation draws from the
+    RNG in it)."""
+    e0, e1, e2 = entry
+    blocks: list[nn.Module] = [
+        Block(stem_out, e0, 2, 2, start_with_relu=False),
+        Block(e0, e1, 2, 2),
+        Block(e1, e2, 2, 2),
+    ]
+    prev = e2
+    for _ in range(middle_blocks):
+        blocks.append(Block(prev, middle, 3, 1))
+        prev = middle
+    blocks.append(Block(prev, exit_out, 2, 2, grow_first=False))
+    return blocks
+
+
+def _init_weights(model: nn.Module) -> None:
+    """Kaiming-normal convolutions, unit batch norms (timm's Xception initialisation)."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
 
 
 def xception(in_chans: int = 6, **kwargs: object) -> XceptionBackbone:

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.qc.retrieval import knn_mixing, mean_average_precisions, unit_rows
 from deepnoise_engine.report.io import ReportError, atomic_write_text, check_free
 from deepnoise_engine.report.profiles import read_profile, read_profile_index, split_profile
-
-ProgressFn = Callable[[dict], None]
 
 QC_DIR = "qc"
 FIGURES = ("qc_retrieval", "qc_map")
@@ -31,10 +28,6 @@ PROFILES: dict[str, tuple[str, bool]] = {
     "pixels_normalised": ("pixel statistics, normalised", True),
     "embedding": ("model embedding (ensemble)", False),
 }
-
-
-class QCCancelled(Exception):
-    """``cancel`` was set between two profiles."""
 
 
 def qc_paths(out: Path) -> list[Path]:
@@ -90,14 +83,15 @@ def run_qc(
     block: int = 512,
     seed: int = 0,
     figures: bool = True,
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    reporter: Reporter | None = None,
 ) -> dict[str, Any]:
     """QC of a score folder; returns the ``qc.json`` content plus ``files`` written.
 
     Raises ``ReportError`` (names the file) when the profiles are missing or unreadable and
-    ``OutputExistsError`` when outputs exist and not ``overwrite``, before any work.
+    ``OutputExistsError`` when outputs exist and not ``overwrite``, before any work; a
+    cancel raises ``Cancelled`` between two profiles and writes nothing.
     """
+    reporter = reporter or Reporter()
     t0 = time.monotonic()
     score_dir = Path(score_dir)
     out = Path(out) if out is not None else score_dir / QC_DIR
@@ -108,27 +102,25 @@ def run_qc(
     results: dict[str, Any] = {}
     maps: dict[str, tuple[np.ndarray, pd.DataFrame]] = {}
     for n, (kind, label, standardise) in enumerate(sets):
-        if cancel is not None and cancel.is_set():
-            raise QCCancelled(f"qc cancelled after {n} of {len(sets)} profiles")
+        reporter.check_cancelled(f"qc cancelled after {n} of {len(sets)} profiles")
         meta_raw, features = split_profile(read_profile(score_dir, kind))
         meta = qc_meta(meta_raw)
         results[kind] = {"label": label,
                          **evaluate(features, meta, standardise=standardise, block=block,
                                     seed=seed)}
         maps[kind] = (unit_rows(features, standardise=standardise), meta)
-        _progress(progress, n + 1, len(sets) + 1, t0)
+        _progress(reporter, n + 1, len(sets) + 1, t0)
     report = _report(score_dir, results, t0)
     written = write_qc(report, out, maps if figures else None)
-    _progress(progress, len(sets) + 1, len(sets) + 1, t0)
+    _progress(reporter, len(sets) + 1, len(sets) + 1, t0)
     return {**_json_safe(report), "out": str(out), "files": [str(p) for p in written]}
 
 
-def _progress(progress: ProgressFn | None, done: int, total: int, t0: float) -> None:
-    if progress is not None:
-        elapsed = time.monotonic() - t0
-        eta = elapsed / done * (total - done) if done else None
-        progress({"event": "progress", "stage": "qc", "done": done, "total": total,
-                  "eta_s": None if eta is None else round(eta, 1)})
+def _progress(reporter: Reporter, done: int, total: int, t0: float) -> None:
+    """Progress of stage ``qc`` with the ETA counted from the job's start ``t0``."""
+    elapsed = time.monotonic() - t0
+    eta = elapsed / done * (total - done) if done else None
+    reporter.progress("qc", done, total, eta_s=None if eta is None else round(eta, 1))
 
 
 def _report(score_dir: Path, results: dict[str, Any], t0: float) -> dict[str, Any]:

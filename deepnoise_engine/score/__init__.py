@@ -1,5 +1,5 @@
-"""Scoring: inference (torch, score/inference.py) and the scoring job (score/job.py).
+"""Scoring: well predictions of trained models (torch, ``score/inference.py``).
 
-Importing this package stays torch-free; ``run_scoring`` imports torch when it loads
-the models.
+Importing this package stays torch-free. The job that scores a screen (score -> balance
+-> report) is ``deepnoise_engine.workflows.score``.
 """

@@ -20,9 +20,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.model.checkpoint import check_fits, load_checkpoint, resolve_models
 from deepnoise_engine.model.errors import ModelMismatchError
 
@@ -39,7 +39,6 @@ if TYPE_CHECKING:
     from deepnoise_engine.model.registry import DeepNoiseNet
 
 __all__ = [
-    "InferenceCancelled",
     "LoadedModel",
     "load_models",
     "model_key",
@@ -49,13 +48,6 @@ __all__ = [
     "tta_logits",
     "tta_transforms",
 ]
-
-ProgressFn = Callable[[dict], None]
-
-
-class InferenceCancelled(Exception):
-    """``cancel`` was set: scoring stopped between two batches."""
-
 
 @dataclass
 class LoadedModel:
@@ -300,8 +292,7 @@ def predict_wells(
     tta: int = 8,
     batch_size: int = 32,
     device: str = "cpu",
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
+    reporter: Reporter | None = None,
     embeddings: dict[str, dict[str, np.ndarray]] | None = None,
     model_log_probs: dict[str, dict[str, np.ndarray]] | None = None,
 ) -> dict[str, np.ndarray]:
@@ -313,35 +304,52 @@ def predict_wells(
     its usable sites}`` (wells with no rows are left out of the result). Classes follow
     the models' ``meta["classes"]`` (all models must agree). ``device``: ``"cpu"``,
     ``"cuda[:n]"`` or ``"auto"``; CUDA uses autocast (bf16/fp16) and channels_last.
-    ``progress`` gets ``{"event": "progress", "stage": "score", "done", "total", "eta_s"}``
-    in sites; ``cancel`` (``threading.Event``) raises ``InferenceCancelled`` between batches.
+    ``reporter``: progress of stage ``score`` in sites, ``Cancelled`` between batches.
     Under ``torch.distributed`` each rank scores a shard of the wells and rank 0 returns
     all of them (other ranks return ``{}``). ``embeddings``: a dict filled in place with
     ``{id_code: {model key: (D,) float32, ..., "ensemble": (D_sum,)}}`` (model key:
     ``model_key(LoadedModel)``); None skips the embeddings. ``model_log_probs``: filled
     the same way with each ensemble member's own log-probabilities (where members disagree).
     """
-    import torch
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    transforms = tta_transforms(tta)
-    device = resolve_device(device)
+    run = _ScoringPass(tta_transforms(tta), resolve_device(device), batch_size,
+                       reporter or Reporter(), embeddings, model_log_probs)
     if isinstance(models_by_cell_type, (str, Path)):
         models_by_cell_type = load_models(models_by_cell_type)
     seen: dict[Any, LoadedModel] = {}
-    ensembles = {
-        str(ct): [_as_loaded(ref, seen) for ref in refs] for ct, refs in models_by_cell_type.items()
-    }
+    ensembles = {str(ct): [_as_loaded(ref, seen) for ref in refs]
+                 for ct, refs in models_by_cell_type.items()}
     if not ensembles or not all(ensembles.values()):
         raise ValueError("predict_wells needs at least one model per listed cell type")
     _class_list([lm for refs in ensembles.values() for lm in refs])
-
-    # which ensemble scores each well (by the cell type of its first site)
-    cell_types = cache.sites["cell_type"].astype(str).to_numpy()
-    wells = [(w, [int(r) for r in rows]) for w, rows in rows_by_well.items() if len(rows)]
     rank, world = _dist_world()
+    wells = [(w, [int(r) for r in rows]) for w, rows in rows_by_well.items() if len(rows)]
     wells = wells[rank::world]
+    by_ensemble = _wells_by_ensemble(wells, cache, ensembles)
+    normalisers: dict[str, Any] = {}
+    prepared: dict[int, _Prepared] = {}
+    for key in by_ensemble:
+        for lm in ensembles[key]:
+            if id(lm) not in prepared:
+                prepared[id(lm)] = _prepare(lm, cache, run.device, normalisers)
+    run.total = sum(len(rows) for _, rows in wells)
+    run.report(force=True)
+    results: dict[str, np.ndarray] = {}
+    for key, members in by_ensemble.items():
+        models = [prepared[id(lm)] for lm in ensembles[key]]
+        results.update(run.score_ensemble(cache, members, models, normalisers))
+    run.report(force=True)
+    if world > 1:
+        return _gather(results, embeddings, model_log_probs, rank, world)
+    return results
+
+
+def _wells_by_ensemble(wells: list[tuple[str, list[int]]], cache: Any,
+                       ensembles: dict[str, list[LoadedModel]]
+                       ) -> dict[str, list[tuple[str, list[int]]]]:
+    """Which ensemble scores each well (by the cell type of its first site)."""
+    cell_types = cache.sites["cell_type"].astype(str).to_numpy()
     by_ensemble: dict[str, list[tuple[str, list[int]]]] = {}
     for well, rows in wells:
         ct = cell_types[rows[0]]
@@ -352,113 +360,144 @@ def predict_wells(
                 f"{', '.join(sorted(ensembles))}"
             )
         by_ensemble.setdefault(key, []).append((well, rows))
+    return by_ensemble
 
-    normalisers: dict[str, Any] = {}
-    prepared: dict[int, _Prepared] = {}
-    for key in by_ensemble:
-        for lm in ensembles[key]:
-            if id(lm) not in prepared:
-                prepared[id(lm)] = _prepare(lm, cache, device, normalisers)
 
-    total = sum(len(rows) for _, rows in wells)
-    done = 0
-    start = last_report = time.monotonic()
-    cuda = device.startswith("cuda")
+class _ScoringPass:
+    """One ``predict_wells`` call: TTA transforms, device, progress, and the outputs
+    filled on the way (embeddings, members' log-probabilities)."""
 
-    def autocast() -> Any:
+    def __init__(self, transforms: list[tuple[int, bool]], device: str, batch_size: int,
+                 reporter: Reporter, embeddings: dict[str, dict[str, np.ndarray]] | None,
+                 model_log_probs: dict[str, dict[str, np.ndarray]] | None) -> None:
+        self.transforms, self.device, self.batch_size = transforms, device, batch_size
+        self.reporter = reporter
+        self.embeddings, self.model_log_probs = embeddings, model_log_probs
+        self.cuda = device.startswith("cuda")
+        self.total = self.done = 0
+        self.start = self.last_report = time.monotonic()
+
+    def autocast(self) -> Any:
         """bf16 (fp16 where bf16 is missing) autocast on CUDA; nothing on CPU."""
-        if not cuda:
+        import torch
+
+        if not self.cuda:
             return contextlib.nullcontext()
         dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.autocast("cuda", dtype=dtype)
 
-    def report(force: bool = False) -> None:
-        nonlocal last_report
+    def report(self, force: bool = False) -> None:
+        """Progress in sites, at most every 0.5 s unless ``force``."""
         now = time.monotonic()
-        if progress is None or (not force and now - last_report < 0.5):
+        if not force and now - self.last_report < 0.5:
             return
-        last_report = now
-        rate = done / max(now - start, 1e-9)
-        eta = (total - done) / rate if done and rate > 0 else None
-        progress({"event": "progress", "stage": "score", "done": done, "total": total,
-                  "eta_s": None if eta is None else round(eta, 1)})
+        self.last_report = now
+        rate = self.done / max(now - self.start, 1e-9)
+        eta = (self.total - self.done) / rate if self.done and rate > 0 else None
+        self.reporter.progress("score", self.done, self.total,
+                               eta_s=None if eta is None else round(eta, 1))
 
-    report(force=True)
-    results: dict[str, np.ndarray] = {}
-    for key, members in by_ensemble.items():
-        models = [prepared[id(lm)] for lm in ensembles[key]]
+    def score_ensemble(self, cache: Any, members: list[tuple[str, list[int]]],
+                       models: list[_Prepared], normalisers: dict[str, Any]
+                       ) -> dict[str, np.ndarray]:
+        """Log-probabilities of ``members`` (well, rows) under one ensemble."""
+        import torch
+
         n_classes = models[0].lm.model.num_classes
-        sums = np.zeros((len(members), n_classes), np.float64)
-        counts = np.zeros(len(members), np.int64)
-        emb_sums = [np.zeros((len(members), p.lm.model.embedding_dim), np.float64)
-                    for p in models] if embeddings is not None else None
-        member_sums = [np.zeros((len(members), n_classes), np.float64)
-                       for _ in models] if model_log_probs is not None else None
+        sums = _Sums(len(members), n_classes, models, self.embeddings is not None,
+                     self.model_log_probs is not None)
         sites = [(i, r) for i, (_, rows) in enumerate(members) for r in rows]
         norm_keys = sorted({p.norm_key for p in models})
-        batches = _batches(cache, sites, batch_size, norm_keys, normalisers)
-        for well_idx, raw_np, stats in batches:
-            if cancel is not None and cancel.is_set():
-                raise InferenceCancelled(f"scoring cancelled after {done} of {total} sites")
+        for well_idx, raw_np, stats in _batches(cache, sites, self.batch_size, norm_keys,
+                                                normalisers):
+            self.reporter.check_cancelled(
+                f"scoring cancelled after {self.done} of {self.total} sites")
             raw = torch.from_numpy(raw_np)
-            if cuda:
-                raw = raw.pin_memory().to(device, non_blocking=True)
-            site_logits = torch.zeros(len(well_idx), n_classes, dtype=torch.float64)
-            with torch.inference_mode(), autocast():
-                for m, p in enumerate(models):
-                    x = _normalised(raw, stats[p.norm_key], p.channel_index, device)
-                    x = _resized(x, p.image_size)
-                    acc = torch.zeros(len(well_idx), n_classes, device=device)
-                    emb = None
-                    for turns, flip in transforms:
-                        feats = p.lm.model.features(_apply(x, turns, flip))
-                        acc += p.lm.model.logits(feats).float()
-                        if emb_sums is not None:
-                            unit = torch.nn.functional.normalize(feats.float(), dim=1)
-                            emb = unit if emb is None else emb + unit
-                    site_logits += acc.double().cpu()
-                    if member_sums is not None:
-                        np.add.at(member_sums[m], well_idx,
-                                  acc.double().cpu().numpy() / len(transforms))
-                    if emb_sums is not None and emb is not None:
-                        np.add.at(emb_sums[m], well_idx,
-                                  emb.double().cpu().numpy() / len(transforms))
-            site_logits /= len(models) * len(transforms)
-            np.add.at(sums, well_idx, site_logits.numpy())
-            np.add.at(counts, well_idx, 1)
-            done += len(well_idx)
-            report()
-        mean = sums / counts[:, None]
-        log_probs = torch.log_softmax(torch.from_numpy(mean), dim=1).numpy().astype(np.float32)
-        for i, (well, _) in enumerate(members):
-            results[well] = log_probs[i]
-        if embeddings is not None and emb_sums is not None:
-            _store_embeddings(embeddings, [w for w, _ in members], models, emb_sums)
-        if model_log_probs is not None and member_sums is not None:
+            if self.cuda:
+                raw = raw.pin_memory().to(self.device, non_blocking=True)
+            self._forward(raw, stats, well_idx, models, sums)
+            self.done += len(well_idx)
+            self.report()
+        wells = [w for w, _ in members]
+        if self.embeddings is not None and sums.emb is not None:
+            _store_embeddings(self.embeddings, wells, models, sums.emb)
+        if self.model_log_probs is not None and sums.member is not None:
             for m, p in enumerate(models):
-                mean_logits = torch.from_numpy(member_sums[m] / counts[:, None])
-                member = torch.log_softmax(mean_logits, dim=1).numpy()
-                for i, (well, _) in enumerate(members):
-                    model_log_probs.setdefault(well, {})[model_key(p.lm, m)] = \
+                member = _log_softmax(sums.member[m] / sums.counts[:, None])
+                for i, well in enumerate(wells):
+                    self.model_log_probs.setdefault(well, {})[model_key(p.lm, m)] = \
                         member[i].astype(np.float32)
-    report(force=True)
+        log_probs = _log_softmax(sums.logits / sums.counts[:, None]).astype(np.float32)
+        return {well: log_probs[i] for i, well in enumerate(wells)}
 
-    if world > 1:
-        import torch.distributed as dist
+    def _forward(self, raw: torch.Tensor, stats: dict[str, tuple[np.ndarray, np.ndarray]],
+                 well_idx: np.ndarray, models: list[_Prepared], sums: _Sums) -> None:
+        """One batch of sites through every model and TTA transform, added to ``sums``."""
+        import torch
 
-        gathered: list[Any] | None = [None] * world if rank == 0 else None
-        dist.gather_object((results, embeddings, model_log_probs), gathered, dst=0)
-        if rank != 0:
-            return {}
-        merged: dict[str, np.ndarray] = {}
-        for part, part_emb, part_lp in gathered or []:
-            merged.update(part or {})
-            if embeddings is not None:
-                embeddings.update(part_emb or {})
-            if model_log_probs is not None:
-                model_log_probs.update(part_lp or {})
-        return merged
-    return results
+        n_t = len(self.transforms)
+        site_logits = torch.zeros(len(well_idx), sums.logits.shape[1], dtype=torch.float64)
+        with torch.inference_mode(), self.autocast():
+            for m, p in enumerate(models):
+                x = _normalised(raw, stats[p.norm_key], p.channel_index, self.device)
+                x = _resized(x, p.image_size)
+                acc = torch.zeros(len(well_idx), sums.logits.shape[1], device=self.device)
+                emb = None
+                for turns, flip in self.transforms:
+                    feats = p.lm.model.features(_apply(x, turns, flip))
+                    acc += p.lm.model.logits(feats).float()
+                    if sums.emb is not None:
+                        unit = torch.nn.functional.normalize(feats.float(), dim=1)
+                        emb = unit if emb is None else emb + unit
+                site_logits += acc.double().cpu()
+                if sums.member is not None:
+                    np.add.at(sums.member[m], well_idx, acc.double().cpu().numpy() / n_t)
+                if sums.emb is not None and emb is not None:
+                    np.add.at(sums.emb[m], well_idx, emb.double().cpu().numpy() / n_t)
+        site_logits /= len(models) * n_t
+        np.add.at(sums.logits, well_idx, site_logits.numpy())
+        np.add.at(sums.counts, well_idx, 1)
+
+
+class _Sums:
+    """Per-well running sums of one ensemble: logits, site counts, and optionally each
+    member's logits and embeddings."""
+
+    def __init__(self, n_wells: int, n_classes: int, models: list[_Prepared],
+                 embeddings: bool, members: bool) -> None:
+        self.logits = np.zeros((n_wells, n_classes), np.float64)
+        self.counts = np.zeros(n_wells, np.int64)
+        self.emb = ([np.zeros((n_wells, p.lm.model.embedding_dim), np.float64)
+                     for p in models] if embeddings else None)
+        self.member = ([np.zeros((n_wells, n_classes), np.float64) for _ in models]
+                       if members else None)
+
+
+def _log_softmax(mean_logits: np.ndarray) -> np.ndarray:
+    """torch's log_softmax of (N, K) float64 logits (the same numbers as before)."""
+    import torch
+
+    return torch.log_softmax(torch.from_numpy(mean_logits), dim=1).numpy()
+
+
+def _gather(results: dict[str, np.ndarray], embeddings: dict[str, dict[str, np.ndarray]] | None,
+            model_log_probs: dict[str, dict[str, np.ndarray]] | None, rank: int,
+            world: int) -> dict[str, np.ndarray]:
+    """Every rank's shard gathered on rank 0 (the others return ``{}``)."""
+    import torch.distributed as dist
+
+    gathered: list[Any] | None = [None] * world if rank == 0 else None
+    dist.gather_object((results, embeddings, model_log_probs), gathered, dst=0)
+    if rank != 0:
+        return {}
+    merged: dict[str, np.ndarray] = {}
+    for part, part_emb, part_lp in gathered or []:
+        merged.update(part or {})
+        if embeddings is not None:
+            embeddings.update(part_emb or {})
+        if model_log_probs is not None:
+            model_log_probs.update(part_lp or {})
+    return merged
 
 
 def model_key(lm: LoadedModel, index: int = 0) -> str:

@@ -27,24 +27,6 @@ from deepnoise_engine.serve.errors import OutOfMemoryError
 from deepnoise_engine.serve.protocol import ProtocolError, to_jsonable
 from deepnoise_engine.serve.queue import Handler, JobReporter
 
-# --- temporary adapters (issue 15) ------------------------------------------------------
-# The steps are being moved to one Reporter and one Cancelled exception. Until every step
-# takes a Reporter, these two functions translate; afterwards ``_reporting`` becomes
-# ``{"reporter": reporter}`` and ``_stopped`` goes.
-
-
-def _reporting(reporter: JobReporter, stage: str) -> dict[str, Any]:
-    """TEMPORARY: the ``progress=``/``cancel=`` keywords the steps take today."""
-    return {"progress": reporter.legacy_callback(stage), "cancel": reporter.cancel_event}
-
-
-def _stopped(result: Any) -> Any:
-    """TEMPORARY: a step result saying ``cancelled`` becomes ``Cancelled(partial=result)``."""
-    if isinstance(result, dict) and result.get("cancelled"):
-        raise Cancelled(partial=result)
-    return result
-
-
 # --- quick requests -----------------------------------------------------------------------
 
 
@@ -160,13 +142,13 @@ def _device_overrides(device: str | None) -> list[str]:
 
 def train(reporter: JobReporter, params: rq.TrainParams) -> Any:
     """``train``: a new run folder from a preset, a config file and overrides."""
-    from deepnoise_engine.train import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     overrides = list(params.overrides or []) + _device_overrides(params.device)
-    return _stopped(run_training(
+    return run_training(
         params.data, params.out, overrides=tuple(overrides), resume=False,
-        **params.given("preset", "config_file"), **_reporting(reporter, "train"),
-    ))
+        **params.given("preset", "config_file"), reporter=reporter,
+    )
 
 
 def _run_data(out: str) -> str:
@@ -185,29 +167,27 @@ def _run_data(out: str) -> str:
 
 def resume(reporter: JobReporter, params: rq.ResumeParams) -> Any:
     """``resume``: continue a run from its last checkpoint with its own config.toml."""
-    from deepnoise_engine.train import run_training
+    from deepnoise_engine.workflows.train import run_training
 
     out = Path(params.out)
     config = out / CONFIG_TOML
     if not config.is_file():
         raise FileNotFoundError(f"{config}: not a training run folder (no config.toml)")
     data = params.data or _run_data(params.out)
-    return _stopped(run_training(
+    return run_training(
         data, out, preset=None, config_file=config, resume=True,
-        overrides=tuple(_device_overrides(params.device)), **_reporting(reporter, "train"),
-    ))
+        overrides=tuple(_device_overrides(params.device)), reporter=reporter,
+    )
 
 
 def score(reporter: JobReporter, params: rq.ScoreParams) -> Any:
     """``score``: predictions, balanced assignments and reports for the screen's plates."""
-    from deepnoise_engine.score.job import run_scoring
+    from deepnoise_engine.workflows.score import run_scoring
 
     options = params.given(
         "plates", "balance", "tta", "submission", "overwrite", "batch_size", "device"
     )
-    return _stopped(run_scoring(
-        params.data, params.models, params.out, **_reporting(reporter, "score"), **options
-    ))
+    return run_scoring(params.data, params.models, params.out, reporter=reporter, **options)
 
 
 def export(reporter: JobReporter, params: rq.ExportParams) -> dict[str, Any]:
@@ -223,15 +203,10 @@ def export(reporter: JobReporter, params: rq.ExportParams) -> dict[str, Any]:
 
 def qc(reporter: JobReporter, params: rq.QcParams) -> dict[str, Any]:
     """``qc``: rank the profiles of a score folder (docs/qc.md)."""
-    from deepnoise_engine.qc.job import QCCancelled, run_qc
+    from deepnoise_engine.qc.job import run_qc
 
     options = params.given("out", "overwrite", "block", "seed")
-    try:
-        result: dict[str, Any] = run_qc(
-            params.score_dir, **_reporting(reporter, "qc"), **options
-        )
-    except QCCancelled as exc:  # TEMPORARY: qc's cancel signal until it raises Cancelled
-        raise Cancelled(str(exc)) from exc
+    result: dict[str, Any] = run_qc(params.score_dir, reporter=reporter, **options)
     return result
 
 

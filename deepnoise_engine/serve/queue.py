@@ -115,32 +115,6 @@ class JobReporter(Reporter):
         self._last_progress = now
         self.event("progress", **fields)
 
-    def legacy_callback(self, default_stage: str) -> Callable[..., None]:
-        """TEMPORARY (issue 15): a progress callback for steps that do not take a Reporter
-        yet. Accepts an event dict (train's form), ``(done, total[, stage])`` positionally
-        or ``done=, total=, stage=`` keywords. Remove once every step takes a Reporter."""
-
-        def report(*args: Any, **kwargs: Any) -> None:
-            try:
-                if args and isinstance(args[0], dict):
-                    event = dict(args[0])
-                else:
-                    names = ("done", "total", "stage")
-                    event = {**dict(zip(names, args, strict=False)), **kwargs}
-                name = event.pop("event", "progress")
-                if name == "metrics":
-                    self.metrics(event.get("record", event))
-                elif name == "log":
-                    self.log(event.get("message", ""), event.get("level", "info"))
-                else:
-                    stage = str(event.get("stage") or default_stage)
-                    self.progress(stage, event.get("done", 0) or 0, event.get("total"),
-                                  event.get("eta_s"))
-            except Exception as exc:  # reporting must never break the step
-                log.warning("unreadable progress report %r %r: %s", args, kwargs, exc)
-
-        return report
-
 
 Handler = Callable[[JobReporter, Any], Any]
 

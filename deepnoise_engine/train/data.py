@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from deepnoise_engine.normalise.plate_normalizer import Normalizer
 from deepnoise_engine.screen.model import sort_labels
 from deepnoise_engine.train.split import default_validation_experiments
 
@@ -44,62 +46,17 @@ def label_str(value: Any) -> str | None:
 
 # -- normalisation statistics -----------------------------------------------------------
 
-_GROUP_COLUMNS = {"global": [], "cell_type": ["cell_type"], "experiment": ["experiment"],
-                  "plate": ["experiment", "plate"]}
-
-
-def _standin_stats(sites: pd.DataFrame, site_mean: np.ndarray, site_std: np.ndarray,
-                   mode: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """Per-row (mean, std) (n_sites, C) as averages of per-site statistics of ok sites.
-
-    Used when ``deepnoise_engine.normalise`` is not available. ``none`` scales to [0, 1].
-    """
-    n, c = site_mean.shape
-    ok = sites["ok"].to_numpy(bool)
-    if mode == "none":
-        return np.zeros((n, c), np.float32), np.full((n, c), 255.0, np.float32), {"mode": mode}
-    if mode == "site":
-        return site_mean.astype(np.float32), site_std.astype(np.float32), {"mode": mode}
-    mean = np.zeros((n, c), np.float32)
-    std = np.ones((n, c), np.float32)
-    groups: dict[str, Any] = {}
-    cols = _GROUP_COLUMNS.get(mode, ["experiment", "plate"])
-    keys = (sites[cols].astype(str).agg("/".join, axis=1).to_numpy() if cols
-            else np.full(n, "*", dtype=object))
-    is_ctrl = sites["well_type"].astype(str).str.contains("control").to_numpy()
-    for key in np.unique(keys):
-        rows = keys == key
-        use = rows & ok
-        if mode == "controls" and (use & is_ctrl).any():
-            use = use & is_ctrl
-        if not use.any():
-            use = ok if ok.any() else np.ones(n, bool)
-        m, s = site_mean[use].mean(0), site_std[use].mean(0)
-        mean[rows], std[rows] = m, s
-        groups[str(key)] = {"mean": m.tolist(), "std": s.tolist()}
-    return mean, std, {"mode": mode, "groups": groups}
-
-
 def normalisation_stats(cache: Any, mode: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    """(mean, std) per cache row, (n_sites, C_all) float32, plus a JSON-safe description.
-
-    Uses H2's ``Normalizer`` when present, else an equivalent private implementation.
-    """
-    try:
-        from deepnoise_engine.normalise.plate_normalizer import Normalizer
-    except ModuleNotFoundError:
-        Normalizer = None
-    if Normalizer is not None:
-        norm = Normalizer.fit(cache, mode)
-        n, c = np.asarray(cache.site_mean).shape
-        mean, std = np.zeros((n, c), np.float32), np.ones((n, c), np.float32)
-        ok = np.flatnonzero(cache.sites["ok"].to_numpy(bool))  # flagged rows have no stats
-        if len(ok):
-            m, s = norm.mean_std(ok)
-            mean[ok], std[ok] = m, s
-        return mean, std, norm.to_dict()
-    return _standin_stats(cache.sites, np.asarray(cache.site_mean), np.asarray(cache.site_std),
-                          mode)
+    """(mean, std) per cache row, (n_sites, C_all) float32, plus a JSON-safe description
+    (the ``Normalizer`` fitted on the cache; flagged rows have no statistics: 0 and 1)."""
+    norm = Normalizer.fit(cache, mode)
+    n, c = np.asarray(cache.site_mean).shape
+    mean, std = np.zeros((n, c), np.float32), np.ones((n, c), np.float32)
+    ok = np.flatnonzero(cache.sites["ok"].to_numpy(bool))
+    if len(ok):
+        m, s = norm.mean_std(ok)
+        mean[ok], std[ok] = m, s
+    return mean, std, norm.to_dict()
 
 
 # -- wells and splits ---------------------------------------------------------------------
@@ -149,26 +106,28 @@ def _fingerprint(sites: pd.DataFrame) -> str:
     return hashlib.sha256(data).hexdigest()[:16]
 
 
-def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -> ScreenData:
-    """Wells, labels, splits and normalisation statistics for ``cfg``."""
-    sites = cache.sites.reset_index(drop=True)
+def _channel_indices(screen: Any, cache: Any,
+                     wanted: list[int]) -> tuple[list[int], list[int], int]:
+    """(the channels to train on, their positions among the screen's channels, how many
+    channels the screen has)."""
     all_channels = [int(c) for c in getattr(screen, "channels", [])] or list(
         range(1, np.asarray(cache.site_mean).shape[1] + 1))
-    wanted = cfg["data"]["channels"] or all_channels
+    wanted = wanted or all_channels
     missing = [c for c in wanted if c not in all_channels]
     if missing:
         raise TrainDataError(f"data.channels: channel(s) {missing} not in the screen "
                              f"(it has {all_channels})")
-    channel_idx = [all_channels.index(c) for c in wanted]
-    labels = [label_str(v) for v in sites["sirna"].tolist()]
-    classes = sort_labels({lab for lab in labels if lab is not None})
-    if not classes:
-        raise TrainDataError(f"{getattr(screen, 'root', 'screen')}: no labelled wells to train on")
+    return list(wanted), [all_channels.index(c) for c in wanted], len(all_channels)
+
+
+def _well_table(sites: pd.DataFrame, classes: list[str], labels: list[str | None]
+                ) -> tuple[pd.DataFrame, list[np.ndarray]]:
+    """One row per well with a usable site (experiment, plate key, cell type, well type,
+    class index or -1) and each well's usable cache rows."""
     class_index = {c: i for i, c in enumerate(classes)}
     sites = sites.assign(_label=[class_index[lab] if lab is not None else -1 for lab in labels],
                          _row=np.arange(len(sites)))
     ok = sites["ok"].to_numpy(bool)
-
     records, well_sites = [], []
     for id_code, group in sites.groupby("id_code", sort=False):
         rows = group["_row"].to_numpy()[ok[group["_row"].to_numpy()]]
@@ -185,43 +144,75 @@ def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -
     wells = pd.DataFrame.from_records(records)
     if wells.empty:
         raise TrainDataError("no well has a usable site")
+    return wells, well_sites
 
-    # treatment labels decide which experiments count as labelled
-    treat = wells["well_type"].str.lower().eq("treatment")
-    labelled_exps = sorted(set(wells.loc[treat & (wells["label"] >= 0), "experiment"]))
-    exp_cell = wells.groupby("experiment")["cell_type"].first().to_dict()
-    explicit = cfg["data"]["validation_experiments"]
+
+def split_validation(experiment_cell_types: Mapping[str, str], labelled: Iterable[str],
+                     explicit: Sequence[str] = (), per_cell_type: int = 1) -> list[str]:
+    """The held-out validation experiments (the rule of docs/training.md).
+
+    ``experiment_cell_types``: every experiment's cell type; ``labelled``: the experiments
+    with labelled treatment wells. ``explicit`` ones when given (each must exist), else
+    per cell type the last ``per_cell_type`` labelled experiments in sorted order, always
+    keeping at least one for training.
+    """
     if explicit:
-        unknown = [e for e in explicit if e not in exp_cell]
+        unknown = [e for e in explicit if e not in experiment_cell_types]
         if unknown:
             raise TrainDataError(f"data.validation_experiments: unknown experiment(s) {unknown}")
-        val_exps = list(explicit)
-    else:
-        val_exps = default_validation_experiments(
-            exp_cell, labelled_exps, cfg["data"]["validation_per_cell_type"])
+        return list(explicit)
+    return default_validation_experiments(experiment_cell_types, labelled, per_cell_type)
+
+
+def validation_experiments(wells: pd.DataFrame, explicit: Sequence[str],
+                           per_cell_type: int) -> list[str]:
+    """:func:`split_validation` of a well table (treatment labels decide which
+    experiments count as labelled)."""
+    treat = wells["well_type"].str.lower().eq("treatment")
+    labelled = set(wells.loc[treat & (wells["label"] >= 0), "experiment"])
+    exp_cell = wells.groupby("experiment")["cell_type"].first().to_dict()
+    return split_validation(exp_cell, labelled, explicit, per_cell_type)
+
+
+def _assign_roles(wells: pd.DataFrame, val_exps: list[str], use_unlabelled: bool) -> None:
+    """``role`` per well: val (labelled, held out), unused (unlabelled in a validation
+    experiment, or unlabelled without ``use_unlabelled``) or train."""
     is_val = wells["experiment"].isin(val_exps)
     role = np.where(is_val, np.where(wells["label"] >= 0, "val", "unused"), "train")
-    if not cfg["data"]["use_unlabelled"]:
+    if not use_unlabelled:
         role = np.where((role == "train") & (wells["label"] < 0), "unused", role)
     wells["role"] = role
     if not ((wells["role"] == "train") & (wells["label"] >= 0)).any():
         raise TrainDataError("no labelled training wells left after the validation split")
 
+
+def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -> ScreenData:
+    """Wells, labels, splits and normalisation statistics for ``cfg``."""
+    sites = cache.sites.reset_index(drop=True)
+    channels, channel_idx, n_all = _channel_indices(screen, cache, cfg["data"]["channels"])
+    labels = [label_str(v) for v in sites["sirna"].tolist()]
+    classes = sort_labels({lab for lab in labels if lab is not None})
+    if not classes:
+        raise TrainDataError(f"{getattr(screen, 'root', 'screen')}: no labelled wells to train on")
+    wells, well_sites = _well_table(sites, classes, labels)
+    val_exps = validation_experiments(wells, cfg["data"]["validation_experiments"],
+                                      cfg["data"]["validation_per_cell_type"])
+    _assign_roles(wells, val_exps, cfg["data"]["use_unlabelled"])
     mean_all, std_all, norm_desc = normalisation_stats(cache, cfg["data"]["normalisation"])
     norm_desc = dict(norm_desc)
     norm_desc.setdefault("mode", cfg["data"]["normalisation"])
     return ScreenData(
-        cache=cache, channels=list(wanted), channel_idx=channel_idx, classes=classes,
+        cache=cache, channels=channels, channel_idx=channel_idx, classes=classes,
         mean=np.ascontiguousarray(mean_all[:, channel_idx], np.float32),
         std=np.ascontiguousarray(std_all[:, channel_idx], np.float32),
         normalisation=norm_desc, wells=wells, well_sites=well_sites,
         validation_experiments=val_exps, fingerprint=_fingerprint(sites),
-        n_channels_all=len(all_channels),
+        n_channels_all=n_all,
         cell_types=sorted(set(wells["cell_type"])),
     )
 
 
-def open_data(data: str | Path, progress: Any = None) -> tuple[Any, Any]:
+def open_data(data: str | Path) -> tuple[Any, Any]:
     """Open the screen and its pack cache (packing what is missing on first use)."""
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache

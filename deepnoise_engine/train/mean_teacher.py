@@ -1,6 +1,6 @@
 """Mean teacher pieces (method-notes): EMA teacher, alpha schedule, consistency ramp-up,
 softmax-MSE consistency and its class scaling, the ArcFace margin on plain logits.
-Pseudo labels are balanced in ``train/evaluation.py``, with the plate groups."""
+Pseudo labels are kept in ``train/evaluation.py`` and balanced with the plate prior."""
 
 from __future__ import annotations
 
@@ -82,19 +82,13 @@ def consistency_class_scale(n_classes: int, reference_classes: int) -> float:
 def arcface_margin(logits: Any, labels: Any, s: float, m: float) -> Any:
     """Add the ArcFace margin to plain logits ``s*cos`` (B, K) at ``labels`` (B,).
 
-    Target logit ``s*cos(theta + m)``, or ``s*(cos - m*sin(pi - m))`` where
-    ``cos <= cos(pi - m)`` (method-notes); equal to the model's own forward with labels,
-    computed here so one forward pass serves the labelled, unlabelled and consistency terms.
+    The head's own margin (``model.arcface.arcface_logits``) applied to the cosines read
+    back from the logits, so one forward pass serves the labelled, unlabelled and
+    consistency terms.
     """
-    import torch
+    from deepnoise_engine.model.arcface import arcface_logits
 
     if m == 0 or logits.shape[0] == 0:
         return logits
     cos = (logits.float() / s).clamp(-1.0, 1.0)
-    target = cos.gather(1, labels[:, None])
-    # the floor keeps the gradient of sqrt finite at cos = +-1 (as the head does)
-    sin = (1.0 - target * target).clamp(1e-7, 1.0).sqrt()
-    phi = target * math.cos(m) - sin * math.sin(m)
-    phi = torch.where(target > math.cos(math.pi - m), phi, target - m * math.sin(math.pi - m))
-    out = cos.scatter(1, labels[:, None], phi) * s
-    return out.to(logits.dtype)
+    return arcface_logits(cos, labels, s, m).to(logits.dtype)

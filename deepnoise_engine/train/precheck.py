@@ -15,7 +15,7 @@ from deepnoise_engine.screen.model import WellType
 
 def check_run_folder(out: Path, resume: bool) -> None:
     """The refusals of ``prepare_run_folder``, read-only (raises ``RunFolderError``)."""
-    from deepnoise_engine.train.loop import RunFolderError
+    from deepnoise_engine.train.run_folder import RunFolderError
 
     if out.exists() and not out.is_dir():
         raise RunFolderError(f"{out}: exists and is not a folder; choose another --out")

@@ -16,7 +16,7 @@ from ui_driver import click
 
 pytest.importorskip("deepnoise_engine.serve.client")
 pytest.importorskip("deepnoise_engine.train.loop")
-pytest.importorskip("deepnoise_engine.score.job")
+pytest.importorskip("deepnoise_engine.workflows.score")
 
 from deepnoise_app.engine import READY
 from deepnoise_app.models.training_runs import is_resumable

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model import ModelMismatchError, create_model, save_checkpoint
 from deepnoise_engine.score.inference import (
-    InferenceCancelled,
     LoadedModel,
     load_models,
     predict_wells,
@@ -113,7 +113,8 @@ def test_predict_wells_matches_a_manual_computation(cache) -> None:  # type: ign
     lm = _model(cache, 0)
     rows = _rows_by_well(cache)
     events: list[dict] = []
-    got = predict_wells({"*": [lm]}, cache, rows, tta=8, batch_size=7, progress=events.append)
+    got = predict_wells({"*": [lm]}, cache, rows, tta=8, batch_size=7,
+                        reporter=Reporter(events.append))
     assert set(got) == set(rows)
     for well in list(rows)[:3] + list(rows)[-2:]:
         out = got[well]
@@ -207,8 +208,9 @@ def test_refusals_cancel_and_empty_wells(cache) -> None:  # type: ignore[no-unty
         predict_wells({"*": [_model(cache, 7), other]}, cache, rows, tta=1)
     cancel = threading.Event()
     cancel.set()
-    with pytest.raises(InferenceCancelled):
-        predict_wells({"*": [_model(cache, 8)]}, cache, rows, tta=1, cancel=cancel)
+    with pytest.raises(Cancelled):
+        predict_wells({"*": [_model(cache, 8)]}, cache, rows, tta=1,
+                      reporter=Reporter(cancel=cancel))
     well = next(iter(rows))
     assert predict_wells({"*": [_model(cache, 8)]}, cache, {well: []}, tta=1) == {}
 
@@ -233,6 +235,7 @@ import numpy as np, torch, torch.distributed as dist
 torch.set_num_threads(1)
 from deepnoise_engine.screen.open import open_screen
 from deepnoise_engine.screen.pack_cache import PackCache
+from deepnoise_engine.contract import Reporter
 from deepnoise_engine.score.inference import predict_wells
 screen_root, pack_dir, run_dir, store, out = sys.argv[1:6]
 rank = int(os.environ["RANK"])
@@ -241,7 +244,7 @@ cache = PackCache.open(open_screen(screen_root), pack_dir, build=False)
 rows = json.loads(open(os.path.join(run_dir, "rows.json")).read())
 seen = []
 res = predict_wells(run_dir, cache, rows, tta=2, batch_size=4,
-                    progress=lambda e: seen.append(e["total"]))
+                    reporter=Reporter(lambda e: seen.append(e["total"])))
 np.savez(out + f".rank{rank}.npz", **res)
 with open(out + f".rank{rank}.json", "w") as fh:
     json.dump({"n": len(res), "total": seen[-1]}, fh)

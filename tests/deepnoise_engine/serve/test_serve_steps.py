@@ -215,7 +215,7 @@ def test_describe_model(trained: dict[str, Any]) -> None:
 def test_score_and_export(
     trained: dict[str, Any], screen: Path, collect: Any, tmp_path: Path
 ) -> None:
-    need("deepnoise_engine.score.job", "deepnoise_engine.report.export")
+    need("deepnoise_engine.workflows.score", "deepnoise_engine.report.export")
     engine = trained["engine"]
     scored = tmp_path / "scores"
     job = engine.request(
@@ -261,7 +261,7 @@ def test_score_and_export(
 def test_model_that_does_not_fit_is_refused(
     trained: dict[str, Any], collect: Any, tmp_path: Path
 ) -> None:
-    need("deepnoise_engine.score.job")
+    need("deepnoise_engine.workflows.score")
     engine = trained["engine"]
     other = tmp_path / "two-channels"  # the model was trained on 3
     job = engine.request("make_demo", out=str(other), timeout=30, **{**DEMO, "channels": 2})

@@ -19,8 +19,8 @@ CUDA = [o for o in FAST if not o.startswith("runtime.device")] + [
 
 
 def test_training_and_scoring_on_the_gpu(tiny_screen: Path, tmp_path: Path) -> None:
-    from deepnoise_engine.score.job import run_scoring
-    from deepnoise_engine.train.loop import run_training
+    from deepnoise_engine.workflows.score import run_scoring
+    from deepnoise_engine.workflows.train import run_training
 
     result = run_training(tiny_screen, tmp_path / "run", overrides=CUDA)
     assert result["cancelled"] is False

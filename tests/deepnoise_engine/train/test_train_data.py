@@ -66,3 +66,17 @@ def test_bad_data_options_are_named(tiny_screen: Path) -> None:
         build_screen_data(screen, cache, resolve("tiny", overrides=["data.channels=[1, 9]"]))
     sd = build_screen_data(screen, cache, resolve("tiny", overrides=["data.channels=[1, 3]"]))
     assert sd.channels == [1, 3] and sd.mean.shape[1] == 2
+
+
+def test_split_validation_keeps_one_labelled_experiment_per_cell_type() -> None:
+    from deepnoise_engine.train.data import split_validation
+
+    cells = {"HEPG2-01": "HEPG2", "HEPG2-02": "HEPG2", "HEPG2-03": "HEPG2",
+             "U2OS-01": "U2OS", "RPE-01": "RPE", "RPE-02": "RPE"}
+    labelled = ["HEPG2-02", "HEPG2-01", "U2OS-01", "RPE-01"]  # HEPG2-03, RPE-02: test only
+    assert split_validation(cells, labelled) == ["HEPG2-02"]
+    assert split_validation(cells, labelled, per_cell_type=5) == ["HEPG2-02"]
+    assert split_validation(cells, [*labelled, "RPE-02"], per_cell_type=0) == []
+    assert split_validation(cells, labelled, explicit=["U2OS-01"]) == ["U2OS-01"]
+    with pytest.raises(TrainDataError, match="unknown experiment"):
+        split_validation(cells, labelled, explicit=["NOPE-01"])

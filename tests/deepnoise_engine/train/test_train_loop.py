@@ -11,7 +11,8 @@ import pytest
 from conftest import FAST
 from safetensors.torch import load_file
 
-from deepnoise_engine.train.loop import RunFolderError, run_training
+from deepnoise_engine.contract import Cancelled, Reporter
+from deepnoise_engine.workflows.train import RunFolderError, run_training
 
 METRIC_KEYS = {"epoch", "stage", "lr", "train_loss", "train_loss_sup", "train_loss_cons",
                "train_loss_pl", "val_loss", "val_acc_student_raw", "val_acc_student_balanced",
@@ -46,7 +47,7 @@ def full_run(tiny_screen: Path, tmp_path_factory: pytest.TempPathFactory) -> tup
     """One uninterrupted run (shared x2, fine-tuning x1 per cell type) and its events."""
     out = tmp_path_factory.mktemp("full") / "run"
     events: list[dict] = []
-    result = run_training(tiny_screen, out, overrides=RUN, progress=events.append)
+    result = run_training(tiny_screen, out, overrides=RUN, reporter=Reporter(events.append))
     assert result["cancelled"] is False
     return out, events
 
@@ -139,9 +140,10 @@ def test_cancel_then_resume_gives_identical_weights(tiny_screen: Path, tmp_path:
 
     part = tmp_path / "part"
     cancel = threading.Event()
-    res = run_training(tiny_screen, part, overrides=RUN, cancel=cancel,
-                       progress=_cancel_at(1, cancel))  # mid-way through shared epoch 1
-    assert res["cancelled"] is True
+    with pytest.raises(Cancelled) as stopped:  # mid-way through shared epoch 1
+        run_training(tiny_screen, part, overrides=RUN,
+                     reporter=Reporter(_cancel_at(1, cancel), cancel))
+    assert stopped.value.partial["cancelled"] is True
     assert (part / "checkpoints" / "last.state.json").is_file()
     run = json.loads((part / "run.json").read_text())
     assert run["status"] == "cancelled" and run["ensembles"] == {}  # no stage finished yet
@@ -157,8 +159,10 @@ def test_cancel_then_resume_gives_identical_weights(tiny_screen: Path, tmp_path:
         if event["event"] == "metrics" and event["stage"].startswith("finetune"):
             cancel2.set()
 
-    res = run_training(tiny_screen, part, overrides=RUN, resume=True, cancel=cancel2,
-                       progress=progress2)
+    with pytest.raises(Cancelled) as stopped:
+        run_training(tiny_screen, part, overrides=RUN, resume=True,
+                     reporter=Reporter(progress2, cancel2))
+    res = stopped.value.partial
     assert res["cancelled"] is True and res["stage"].startswith("finetune")
     assert any(e["event"] == "log" and "resumed at shared epoch 1 step 1" in e["message"]
                for e in events)
@@ -198,7 +202,7 @@ def test_controls_are_balanced_per_epoch_and_s_follows_the_classes(
     totals = {}
     for flag in ("true", "false"):
         events: list[dict] = []
-        run_training(tiny_screen, tmp_path / flag, progress=events.append, overrides=[
+        run_training(tiny_screen, tmp_path / flag, reporter=Reporter(events.append), overrides=[
             *FAST, "model.epochs=1", "finetune.enabled=false", "model.batch_size=4",
             f"data.balance_controls={flag}", "runtime.progress_every_s=0"])
         totals[flag] = [e for e in events if e["event"] == "progress"][-1]["total"]

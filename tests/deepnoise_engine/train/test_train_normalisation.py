@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import FAST
 
-from deepnoise_engine.train.loop import run_training
+from deepnoise_engine.workflows.train import run_training
 
 #: One cell type, 4 labelled training experiments + 1 validation experiment, 4 plates each,
 #: 34 classes (32 siRNAs, 1 positive and 1 negative control); validation counts the

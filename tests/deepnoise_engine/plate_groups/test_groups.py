@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from scipy.special import softmax
 
-from deepnoise_engine.balance import infer_plate_groups, learn_groups, plate_group_of
+from deepnoise_engine.plate_groups import infer_plate_groups, learn_groups, plate_group_of
 
 SAMPLE = Path(__file__).resolve().parents[3] / ".." / "shared" / "rxrx1-sample"
 

@@ -13,9 +13,9 @@ import torch
 from deepnoise_engine.model import create_model, save_checkpoint
 from deepnoise_engine.report import read_plate_report
 from deepnoise_engine.report.profiles import profile_dir, read_profile
-from deepnoise_engine.score.job import run_scoring
 from deepnoise_engine.screen.open import open_screen
 from deepnoise_engine.screen.synthetic import make_demo
+from deepnoise_engine.workflows.score import run_scoring
 
 torch.set_num_threads(1)
 

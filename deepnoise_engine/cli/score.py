@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from deepnoise_engine.balance.assignment import METHODS
+from deepnoise_engine.balance import METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,11 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from deepnoise_engine.contract import Reporter
     from deepnoise_engine.model.errors import ModelError
     from deepnoise_engine.report.io import OutputExistsError, ReportError
-    from deepnoise_engine.score.job import run_scoring
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.terminal import TerminalProgress
+    from deepnoise_engine.workflows.score import run_scoring
 
     if args.batch_size < 1:
         print("error: --batch-size must be >= 1", file=sys.stderr)
@@ -65,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
         result = run_scoring(
             args.data, args.model, args.out, plates=args.plates, balance=args.balance,
             tta=args.tta, submission=args.submission, overwrite=args.overwrite,
-            batch_size=args.batch_size, device=args.device, progress=progress,
+            batch_size=args.batch_size, device=args.device, reporter=Reporter(progress),
         )
     except (ModelError, ScreenError, OutputExistsError, ReportError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model import ModelMismatchError, create_model, save_checkpoint
 from deepnoise_engine.report import (
     COLUMNS,
@@ -18,9 +19,9 @@ from deepnoise_engine.report import (
     read_plate_report,
     read_submission,
 )
-from deepnoise_engine.score.job import run_scoring
 from deepnoise_engine.screen.open import open_screen
 from deepnoise_engine.screen.synthetic import make_demo
+from deepnoise_engine.workflows.score import run_scoring
 
 torch.set_num_threads(1)
 
@@ -52,7 +53,8 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> dict:
 def test_run_scoring_writes_balanced_reports(setup: dict, tmp_path: Path) -> None:
     out = tmp_path / "out"
     events: list[dict] = []
-    result = run_scoring(setup["root"], setup["run"], out, tta=1, progress=events.append)
+    result = run_scoring(setup["root"], setup["run"], out, tta=1,
+                         reporter=Reporter(events.append))
     assert not result["cancelled"]
     reports = list_plate_reports(out)
     assert len(reports) == 8  # 2 experiments x 4 plates
@@ -113,9 +115,10 @@ def test_cancel_during_scoring_writes_nothing(setup: dict, tmp_path: Path) -> No
             cancel.set()
 
     out = tmp_path / "out"
-    result = run_scoring(setup["root"], setup["ckpt"], out, tta=1, progress=progress,
-                         cancel=cancel)
-    assert result["cancelled"] is True
+    with pytest.raises(Cancelled) as stopped:
+        run_scoring(setup["root"], setup["ckpt"], out, tta=1,
+                    reporter=Reporter(progress, cancel))
+    assert stopped.value.partial == {"cancelled": True, "stage": "score"}
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -137,7 +140,8 @@ def test_planted_predictions_infer_groups_and_balancing_helps(setup: dict) -> No
     """Torch-free path of the job: planted log-probs on the demo screen."""
     import numpy as np
 
-    from deepnoise_engine.score.job import _read_answers, score_plates_from_log_probs
+    from deepnoise_engine.workflows.score_report import read_answers as _read_answers
+    from deepnoise_engine.workflows.score_report import score_plates_from_log_probs
 
     screen = open_screen(setup["root"])
     classes = screen.classes()

@@ -33,11 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from deepnoise_engine.train.config import ConfigError
-
     overrides = list(args.overrides)
     if args.device:
         overrides.append(f"runtime.device={args.device}")
+    code = _relaunch_distributed(args, overrides)
+    return _train(args, overrides) if code is None else code
+
+
+def _relaunch_distributed(args: argparse.Namespace, overrides: list[str]) -> int | None:
+    """With ``--devices N`` > 1 outside torchrun: check the configuration once, then run
+    N processes through torchrun; returns their exit code (None: train in this process)."""
+    from deepnoise_engine.train.config import ConfigError, resolve
+
     if args.devices < 1:
         print("error: --devices must be >= 1", file=sys.stderr)
         return 2
@@ -47,18 +54,23 @@ def _run(args: argparse.Namespace) -> int:
         if env_world_size() <= 1:
             # validate before launching N processes, so errors appear once
             try:
-                from deepnoise_engine.train.config import resolve
-
                 resolve(args.preset, args.config_file, overrides)
             except ConfigError as exc:
                 print(f"error: {exc}", file=sys.stderr)
                 return 2
             return relaunch(strip_devices(sys.argv[1:]), args.devices)
+    return None
 
+
+def _train(args: argparse.Namespace, overrides: list[str]) -> int:
+    """Train in this process; Ctrl-C stops at the next step (twice: aborts)."""
+    from deepnoise_engine.contract import Cancelled, Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.terminal import TerminalProgress
+    from deepnoise_engine.train.config import ConfigError
     from deepnoise_engine.train.data import TrainDataError
-    from deepnoise_engine.train.loop import RunFolderError, run_training
+    from deepnoise_engine.train.run_folder import RunFolderError
+    from deepnoise_engine.workflows.train import run_training
 
     bar = None if args.quiet else TerminalProgress(lines_every_s=10, unit="step")
     cancel = threading.Event()
@@ -75,12 +87,18 @@ def _run(args: argparse.Namespace) -> int:
     try:
         result = run_training(args.data, args.out, preset=args.preset,
                               config_file=args.config_file, overrides=overrides,
-                              resume=args.resume, progress=bar, cancel=cancel)
+                              resume=args.resume, reporter=Reporter(bar, cancel))
     except (ConfigError, RunFolderError, TrainDataError, ScreenError) as exc:
         if bar:
             bar.close()
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Cancelled:
+        if bar:
+            bar.close()
+        print(f"stopped; continue with: deepnoise-engine train --data {args.data} "
+              f"--out {args.out} --resume (and the same options)", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
         if bar:
             bar.close()
@@ -92,10 +110,6 @@ def _run(args: argparse.Namespace) -> int:
             signal.signal(signal.SIGINT, previous)
     if bar:
         bar.close()
-    if result.get("cancelled"):
-        print(f"stopped; continue with: deepnoise-engine train --data {args.data} "
-              f"--out {args.out} --resume (and the same options)", file=sys.stderr)
-        return 130
     final = result.get("final") or {}
     acc = final.get("val_acc_ensemble_balanced")
     print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "

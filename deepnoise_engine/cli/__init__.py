@@ -1,7 +1,7 @@
 """``deepnoise-engine``: the engine's command line.
 
-Each step registers its own sub-commands (``register(subparsers)`` in its ``cli``
-module), so this file only lists the steps in the order the data flows through them.
+One module per sub-command (``register(subparsers)``), listed in the order the data flows
+through the steps; the top layer of the engine (it may import every step).
 Heavy imports (torch) happen inside the commands, never at start-up.
 """
 
@@ -15,11 +15,14 @@ from deepnoise_engine import __version__
 
 #: Modules that provide ``register(subparsers)``; each sub-command sets ``func``.
 COMMAND_MODULES = [
-    "deepnoise_engine.screen.cli",  # inspect, pack, make-demo, convert
-    "deepnoise_engine.train.cli",  # train
-    "deepnoise_engine.score.cli",  # score
-    "deepnoise_engine.qc.cli",  # qc
-    "deepnoise_engine.serve.cli",  # serve
+    "deepnoise_engine.cli.inspect",
+    "deepnoise_engine.cli.pack",
+    "deepnoise_engine.cli.make_demo",
+    "deepnoise_engine.cli.convert",
+    "deepnoise_engine.cli.train",
+    "deepnoise_engine.cli.score",
+    "deepnoise_engine.cli.qc",
+    "deepnoise_engine.cli.serve",
 ]
 
 
@@ -31,13 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"deepnoise-engine {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # step not built yet
-                continue
-            raise
-        module.register(subparsers)
+        importlib.import_module(name).register(subparsers)
     return parser
 
 
@@ -62,7 +59,3 @@ def main(argv: list[str] | None = None) -> int:
         # any step: one line naming the file and the space needed, never a traceback
         print(f"deepnoise-engine {args.command}: error: {exc}", file=sys.stderr)
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The score step's output set: checked before any work, written as one set at the end
+"""A scoring run's output set: checked before any work, written as one set at the end
 (see ``deepnoise_engine.report.output_set``)."""
 
 from __future__ import annotations
