@@ -118,10 +118,6 @@ class EngineBridge(QObject):
         return self._state
 
     @property
-    def is_ready(self) -> bool:
-        return self._state == READY
-
-    @property
     def hello(self) -> dict:
         """The engine's hello result (empty until ready)."""
         return dict(self._hello)

@@ -65,7 +65,7 @@ def rxrx1_sample() -> Path:
 
 def plate_prediction_frame(plate, confidence: dict[str, float] | None = None, *,
                            wrong: set[str] = frozenset(), changed: set[str] = frozenset()):
-    """A per-plate report frame (H5's columns) written by hand for ``plate``.
+    """A per-plate report frame written by hand for ``plate``.
 
     Every used well is called; the call is the true label except for wells in ``wrong``;
     ``confidence`` maps well -> probability of the call (default 0.5). Raw calls equal the

@@ -10,6 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from deepnoise_engine.contract.run_folder import METRICS_JSONL
+from deepnoise_engine.contract.run_folder import is_finished as run_complete
+from deepnoise_engine.contract.run_folder import is_resumable as _is_resumable
+
+__all__ = ["format_eta", "is_resumable", "read_metrics", "run_complete"]
+
 
 def format_eta(seconds: float | None) -> str:
     """12 -> '12 s', 125 -> '2 min 5 s', 7300 -> '2 h 1 min'; None -> ''."""
@@ -25,20 +31,12 @@ def format_eta(seconds: float | None) -> str:
 
 def is_resumable(run_dir: str | Path) -> bool:
     """A run folder holding a resumable checkpoint (``checkpoints/last.*``) and its config."""
-    run = Path(run_dir)
-    ckpt = run / "checkpoints"
-    return (run / "config.toml").is_file() and ckpt.is_dir() and any(ckpt.glob("last*"))
-
-
-def run_complete(run_dir: Path) -> bool:
-    """A finished training run: run.json written and at least one model saved."""
-    models = run_dir / "models"
-    return (run_dir / "run.json").is_file() and models.is_dir() and any(models.glob("*.json"))
+    return _is_resumable(Path(run_dir))
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     """The records of ``metrics.jsonl`` (bad lines skipped: the file may be mid-write)."""
-    path = Path(run_dir) / "metrics.jsonl"
+    path = Path(run_dir) / METRICS_JSONL
     records: list[dict[str, Any]] = []
     if not path.is_file():
         return records

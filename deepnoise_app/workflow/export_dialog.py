@@ -6,7 +6,6 @@ overwriting files already in the folder; lists what was written when the engine 
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,19 +28,12 @@ from qtpy.QtWidgets import (
 
 from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_engine.contract.results import ExportResult
-
-_REPORT_RE = re.compile(r"^(?P<exp>.+)_Plate(?P<plate>\d+)\.csv$")
+from deepnoise_engine.report.plate_report import list_plate_reports, plate_report_name
 
 
 def report_plates(score_dir: Path) -> list[tuple[str, int]]:
     """(experiment, plate) of every per-plate report in ``score_dir``, sorted."""
-    found = []
-    if score_dir.is_dir():
-        for path in score_dir.glob("*_Plate*.csv"):
-            match = _REPORT_RE.match(path.name)
-            if match:
-                found.append((match["exp"], int(match["plate"])))
-    return sorted(found)
+    return sorted(list_plate_reports(score_dir)) if score_dir.is_dir() else []
 
 
 def existing_outputs(
@@ -52,9 +44,9 @@ def existing_outputs(
         return []
     names = []
     for exp, plate in plates:
-        names.append(f"{exp}_Plate{plate}.csv")
+        names.append(plate_report_name(exp, plate))
         if figures:
-            names.append(f"{exp}_Plate{plate}.png")
+            names.append(plate_report_name(exp, plate, ".png"))
     hits = [out / n for n in names if (out / n).exists()]
     if submission:
         hits += sorted(p for p in out.glob("submission*.csv"))

@@ -31,8 +31,8 @@ from qtpy.QtWidgets import (
 
 from deepnoise_app.engine import STOPPED, EngineBridge
 from deepnoise_app.workflow.training_view import format_eta
+from deepnoise_engine.contract.choices import TTA, Balance
 from deepnoise_engine.contract.events import Progress
-from deepnoise_engine.contract.requests import TTA, Balance
 from deepnoise_engine.contract.results import ScoreResult
 
 
@@ -49,16 +49,16 @@ def carry_earlier_reports(earlier: Path | None, out: Path) -> int:
     """Copy the per-plate reports of an earlier score folder that ``out`` lacks into
     ``out`` (each written atomically, then listed in its manifest), so the new folder holds
     every scored plate and Export… finds them all. Returns how many were copied."""
-    from deepnoise_app.models.predictions import report_plate_key, report_plate_keys
+    from deepnoise_app.models.predictions import plate_key, report_plate_keys
     from deepnoise_engine.report.output_set import add_to_score_set
+    from deepnoise_engine.report.plate_report import list_plate_reports
 
     if earlier is None or not Path(earlier).is_dir() or Path(earlier) == Path(out):
         return 0
     have = set(report_plate_keys(out))
     files = {}
-    for path in sorted(Path(earlier).glob("*_Plate*.csv")):
-        key = report_plate_key(path.name)
-        if key is not None and key not in have and not (out / path.name).exists():
+    for (exp, index), path in list_plate_reports(Path(earlier)).items():
+        if plate_key(exp, index) not in have and not (out / path.name).exists():
             files[path.name] = path.read_bytes()
     # the new folder's manifest lists them too, so readers of the set see every plate
     add_to_score_set(out, files, source=str(earlier))

@@ -8,9 +8,10 @@ import numpy as np
 
 from deepnoise_engine.balance.assignment import argmax_calls, as_log_probs, assign_once_per_plate
 from deepnoise_engine.balance.paper import balance_paper
+from deepnoise_engine.contract.choices import BALANCE_METHODS
 
 #: Balancing methods accepted by ``balance_plate`` and ``deepnoise-engine score --balance``.
-METHODS = ("assignment", "paper", "none")
+METHODS = BALANCE_METHODS
 
 
 def check_method(method: str) -> None:

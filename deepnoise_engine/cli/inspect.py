@@ -83,13 +83,15 @@ def _add_pack_problems(screen: object) -> None:
     """The read problems an earlier ``pack`` found (recorded in its cache) join the list."""
     import contextlib
 
-    from deepnoise_engine.screen.pack_cache import PackCache, default_cache_dir
+    from deepnoise_engine.screen.pack_location import default_cache_dir
 
     # No cache folder, nothing recorded: skip fingerprinting every plate (seconds on
     # screens of a thousand plates). No usable cache: the metadata problems are what
     # there is.
     if not (default_cache_dir(screen.root, create=False) / "plates").is_dir():
         return
+    from deepnoise_engine.screen.pack_cache import PackCache
+
     with contextlib.suppress(OSError, ValueError, KeyError):
         PackCache.open(screen, build=False)
 

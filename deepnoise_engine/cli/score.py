@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from deepnoise_engine.balance import METHODS
+from deepnoise_engine.contract.choices import BALANCE_METHODS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="output folder for the reports")
     p.add_argument("--plates", metavar="EXP:PLATE,...",
                    help="only these plates, e.g. HEPG2-07:1,HEPG2-07:2 (default: all)")
-    p.add_argument("--balance", choices=METHODS, default="assignment",
+    p.add_argument("--balance", choices=BALANCE_METHODS, default="assignment",
                    help="per-plate balancing (default: assignment, the exact method)")
     p.add_argument("--tta", type=int, choices=(1, 8), default=8,
                    help="test-time augmentation: 8 dihedral transforms or 1 (default 8)")

@@ -12,10 +12,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-Device = Literal["cpu", "cuda", "auto"]
-Balance = Literal["assignment", "paper", "none"]
-#: Test-time augmentation: 1 (none) or 8 (flips and rotations).
-TTA = Literal[1, 8]
+from deepnoise_engine.contract.choices import TTA, Balance, Device
+
 #: A finite number (JSON has no NaN/Infinity, but Python's json module reads them).
 Number = float
 

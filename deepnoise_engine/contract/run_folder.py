@@ -33,6 +33,12 @@ def is_resumable(out: Path) -> bool:
     )
 
 
+def is_finished(out: Path) -> bool:
+    """True when ``out`` holds a finished run: run.json written and a model saved."""
+    models = out / MODELS_DIR
+    return (out / RUN_JSON).is_file() and models.is_dir() and any(models.glob("*.json"))
+
+
 def new_run_problem(out: Path) -> str | None:
     """Why ``out`` cannot take a new run, or None when it can (missing or empty folder)."""
     if out.exists() and not out.is_dir():

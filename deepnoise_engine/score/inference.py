@@ -45,7 +45,6 @@ __all__ = [
     "predict_wells",
     "resolve_device",
     "resolve_models",
-    "tta_logits",
     "tta_transforms",
 ]
 
@@ -131,17 +130,6 @@ def _apply(x: torch.Tensor, turns: int, flip: bool) -> torch.Tensor:
     if flip:
         x = x.flip(3)
     return torch.rot90(x, turns, dims=(2, 3)) if turns else x
-
-
-def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: int = 8) -> torch.Tensor:
-    """``(B, C, H, W)`` -> ``(B, K)`` float32 logits averaged over ``tta`` dihedral transforms."""
-    total = None
-    transforms = tta_transforms(tta)
-    for turns, flip in transforms:
-        out = model(_apply(x, turns, flip)).float()
-        total = out if total is None else total + out
-    assert total is not None
-    return total / len(transforms)
 
 
 # -- helpers -------------------------------------------------------------------------------

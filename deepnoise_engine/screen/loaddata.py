@@ -21,6 +21,7 @@ import io
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from operator import attrgetter
 from pathlib import Path
 
 from deepnoise_engine.screen.errors import ImageError, MetadataError
@@ -77,6 +78,8 @@ class _WellRows:
     source: str
     # site -> its CSV row and that CSV's (FileName, PathName) columns per channel
     sites: dict[int, tuple[list[str], list[tuple[int, int]]]] = field(default_factory=dict)
+    # site -> (CSV file name, line) where it is listed, for duplicate rows' messages
+    lines: dict[int, tuple[str, int]] = field(default_factory=dict)
 
 
 @dataclass
@@ -144,7 +147,6 @@ class _Reader:
         self.limit = plate_format or PlateFormat.from_well_count(1536)
         self.channels: _Channels | None = None
         self.wells: dict[tuple[str, str, str], _WellRows] = {}
-        self.site_lines: dict[tuple[str, str, str, int], tuple[str, int]] = {}
         self._file_name = ""  # of the CSV being read
         self._well_cache: dict[str, tuple[int, int, str] | str] = {}
 
@@ -201,13 +203,12 @@ class _Reader:
         site = int(raw_site)
         row, column, name = location
         key = (experiment, plate, name)
-        first = self.site_lines.get((*key, site))
-        if first is not None:
+        well = self.wells.get(key)
+        if well is not None and site in well.lines:
+            first = well.lines[site]
             self.log.add("duplicate_id", f"site {site} of well {name}, plate {plate} is "
                          f"already listed at {first[0]}:{first[1]}", path, line)
             return
-        self.site_lines[(*key, site)] = (self._file_name, line)
-        well = self.wells.get(key)
         if well is None:
             cell_type = (cells[cell_at].strip() if cell_at is not None else "") \
                 or self.mapping.cell_type
@@ -215,6 +216,7 @@ class _Reader:
                              f"{self._file_name}:{line}")
             self.wells[key] = well
         well.sites[site] = (cells, files)  # the files are picked out when sites are made
+        well.lines[site] = (self._file_name, line)
 
     def _well(self, raw: str, path: Path, line: int) -> tuple[int, int, str] | None:
         """(row, column, canonical name) of a well name (parsed once per distinct name)."""
@@ -296,8 +298,8 @@ def _build(screen: Screen, reader: _Reader, labels: dict, labels_path: Path | No
             names.append(w.plate)
     numbers = {(exp, name): i for exp, names in plate_names.items()
                for i, name in enumerate(sorted(names), start=1)}
-    for w in sorted(rows, key=lambda w: (w.experiment, numbers[(w.experiment, w.plate)],
-                                         w.row, w.column)):
+    # plates are numbered in name order, so name order is number order
+    for w in sorted(rows, key=attrgetter("experiment", "plate", "row", "column")):
         number = numbers[(w.experiment, w.plate)]
         if max_plate is not None and number > max_plate:
             log.add("plate_out_of_range", f"plate {w.plate} is number {number} of experiment "
@@ -329,7 +331,7 @@ def _attach_files(screen: Screen, reader: _Reader, mapping: Mapping, log: Proble
         for number, plate in exp.plates.items():
             for well in plate.used_wells():
                 rows = reader.wells[(exp.name, plate.name, well.name)]
-                for index in sorted(rows.sites):
+                for index in rows.sites if len(rows.sites) == 1 else sorted(rows.sites):
                     site = Site(index=index, site_id=site_id(exp.name, number, well.name, index),
                                 bits=mapping.bits)
                     well.sites.append(site)

@@ -41,7 +41,7 @@ from deepnoise_engine.screen.images import read_site, stat_signature
 from deepnoise_engine.screen.model import Plate, Problem, Screen, Site, Well
 from deepnoise_engine.screen.model import id_code as make_id_code
 from deepnoise_engine.screen.model import site_id as make_site_id
-from deepnoise_engine.user_dirs import user_dir
+from deepnoise_engine.screen.pack_location import default_cache_dir
 
 CACHE_VERSION = 1
 SITE_COLUMNS = [
@@ -58,34 +58,6 @@ SITE_COLUMNS = [
     "array_row",
     "split",
 ]
-
-def user_cache_dir() -> Path:
-    """$DEEPNOISE_CACHE_DIR, else $XDG_CACHE_HOME/deepnoise, else ~/.cache/deepnoise."""
-    return user_dir("cache")
-
-
-def default_cache_dir(root: str | os.PathLike, *, create: bool = True) -> Path:
-    """``<root>/.deepnoise/pack`` when it can be written, else the user cache directory.
-
-    The fallback is ``user_cache_dir() / "pack" / <sha1 of the resolved root>[:16]`` (for
-    read-only screens such as ../shared). ``create=False`` only looks (nothing is made).
-    """
-    root = Path(root).resolve()
-    local = root / ".deepnoise" / "pack"
-    probe = local
-    while not probe.exists() and probe != root:
-        probe = probe.parent
-    if probe.is_dir() and os.access(probe, os.W_OK | os.X_OK):
-        if not create:
-            return local
-        try:
-            local.mkdir(parents=True, exist_ok=True)
-            return local
-        except OSError:
-            pass
-    digest = hashlib.sha1(str(root).encode("utf-8")).hexdigest()[:16]
-    return user_cache_dir() / "pack" / digest
-
 
 def _safe_name(text: str) -> str:
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", text)

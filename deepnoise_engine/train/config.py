@@ -18,10 +18,11 @@ from typing import Annotated, Any, Literal, get_args
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from deepnoise_engine.contract.config import DEFAULT_PRESET
 from deepnoise_engine.resources import resource_path
 
+# the normaliser's MODES as a type (a test keeps the two equal)
 Normalisation = Literal["none", "global", "cell_type", "experiment", "plate", "site", "controls"]
-NORMALISATION_MODES: tuple[str, ...] = get_args(Normalisation)
 Optimizer = Literal["adam", "adamw", "sgd"]
 
 
@@ -308,7 +309,7 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from None
 
 
-def resolve(preset: str | None = "tiny", config_file: str | Path | None = None,
+def resolve(preset: str | None = DEFAULT_PRESET, config_file: str | Path | None = None,
             overrides: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Defaults < preset < config file < overrides, fully validated."""
     cfg = defaults()

@@ -13,21 +13,6 @@ from typing import Any
 from deepnoise_engine.screen.model import WellType
 
 
-def check_run_folder(out: Path, resume: bool) -> None:
-    """The refusals of ``prepare_run_folder``, read-only (raises ``RunFolderError``)."""
-    from deepnoise_engine.train.run_folder import RunFolderError
-
-    if out.exists() and not out.is_dir():
-        raise RunFolderError(f"{out}: exists and is not a folder; choose another --out")
-    existing = out.is_dir() and any(out.iterdir())
-    if existing and not resume:
-        raise RunFolderError(f"{out}: folder exists and is not empty; pass --resume to "
-                             "continue the run in it, or choose a new --out folder")
-    if existing and not (out / "config.toml").is_file():
-        raise RunFolderError(f"{out}: not a training run folder (no config.toml); "
-                             "refusing to write into it")
-
-
 def check_labelled(screen: Any) -> None:
     """Refuse a screen without one labelled treatment well (a controls-only model is useless)."""
     from deepnoise_engine.train.data import TrainDataError
@@ -48,6 +33,7 @@ def check_training_inputs(data: Any, out: str | Path, resume: bool) -> tuple[Any
     """Check ``out``, open and check the screen, pack it; returns ``(screen, cache)``."""
     from deepnoise_engine.screen.open import open_screen
     from deepnoise_engine.screen.pack_cache import PackCache
+    from deepnoise_engine.train.run_folder import check_run_folder
 
     check_run_folder(Path(out), resume)
     screen = open_screen(Path(data))

@@ -13,9 +13,9 @@ from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.model import ModelMismatchError, create_model, save_checkpoint
 from deepnoise_engine.score.inference import (
     LoadedModel,
+    _apply,
     load_models,
     predict_wells,
-    tta_logits,
     tta_transforms,
 )
 
@@ -35,6 +35,13 @@ def cache(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     )
     screen = open_mod.open_screen(screen_dir)
     return pack_mod.pack_screen(screen, root / "pack")
+
+
+def tta_logits(model: torch.nn.Module, x: torch.Tensor, tta: int = 8) -> torch.Tensor:
+    """The test's oracle: ``(B, C, H, W)`` -> ``(B, K)`` logits averaged over ``tta``
+    dihedral transforms, one plain forward pass each."""
+    transforms = tta_transforms(tta)
+    return sum(model(_apply(x, t, f)).float() for t, f in transforms) / len(transforms)
 
 
 def _classes(cache) -> list[str]:  # type: ignore[no-untyped-def]

@@ -103,3 +103,12 @@ def test_lr_schedules() -> None:
         ("finetune:U2OS", 165)]
     off = config.resolve("paper", overrides=["finetune.enabled=false"])
     assert [s.name for s in plan_stages(off, ["HEPG2"])] == ["shared"]
+
+
+def test_configuration_offers_exactly_the_normaliser_modes() -> None:
+    from typing import get_args
+
+    from deepnoise_engine.normalise.plate_normalizer import MODES
+    from deepnoise_engine.train.config import Normalisation
+
+    assert set(get_args(Normalisation)) == set(MODES)
