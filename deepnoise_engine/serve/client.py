@@ -31,7 +31,6 @@ import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from deepnoise_engine.contract.events import Event, parse_event
 from deepnoise_engine.serve.protocol import PROTOCOL_VERSION, REQUESTS, encode, make_request
 
 #: Lines of the engine's stderr kept for error messages.
@@ -332,12 +331,6 @@ class EngineClient:
                 return event
             self._raise_died()
         return event
-
-    def next_typed_event(
-        self, timeout: float | None = None, *, died_as_event: bool = False
-    ) -> Event:
-        """:meth:`next_event` decoded into its contract type (``Progress``, ``Result``, ...)."""
-        return parse_event(self.next_event(timeout, died_as_event=died_as_event))
 
     def events(
         self, timeout: float | None = None, *, died_as_event: bool = False
