@@ -234,7 +234,10 @@ def _read_well(screen: Screen, group: Any, path: Path, well_path: str, well: Wel
         try:
             image_group = well_group[image.path]
             attrs, _ = _ome_attrs(image_group)
-            multiscale = models.image.ImageAttrs.model_validate(attrs).multiscales[0]
+            # ``omero`` is transitional in NGFF and peers omit its colours and windows:
+            # only the multiscales are checked; the channel labels are read leniently
+            multiscale = models.image.ImageAttrs.model_validate(
+                {k: v for k, v in attrs.items() if k != "omero"}).multiscales[0]
             dataset = multiscale.datasets[0].path
             axes = "".join(a.name for a in multiscale.axes)
             shape = tuple(image_group[dataset].shape)

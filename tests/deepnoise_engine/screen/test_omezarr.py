@@ -151,3 +151,62 @@ def test_inspect_cli_on_ome_zarr(peer) -> None:
                             capture_output=True, text=True, check=True)
     assert "(ome-zarr layout)" in result.stdout
     assert "channels: 3 (Hoechst, Phalloidin, WGA)" in result.stdout
+
+
+def write_models_plate(path: Path, wells: list[str], fields: int = 2,
+                       seed: int = 0) -> dict[str, np.ndarray]:
+    """A second peer: an NGFF 0.4 plate whose metadata ome-zarr-models (pydantic-zarr)
+    writes from its own models, (c, y, x) uint8 fields filled with zarr; neither
+    ome-zarr-py nor DeepNoise's convert is involved. Returns the pixels by ``well/field``."""
+    from ome_zarr_models.v04.axes import Axis
+    from ome_zarr_models.v04.hcs import HCS
+    from ome_zarr_models.v04.image import Image
+    from ome_zarr_models.v04.well import Well
+    from pydantic_zarr.v2 import ArraySpec, GroupSpec
+
+    axes = [Axis(name="c", type="channel"), Axis(name="y", type="space"),
+            Axis(name="x", type="space")]
+    spec = ArraySpec(shape=(len(CHANNELS), 18, 22), chunks=(1, 18, 22), dtype="uint8",
+                     compressor=None, attributes={})
+    rows = sorted({w[0] for w in wells})
+    columns = sorted({str(int(w[1:])) for w in wells}, key=int)
+    plate = {"name": "models-plate", "version": "0.4", "field_count": fields,
+             "rows": [{"name": r} for r in rows], "columns": [{"name": c} for c in columns],
+             "wells": [{"path": f"{w[0]}/{int(w[1:])}", "rowIndex": rows.index(w[0]),
+                        "columnIndex": columns.index(str(int(w[1:])))} for w in wells]}
+    row_groups: dict[str, GroupSpec] = {}
+    for w in wells:
+        images = {str(f): Image.new(array_specs=[spec], paths=["0"], axes=axes,
+                                    scales=[[1.0, 0.65, 0.65]], translations=[None])
+                  for f in range(fields)}
+        well = Well(attributes={"well": {"images": [{"path": str(f)} for f in range(fields)],
+                                         "version": "0.4"}}, members=images)
+        row_groups.setdefault(w[0], GroupSpec(attributes={}, members={})).members[
+            str(int(w[1:]))] = well
+    HCS(attributes={"plate": plate}, members=row_groups).to_zarr(
+        zarr.storage.LocalStore(str(path)), "", overwrite=True)
+    rng = np.random.default_rng(seed)
+    root = zarr.open_group(str(path), mode="r+", zarr_format=2)
+    written = {}
+    for w in wells:
+        for f in range(fields):
+            field = root[f"{w[0]}/{int(w[1:])}/{f}"]
+            field.attrs["omero"] = {"channels": [{"label": c} for c in CHANNELS]}
+            pixels = rng.integers(0, 256, spec.shape, np.uint8)
+            field["0"][...] = pixels
+            written[f"{w}/{f}"] = pixels
+    return written
+
+
+def test_a_plate_written_by_ome_zarr_models_opens_with_its_pixels(tmp_path: Path) -> None:
+    written = write_models_plate(tmp_path / "models.zarr", ["B03", "C05"], seed=3)
+    screen = open_screen(tmp_path / "models.zarr")
+    assert screen.layout == "ome-zarr" and screen.problems == []
+    assert screen.channel_names == CHANNELS and screen.image_size == (18, 22)
+    (plate,) = screen.plates()
+    assert sorted(plate.wells) == ["B03", "C05"]
+    for well in plate.wells.values():
+        assert [s.index for s in well.sites] == [1, 2]
+        for site in well.sites:
+            np.testing.assert_array_equal(read_site(site, screen.channels),
+                                          written[f"{well.name}/{site.index - 1}"])
