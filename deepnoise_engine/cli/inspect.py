@@ -44,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     from deepnoise_engine.contract import Reporter
     from deepnoise_engine.screen.errors import ScreenError
     from deepnoise_engine.screen.inspect import format_summary, summarize_screen
-    from deepnoise_engine.screen.open import open_screen, verify_images
+    from deepnoise_engine.screen.open import open_screen
+    from deepnoise_engine.screen.verify import verify_images
     from deepnoise_engine.terminal import TerminalProgress
 
     try:

@@ -24,7 +24,8 @@ from deepnoise_engine.screen.model import (
     site_id,
     well_name,
 )
-from deepnoise_engine.screen.open import open_screen, verify_images
+from deepnoise_engine.screen.open import open_screen
+from deepnoise_engine.screen.verify import verify_images
 
 __all__ = [
     "CorruptImageError",

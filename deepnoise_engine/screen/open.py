@@ -5,9 +5,8 @@ from __future__ import annotations
 import gc
 from pathlib import Path
 
-from deepnoise_engine.contract import Reporter
 from deepnoise_engine.screen.errors import MetadataError, ScreenNotFoundError
-from deepnoise_engine.screen.model import PlateFormat, Problem, Screen
+from deepnoise_engine.screen.model import PlateFormat, Screen
 
 LAYOUTS = ("rxrx1", "tiff", "loaddata", "ome-zarr")
 
@@ -124,16 +123,3 @@ def _open_screen(
     return open_rxrx1(
         root, strict=strict, check_images=check_images, plate_format=fmt, max_plate=max_plate
     )
-
-
-def verify_images(
-    screen: Screen,
-    reporter: Reporter | None = None,
-    *,
-    strict: bool = False,
-    workers: int | None = None,
-) -> list[Problem]:
-    """Decode every image and record what is wrong (see ``verify.verify_images``)."""
-    from deepnoise_engine.screen.verify import verify_images as _verify
-
-    return _verify(screen, reporter, strict=strict, workers=workers)
