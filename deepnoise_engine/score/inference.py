@@ -360,7 +360,7 @@ class _ScoringPass:
         self.embeddings, self.model_log_probs = embeddings, model_log_probs
         self.cuda = device.startswith("cuda")
         self.total = self.done = 0
-        self.start = self.last_report = time.monotonic()
+        self.last_report = time.monotonic()
 
     def autocast(self) -> Any:
         """bf16 (fp16 where bf16 is missing) autocast on CUDA; nothing on CPU."""
@@ -377,10 +377,7 @@ class _ScoringPass:
         if not force and now - self.last_report < 0.5:
             return
         self.last_report = now
-        rate = self.done / max(now - self.start, 1e-9)
-        eta = (self.total - self.done) / rate if self.done and rate > 0 else None
-        self.reporter.progress("score", self.done, self.total,
-                               eta_s=None if eta is None else round(eta, 1))
+        self.reporter.progress("score", self.done, self.total)  # the reporter times the ETA
 
     def score_ensemble(self, cache: Any, members: list[tuple[str, list[int]]],
                        models: list[_Prepared], normalisers: dict[str, Any]

@@ -111,7 +111,7 @@ def run_scoring(
             return {"cancelled": False, "rank": dist.rank, "out": str(out), "files": []}
     frames, groups, fallbacks = balance_and_report(
         inputs.screen, inputs.plates, inputs.model_set.classes, predictions.log_probs,
-        balance, reporter=reporter, t0=t0, model_groups=inputs.model_set.plate_groups)
+        balance, reporter=reporter, model_groups=inputs.model_set.plate_groups)
     return _write_reports(inputs, out, cache, predictions, frames,
                           {"balance": balance, "tta": int(tta)}, groups, fallbacks,
                           reporter, t0)

@@ -7,7 +7,6 @@ call, top-k, confidence after balancing, and the truth where known.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -82,7 +81,6 @@ def balance_and_report(
     method: str,
     *,
     reporter: Reporter | None = None,
-    t0: float | None = None,
     model_groups: Sequence[Sequence[str]] = (),
 ) -> tuple[dict[PlateKey, pd.DataFrame], PlateGroups, int]:
     """Balance each plate's treatment wells and build its report rows.
@@ -91,7 +89,6 @@ def balance_and_report(
     frames per plate, the plate groups used and the number of fallback wells (plates with
     more treatment wells than allowed classes).
     """
-    t0 = time.monotonic() if t0 is None else t0
     reporter = reporter or Reporter()
     answers = read_answers(screen.root)
     class_index = {c: i for i, c in enumerate(classes)}
@@ -119,15 +116,8 @@ def balance_and_report(
                          calls.get(well.id_code), allowed, answers, groups.by_plate.get(key))
                 for well in screen.plate(*key).used_wells()]
         frames[key] = to_report_frame(rows)
-        _stage(reporter, "balance", n, len(plates), t0)
+        reporter.progress("balance", n, len(plates))
     return frames, groups, fallbacks
-
-
-def _stage(reporter: Reporter, stage: str, done: int, total: int, t0: float) -> None:
-    """Progress of ``stage`` with the ETA counted from the job's start ``t0``."""
-    elapsed = time.monotonic() - t0
-    eta = elapsed / done * (total - done) if done else None
-    reporter.progress(stage, done, total, eta_s=None if eta is None else round(eta, 1))
 
 
 def well_row(
