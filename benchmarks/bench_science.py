@@ -105,7 +105,8 @@ def _ladder_entry(work: Path, screen: Path, name: str, entry: str, epochs: int,
         *LADDER[entry], f"model.epochs={epochs}", f"runtime.seed={seed}",
         "runtime.threads=1", f"optim.lr_milestones=[{first}, "
         f"{max(first + 1, round(epochs * 0.85))}]",
-        f"pseudo_labels.start_epoch={max(1, epochs // 4)}"])
+        # the tiny preset's start (epoch 50 of 80), scaled to epochs
+        f"pseudo_labels.start_epoch={max(1, round(epochs * 0.625))}"])
     train_s = time.perf_counter() - t0
     final = result["final"] or {}
     out: dict[str, Any] = {"train_s": round(train_s, 1),

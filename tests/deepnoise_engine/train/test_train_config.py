@@ -20,6 +20,15 @@ def test_presets_resolve_with_paper_values() -> None:
     assert tiny["data"]["image_size"] < paper["data"]["image_size"]
 
 
+def test_tiny_learns_its_pseudo_labels_late_and_harder_than_the_paper() -> None:
+    """A few hundred unlabelled wells need more weight than the paper's 0.05; learnt from
+    the start, the early teacher's mistakes would survive balancing (docs/science.md)."""
+    paper, tiny = config.resolve("paper"), config.resolve("tiny")
+    pl, epochs = tiny["pseudo_labels"], tiny["model"]["epochs"]
+    assert paper["pseudo_labels"]["weight"] == 0.05 and pl["weight"] > 0.05
+    assert pl["enabled"] and epochs / 2 < pl["start_epoch"] <= epochs
+
+
 def test_overrides_are_typed() -> None:
     cfg = config.resolve("tiny", overrides=["model.epochs=3", "data.normalisation=none",
                                             "mean_teacher.enabled=false",
