@@ -33,7 +33,7 @@ DEMO_PREDICTIONS = DEMO_SCREEN.replace("screen", "predictions")  # demo-predicti
 #: experiment, so the last epoch is served), one thread so the viewer keeps a core.
 DEMO_PRESET = "tiny"
 DEMO_OVERRIDES: tuple[str, ...] = (
-    "model.epochs=18", "optim.lr_milestones=[12, 15]", "pseudo_labels.start_epoch=5",
+    "model.epochs=18", "optim.lr_milestones=[12, 15]", "pseudo_labels.start_epoch=11",
     "data.validation_per_cell_type=0", "finetune.epochs=1", "runtime.threads=1")
 DEMO_TTA = 1
 

@@ -22,7 +22,7 @@ from deepnoise_app.engine import READY
 from deepnoise_app.models.training_runs import is_resumable
 from deepnoise_app.state import AppState
 from deepnoise_app.workflow import WorkflowDock, install_workflow
-from deepnoise_app.workflow.demo_flow import DEMO_SCREEN, DemoFlow
+from deepnoise_app.workflow.demo_flow import DEMO_OVERRIDES, DEMO_PRESET, DEMO_SCREEN, DemoFlow
 
 pytestmark = [pytest.mark.gui, pytest.mark.slow]
 TINY = {"image_size": 32, "sirnas_per_plate": 4, "plates_per_experiment": 2, "sites": 1,
@@ -227,3 +227,13 @@ def test_demo_flow_trains_scores_caches_and_reloads(
     # switched off by the environment
     monkeypatch.setenv("DEEPNOISE_NO_AUTO_DEMO", "1")
     assert DemoFlow(dock.bridge, state2, data_dir=data_dir).check() == "skipped"
+
+
+def test_the_demo_learns_its_pseudo_labels_late_in_its_short_schedule():
+    """The shortened demo keeps tiny's proportions: pseudo labels from 5/8 of the shared
+    epochs (from epoch 5 the demo's balanced calls fell from 92 % to 83 %)."""
+    from deepnoise_engine.train.config import resolve
+
+    cfg = resolve(DEMO_PRESET, overrides=list(DEMO_OVERRIDES))
+    epochs, start = cfg["model"]["epochs"], cfg["pseudo_labels"]["start_epoch"]
+    assert cfg["pseudo_labels"]["enabled"] and epochs / 2 < start <= epochs
