@@ -3,7 +3,9 @@
 Both read the same pack cache, normalise and augment with the same batched ops
 (``deepnoise_engine.train.augment``), run the same model (forward, ArcFace CE, backward,
 Adam step) at the same batch size. The trainer's ``images_per_s`` (training steps only,
-from metrics.jsonl) is compared with the bare loop's; goal: <= 10 % overhead.
+from metrics.jsonl) is compared with the bare loop's; goal: <= 10 % overhead. Both in
+float32; a third trainer run with ``runtime.cpu_amp`` gives bf16 autocast's gain on CPUs
+that compute bf16 natively.
 
     python benchmarks/bench_train.py [--screen DIR] [--size 32] [--epochs 3] [--threads 2]
 
@@ -96,10 +98,10 @@ def main() -> None:
 
         PackCache.open(screen)
         common = [f"runtime.threads={args.threads}", f"model.names=[\"{args.model}\"]",
-                  "runtime.device=cpu"]
+                  "runtime.device=cpu", "runtime.cpu_amp=false"]
         plain = [*common, "mean_teacher.enabled=false", "pseudo_labels.enabled=false"]
         steps = max(10, args.epochs * 8)
-        bare, same, mt = [], [], []
+        bare, same, mt, bf16 = [], [], [], []
         # alternate the measurements: a shared machine's load changes over minutes
         for r in range(args.repeats):
             bare.append(bare_loop(screen, size=args.size, batch=args.batch, steps=steps,
@@ -108,12 +110,21 @@ def main() -> None:
                                 batch=args.batch, epochs=args.epochs, extra=plain))
             mt.append(trainer(screen, Path(tmp) / f"mt{r}", size=args.size, batch=args.batch,
                               epochs=args.epochs, extra=common))
-        bare, same, mt = max(bare), max(same), max(mt)  # best of: least disturbed
+            bf16.append(trainer(screen, Path(tmp) / f"bf{r}", size=args.size,
+                                batch=args.batch, epochs=args.epochs,
+                                extra=[*plain, "runtime.cpu_amp=true"]))
+        # best of: least disturbed
+        bare, same, mt, bf16 = max(bare), max(same), max(mt), max(bf16)
     print(f"bare PyTorch loop:            {bare:8.1f} images/s")
     print(f"run_training (no MT, no PL):  {same:8.1f} images/s "
           f"(overhead {100 * (bare / same - 1):+.1f} %)")
     print(f"run_training (mean teacher):  {mt:8.1f} images/s "
           f"(teacher forward + EMA: x{bare / mt:.2f} the bare step time)")
+    from deepnoise_engine.train.views import cpu_has_native_bf16
+
+    native = "native bf16" if cpu_has_native_bf16() else "no native bf16: float32"
+    print(f"run_training (no MT, no PL, runtime.cpu_amp): {bf16:8.1f} images/s "
+          f"(x{bf16 / same:.2f}; {native})")
 
 
 if __name__ == "__main__":

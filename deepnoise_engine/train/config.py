@@ -135,6 +135,8 @@ class RuntimeSection(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     seed: int = _num(0, 0, 2**31 - 1)
     amp: bool = _opt(True, "bf16 autocast on CUDA")
+    cpu_amp: bool = _opt(False, "bf16 autocast on a CPU with native bf16 (AVX512-BF16 or "
+                         "AMX); ignored on other CPUs")
     channels_last: bool = _opt(True, "NHWC memory layout (CPU and CUDA)")
     progress_every_s: float = _num(2.0, 0.0, 3600.0)
     threads: int = _num(0, 0, 1024, "torch CPU threads; 0 = torch default")

@@ -11,6 +11,18 @@ from deepnoise_engine.train import augment
 from deepnoise_engine.train.data import ScreenData
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX): there bf16 autocast
+    runs a training step ~1.6x faster (2 cores, docs/performance.md); elsewhere torch
+    emulates it, slower than float32."""
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())  # private: kept here
+    except (AttributeError, RuntimeError):
+        return False
+
+
 class ImageViews:
     """Turns uint8 site batches into the network's input on ``device``."""
 
@@ -21,18 +33,22 @@ class ImageViews:
         self.cuda = device.type == "cuda"
         self.size = cfg["data"]["image_size"]
         self.n_channels = len(sd.channels)
-        self.amp = self.cuda and cfg["runtime"]["amp"] and torch.cuda.is_bf16_supported()
+        rt = cfg["runtime"]
+        self.amp = ("cuda" if self.cuda and rt["amp"] and torch.cuda.is_bf16_supported()
+                    else "cpu" if not self.cuda and rt["cpu_amp"] and cpu_has_native_bf16()
+                    else None)
         # NHWC: faster convolutions and pooling on CPUs too (1.2-1.4x per step, 2 cores)
         self.channels_last = cfg["runtime"]["channels_last"]
         self.mean_t = torch.as_tensor(sd.mean, device=device)
         self.std_t = torch.as_tensor(sd.std, device=device)
 
     def autocast(self) -> Any:
-        """bf16 autocast with ``runtime.amp`` on a GPU that has it; else nothing."""
+        """bf16 autocast with ``runtime.amp`` on a GPU that has it (``runtime.cpu_amp`` on a
+        CPU that has it); else nothing."""
         import torch
 
         if self.amp:
-            return torch.autocast("cuda", dtype=torch.bfloat16)
+            return torch.autocast(self.amp, dtype=torch.bfloat16)
         return contextlib.nullcontext()
 
     def views(self, imgs: Any, rows: np.ndarray, params: augment.Params) -> Any:

@@ -29,6 +29,14 @@ def test_tiny_learns_its_pseudo_labels_late_and_harder_than_the_paper() -> None:
     assert pl["enabled"] and epochs / 2 < pl["start_epoch"] <= epochs
 
 
+def test_tiny_trains_in_bf16_on_a_cpu_that_has_it_and_the_paper_in_float32() -> None:
+    """bf16 autocast on a CPU is the tiny preset's choice (a laptop's CPU trains it); the
+    paper preset is meant for a GPU (bf16 there: ``runtime.amp``) and keeps float32 on a
+    CPU."""
+    assert config.resolve("tiny")["runtime"]["cpu_amp"] is True
+    assert config.resolve("paper")["runtime"]["cpu_amp"] is False
+
+
 def test_overrides_are_typed() -> None:
     cfg = config.resolve("tiny", overrides=["model.epochs=3", "data.normalisation=none",
                                             "mean_teacher.enabled=false",

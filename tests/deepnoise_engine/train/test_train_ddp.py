@@ -22,7 +22,7 @@ def test_ddp_two_gloo_processes(tiny_screen: Path, tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     log = (out / "train.log").read_text()
-    assert "(world 2)" in log
+    assert "(world 2, " in log
     assert "weights of the 2 ranks agree" in log
     recs = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in recs] == [1, 2]  # written once (rank 0), not per rank

@@ -30,11 +30,20 @@ def _weights(run: Path) -> dict[str, dict]:
     return {p.name: load_file(p) for p in sorted((run / "models").glob("*.safetensors"))}
 
 
-def test_short_run_lowers_the_loss(tiny_screen: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("cpu_amp", [False, True])
+def test_short_run_lowers_the_loss(tiny_screen: Path, tmp_path: Path, cpu_amp: bool) -> None:
+    from deepnoise_engine.train.views import cpu_has_native_bf16
+
     out = tmp_path / "run"
     run_training(tiny_screen, out, overrides=[*FAST, "model.epochs=5", "finetune.enabled=false",
                                               "mean_teacher.enabled=false",
-                                              "pseudo_labels.enabled=false"])
+                                              "pseudo_labels.enabled=false",
+                                              f"runtime.cpu_amp={str(cpu_amp).lower()}"])
+    # bf16 only where asked for and where the CPU has it; the run says which it used
+    bf16 = cpu_amp and cpu_has_native_bf16()
+    run = json.loads((out / "run.json").read_text())
+    assert run["precision"] == ("bf16 autocast" if bf16 else "float32")
+    assert ("bf16 autocast" if bf16 else "float32") in (out / "train.log").read_text()
     recs = _records(out)
     assert [r["epoch"] for r in recs] == [1, 2, 3, 4, 5]
     assert recs[-1]["train_loss_sup"] < 0.9 * recs[0]["train_loss_sup"]
