@@ -112,7 +112,9 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
         bar.close()
     final = result.get("final") or {}
     acc = final.get("val_acc_ensemble_balanced")
+    val = ("- (no experiment held out; --set data.validation_per_cell_type=1 holds one out "
+           "per cell type)" if not result.get("validation_experiments") else
+           "-" if acc is None else f"{acc:.3f}")
     print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "
-          f"validation accuracy (ensemble, balanced): {'-' if acc is None else f'{acc:.3f}'}",
-          file=sys.stderr)
+          f"validation accuracy (ensemble, balanced): {val}", file=sys.stderr)
     return 0

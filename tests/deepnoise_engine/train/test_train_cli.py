@@ -35,9 +35,22 @@ def test_cli_trains_and_refuses_to_overwrite(tiny_screen: Path, tmp_path: Path) 
     proc = _train(*args)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "shared epoch 1/1" in proc.stderr and "step " in proc.stderr  # log + bar
+    assert "validation accuracy (ensemble, balanced): 0." in proc.stderr
     assert (out / "run.json").is_file()
     again = _train(*args)
     assert again.returncode == 2 and "pass --resume" in again.stderr
+
+
+def test_cli_says_how_to_hold_an_experiment_out_when_none_is(tiny_screen: Path,
+                                                             tmp_path: Path) -> None:
+    args = ["--data", str(tiny_screen), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    for s in [*FAST, "model.epochs=1", "finetune.enabled=false",
+              "data.validation_per_cell_type=0"]:  # tiny's own default
+        args += ["--set", s]
+    proc = _train(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert ("validation accuracy (ensemble, balanced): - (no experiment held out; "
+            "--set data.validation_per_cell_type=1") in proc.stderr
 
 
 def test_progress_bar_text() -> None:

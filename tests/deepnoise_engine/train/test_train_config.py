@@ -29,6 +29,15 @@ def test_tiny_learns_its_pseudo_labels_late_and_harder_than_the_paper() -> None:
     assert pl["enabled"] and epochs / 2 < pl["start_epoch"] <= epochs
 
 
+def test_tiny_trains_on_every_labelled_experiment() -> None:
+    """Two training wells per siRNA and cell type were the limit (docs/science.md): tiny
+    holds no experiment out unless asked; the engine's default and the paper hold one."""
+    assert config.resolve("tiny")["data"]["validation_per_cell_type"] == 0
+    assert config.resolve("paper")["data"]["validation_per_cell_type"] == 1
+    held_out = config.resolve("tiny", overrides=["data.validation_per_cell_type=1"])
+    assert held_out["data"]["validation_per_cell_type"] == 1
+
+
 def test_tiny_trains_in_bf16_on_a_cpu_that_has_it_and_the_paper_in_float32() -> None:
     """bf16 autocast on a CPU is the tiny preset's choice (a laptop's CPU trains it); the
     paper preset is meant for a GPU (bf16 there: ``runtime.amp``) and keeps float32 on a

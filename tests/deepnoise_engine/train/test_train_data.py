@@ -15,9 +15,11 @@ from deepnoise_engine.train.data import TrainDataError, build_screen_data, open_
 
 def test_splits_and_labels(tiny_screen: Path) -> None:
     screen, cache = open_data(tiny_screen)
-    sd = build_screen_data(screen, cache, resolve("tiny"))
+    # the engine's default holds one labelled experiment per cell type out (the last one),
+    # never an unlabelled one; tiny trains on all of them
+    assert build_screen_data(screen, cache, resolve("tiny")).validation_experiments == []
+    sd = build_screen_data(screen, cache, resolve("paper"))
     w = sd.wells
-    # one labelled experiment per cell type held out (the last one), never unlabelled
     assert sd.validation_experiments == ["HEPG2-02", "U2OS-02"]
     val = w[w["experiment"].isin(sd.validation_experiments)]
     assert set(val["role"]) == {"val"} and (val["label"] >= 0).all()
