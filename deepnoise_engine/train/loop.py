@@ -262,7 +262,7 @@ class Trainer:
             "classes": self.sd.classes,
             "channels": self.sd.channels, "cell_types": self.sd.cell_types,
             "image_size": self.views.size, "normalisation": self.cfg["data"]["normalisation"],
-            "precision": "bf16 autocast" if self.views.amp else "float32",
+            "precision": self.views.precision,
             "validation_experiments": self.sd.validation_experiments,
             "stages": [s.name for s in self.stages], "data_fingerprint": self.sd.fingerprint,
             "engine_version": __version__, "skipped": self.skipped,
@@ -427,7 +427,7 @@ class Trainer:
         self.write_run_json("running")
         self.total_steps = self.planner.total_steps()
         self.log(f"training {', '.join(self.names)} on {self.device} (world {self.dist.world}, "
-                 f"{'bf16 autocast' if self.views.amp else 'float32'}):"
+                 f"{self.views.precision}):"
                  f" {len(self.sd.classes)} classes, stages "
                  f"{', '.join(f'{s.name} x{s.epochs}' for s in self.stages)}")
         while self.stage_index < len(self.stages):

@@ -42,6 +42,11 @@ class ImageViews:
         self.mean_t = torch.as_tensor(sd.mean, device=device)
         self.std_t = torch.as_tensor(sd.std, device=device)
 
+    @property
+    def precision(self) -> str:
+        """What the training steps compute in, as ``run.json`` and ``train.log`` say it."""
+        return "bf16 autocast" if self.amp else "float32"
+
     def autocast(self) -> Any:
         """bf16 autocast with ``runtime.amp`` on a GPU that has it (``runtime.cpu_amp`` on a
         CPU that has it); else nothing."""
