@@ -217,6 +217,9 @@ class CurvesWidget(QWidget):
         starts, last = [], None
         for i, record in enumerate(self._records, start=1):
             stage = str(record.get("stage", ""))
+            repeat = record.get("repeat")
+            if isinstance(repeat, int) and repeat > 1:  # model.repeats: a new training
+                stage = f"repeat {repeat}: {stage}"
             if stage != last:
                 starts.append((float(i), stage))
                 last = stage

@@ -194,6 +194,10 @@ class TrainDialog(QDialog):
         self.ensemble_check = QCheckBox("Ensemble of two models")
         self.ensemble_check.toggled.connect(self.model2_combo.setEnabled)
         self.epochs_spin = _spin(1, 100000)
+        self.repeats_spin = _spin(1, 16)
+        self.repeats_spin.setToolTip(
+            "Independent trainings from other seeds, ensembled: fewer mistakes, "
+            "each repeat takes the whole training time again")
         self.batch_spin = _spin(1, 65536)
         self.size_spin = _spin(8, 4096, " px")
         self.norm_combo = QComboBox()
@@ -209,6 +213,7 @@ class TrainDialog(QDialog):
         form.addRow("Preset", self.preset_combo)
         form.addRow("Backbone(s)", models_row)
         form.addRow("Epochs", self.epochs_spin)
+        form.addRow("Independent repeats", self.repeats_spin)
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Image size", self.size_spin)
         form.addRow("Normalisation", self.norm_combo)
@@ -287,6 +292,7 @@ class TrainDialog(QDialog):
         self.model2_combo.setEnabled(len(names) > 1)
         self.model2_combo.setCurrentText(str(names[1]) if len(names) > 1 else "xception_wide")
         self.epochs_spin.setValue(int(values["model"]["epochs"]))
+        self.repeats_spin.setValue(int(values["model"].get("repeats", 1)))
         self.batch_spin.setValue(int(values["model"]["batch_size"]))
         size = int(values["data"]["image_size"])
         if self.screen is not None and self.screen.image_size:
@@ -490,6 +496,7 @@ class TrainDialog(QDialog):
         pairs: list[tuple[str, Any]] = [
             ("model.names", self.model_names()),
             ("model.epochs", self.epochs_spin.value()),
+            ("model.repeats", self.repeats_spin.value()),
             ("model.batch_size", self.batch_spin.value()),
             ("data.image_size", self.size_spin.value()),
             ("data.normalisation", self.norm_combo.currentText()),

@@ -281,7 +281,9 @@ class TrainingView(QWidget):
 
     @staticmethod
     def _metrics_line(record: dict) -> str:
-        parts = [f"epoch {record.get('epoch', '?')}", str(record.get("stage", ""))]
+        repeat = record.get("repeat")
+        parts = [f"repeat {repeat}" if repeat else "",
+                 f"epoch {record.get('epoch', '?')}", str(record.get("stage", ""))]
         keys = ("train_loss", "val_loss", "val_acc_student_balanced", "val_acc_ensemble_balanced")
         for key in keys:
             value = record.get(key)

@@ -115,6 +115,8 @@ def _train(args: argparse.Namespace, overrides: list[str]) -> int:
     val = ("- (no experiment held out; --set data.validation_per_cell_type=1 holds one out "
            "per cell type)" if not result.get("validation_experiments") else
            "-" if acc is None else f"{acc:.3f}")
-    print(f"run folder: {result['out']}; epochs: {result['epochs_done']}; "
+    repeats = (f" per repeat, {result['repeats']} independent repeats"
+               if result.get("repeats", 1) > 1 else "")
+    print(f"run folder: {result['out']}; epochs: {result['epochs_done']}{repeats}; "
           f"validation accuracy (ensemble, balanced): {val}", file=sys.stderr)
     return 0

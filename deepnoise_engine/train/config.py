@@ -65,6 +65,8 @@ class DataSection(_Section):
 
 class ModelSection(_Section):
     names: list[str] = _opt(["xception", "xception_wide"], "one or two backbones (ensemble)")
+    repeats: int = _num(1, 1, 16, "independent trainings of the whole recipe (seeds "
+                        "runtime.seed + k) in repeats/{k}; all their models are ensembled")
     head: Literal["arcface", "softmax"] = "arcface"
     arcface_s: float = _num(30.0, 0.0, 1000.0,
                             "ArcFace scale; 0 = sqrt(2) ln(K - 1) (AdaCos' fixed rule)")

@@ -90,6 +90,8 @@ class Trainer:
         self.data_path = str(Path(getattr(sd.cache.screen, "root", "")).resolve()) if hasattr(
             sd.cache, "screen") else ""
         self.skipped: dict[str, Any] | None = None
+        # what run.json says at the end: "running" while later repeats are still to train
+        self.complete_status = "complete"
         # the networks (build_models) and the stage's optimiser (_start_stage)
         self.students: list[Any] = []
         self.teachers: list[Any] = []
@@ -256,6 +258,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         ensembles = self.finished_ensembles()
+        if status == "complete":
+            status = self.complete_status
         self.folder.write_run({
             "format": "deepnoise-run", "version": 1, "status": status,
             "data": self.data_path, "ensembles": ensembles,

@@ -9,14 +9,22 @@ from pathlib import Path
 from typing import Any
 
 from deepnoise_engine.balance.plate_prior import PlatePrior
-from deepnoise_engine.contract import Reporter
+from deepnoise_engine.contract import Cancelled, Reporter
 from deepnoise_engine.train import config as cfgmod
 from deepnoise_engine.train.data import build_screen_data, open_data
 from deepnoise_engine.train.ddp import DistInfo, barrier, broadcast_object, init_from_env, shutdown
 from deepnoise_engine.train.loop import Trainer
 from deepnoise_engine.train.models import training_device
 from deepnoise_engine.train.precheck import check_training_inputs
-from deepnoise_engine.train.run_folder import RunFolderError, prepare_run_folder
+from deepnoise_engine.train.repeats import (
+    RepeatReporter,
+    finish_top_run,
+    mark_top_run,
+    read_run,
+    repeat_config,
+    repeat_folder,
+)
+from deepnoise_engine.train.run_folder import RunFolder, RunFolderError, prepare_run_folder
 
 __all__ = ["RunFolderError", "run_training"]
 
@@ -47,8 +55,24 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
         screen, cache, do_resume = _open_inputs(data, out, cfg, resume, dist)
         sd = build_screen_data(screen, cache, cfg)
         prior = PlatePrior.from_wells(sd.wells, sd.classes)
-        trainer = Trainer(cfg, sd, out, dist, device, reporter or Reporter(), prior)
-        return trainer.run(do_resume)
+        reporter = reporter or Reporter()
+        count = int(cfg["model"]["repeats"])
+        if count == 1:
+            return Trainer(cfg, sd, out, dist, device, reporter, prior).run(do_resume)
+        result = None
+        for k in range(1, count + 1):
+            sub_cfg, folder = repeat_config(cfg, k), repeat_folder(out, k)
+            sub_resume = do_resume if k == 1 else _prepare_folder(folder, sub_cfg, True, dist)
+            trainer = Trainer(sub_cfg, sd, folder, dist, device,
+                              RepeatReporter(reporter, k, count), prior)
+            if k == 1:  # the top run.json says complete once every repeat is
+                trainer.complete_status = "running"
+            try:
+                outcome = trainer.run(sub_resume)
+            except Cancelled as exc:
+                raise _cancelled_repeat(exc, out, k, dist) from None
+            result = outcome if k == 1 else result
+        return _finish(result, out, count, dist)
     finally:
         torch.set_num_threads(threads_before)
         shutdown(dist)
@@ -60,6 +84,18 @@ def _open_inputs(data: str | Path, out: Path, cfg: dict[str, Any], resume: bool,
     cache; returns ``(screen, cache, resume from a checkpoint)``."""
     # inputs first (screen, labels, pack): a bad screen or a full disk creates no stub
     opened = check_training_inputs(data, out, resume) if dist.is_main else None
+    do_resume = _prepare_folder(out, cfg, resume, dist)
+    # rank 0 packs the screen first; the others then open the complete cache
+    if opened is not None:
+        screen, cache = opened
+    barrier(dist)
+    if not dist.is_main:
+        screen, cache = open_data(data)
+    return screen, cache, do_resume
+
+
+def _prepare_folder(out: Path, cfg: dict[str, Any], resume: bool, dist: DistInfo) -> bool:
+    """Create or check a run folder on rank 0; every rank learns whether to resume."""
     error = None
     do_resume = False
     if dist.is_main:
@@ -73,10 +109,28 @@ def _open_inputs(data: str | Path, out: Path, cfg: dict[str, Any], resume: bool,
             raise RunFolderError(error)
     elif error:
         raise error
-    # rank 0 packs the screen first; the others then open the complete cache
-    if opened is not None:
-        screen, cache = opened
+    return do_resume
+
+
+def _cancelled_repeat(exc: Cancelled, out: Path, k: int, dist: DistInfo) -> Cancelled:
+    """A repeat's cancel as the whole run's: the top folder is what resumes."""
+    if k > 1 and dist.is_main:
+        mark_top_run(out, "cancelled")
+    partial = dict(exc.partial or {})
+    partial.update(out=str(out), repeat=k)
+    if k > 1:  # the finished stages of the top folder (repeat 1), whose paths resume uses
+        partial["ensembles"] = read_run(out).get("ensembles", {})
+    return Cancelled(str(exc), partial)
+
+
+def _finish(result: dict[str, Any], out: Path, count: int, dist: DistInfo) -> dict[str, Any]:
+    """The top run.json lists every repeat's models and says complete (rank 0)."""
     barrier(dist)
-    if not dist.is_main:
-        screen, cache = open_data(data)
-    return screen, cache, do_resume
+    ensembles = result["ensembles"]
+    if dist.is_main:
+        ensembles = finish_top_run(out, count)
+        folders = [repeat_folder(out, k).relative_to(out).as_posix() for k in range(2, count + 1)]
+        RunFolder(out, True).log(f"{count} independent repeats (this folder and "
+                                 f"{', '.join(folders)}): run.json lists every repeat's "
+                                 "served models, ensembled at scoring")
+    return {**result, "ensembles": ensembles, "repeats": count}

@@ -102,6 +102,10 @@ def test_curves_draw_points_from_metrics(qtbot):
     assert curves.series("val_acc_ensemble_raw") == []  # absent: not drawn
     assert curves.stage_starts() == [(1.0, "shared"), (3.0, "finetune:HEPG2")]
     drawn = _image(curves)
+    # a second independent repeat starts its own shared stage, marked as such
+    curves.add_record(_record(1, repeat=2))
+    assert curves.stage_starts()[-1] == (4.0, "repeat 2: shared")
+    assert "repeat 2" in TrainingView._metrics_line(_record(1, repeat=2))
     # the curve colours appear: train loss blue, teacher orange
     assert (np.abs(drawn.astype(int) - blank.astype(int)).sum(axis=2) > 60).sum() > 200
     blue = (drawn[..., 0] > 150) & (drawn[..., 1] < 150) & (drawn[..., 2] < 80)  # BGR
@@ -139,6 +143,7 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     for name, exp in screen.experiments.items():
         assert (roles[name] == "unlabelled") == (not exp.labelled)
     assert dialog.preset_combo.currentText() == "tiny"
+    assert dialog.repeats_spin.value() == 2  # the preset's independent repeats
     assert dialog.validate() == []
     params = dialog.request_params()
     assert params["data"] == str(screen.root) and params["preset"] == "tiny"
@@ -148,11 +153,12 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     dialog.ensemble_check.setChecked(True)
     dialog.model2_combo.setCurrentText("xception_wide")
     dialog.epochs_spin.setValue(3)
+    dialog.repeats_spin.setValue(1)
     dialog.norm_combo.setCurrentText("experiment")
     dialog.finetune_check.setChecked(False)
     cfg = config.resolve("tiny", overrides=dialog.overrides())
     assert cfg["model"]["names"] == [dialog.model1_combo.currentText(), "xception_wide"]
-    assert cfg["model"]["epochs"] == 3
+    assert cfg["model"]["epochs"] == 3 and cfg["model"]["repeats"] == 1
     assert cfg["data"]["normalisation"] == "experiment"
     assert cfg["finetune"]["enabled"] is False
     assert sorted(cfg["data"]["validation_experiments"]) == sorted(default_validation(screen))

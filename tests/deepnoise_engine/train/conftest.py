@@ -14,9 +14,11 @@ DEMO_KW = dict(seed=3, cell_types=("HEPG2", "U2OS"), train_experiments_per_cell_
 
 #: Overrides that make any preset a seconds-long CPU run on the tiny screen; one labelled
 #: experiment per cell type validates (``tiny`` trains on all of them) so that validation,
-#: serving and pseudo-label refreshes are exercised.
+#: serving and pseudo-label refreshes are exercised; one training (``tiny`` repeats it;
+#: test_train_repeats.py covers that).
 FAST = ["data.image_size=32", "data.workers=0", "model.batch_size=16", "runtime.threads=1",
-        "runtime.device=cpu", "model.eval_batch_size=64", "data.validation_per_cell_type=1"]
+        "runtime.device=cpu", "model.eval_batch_size=64", "data.validation_per_cell_type=1",
+        "model.repeats=1"]
 
 
 @pytest.fixture(autouse=True)

@@ -38,6 +38,15 @@ def test_tiny_trains_on_every_labelled_experiment() -> None:
     assert held_out["data"]["validation_per_cell_type"] == 1
 
 
+def test_tiny_ensembles_two_independent_repeats_and_the_paper_one_run() -> None:
+    """Two trainings from other seeds make different mistakes (docs/science.md); the paper
+    ensembles two backbones of one run. The count is a bounded integer."""
+    assert config.resolve("tiny")["model"]["repeats"] == 2
+    assert config.resolve("paper")["model"]["repeats"] == 1
+    with pytest.raises(config.ConfigError, match=r"model\.repeats"):
+        config.resolve("tiny", overrides=["model.repeats=0"])
+
+
 def test_tiny_trains_in_bf16_on_a_cpu_that_has_it_and_the_paper_in_float32() -> None:
     """bf16 autocast on a CPU is the tiny preset's choice (a laptop's CPU trains it); the
     paper preset is meant for a GPU (bf16 there: ``runtime.amp``) and keeps float32 on a
