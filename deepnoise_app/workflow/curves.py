@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyqtgraph as pg
 from qtpy.QtCore import QPointF, QSize, Qt
 from qtpy.QtWidgets import QBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
@@ -113,11 +114,15 @@ class _Panel:
         self.plot.addItem(self.placeholder, ignoreBounds=True)
 
     def update(self, points: dict[str, list[tuple[float, float]]],
-               stages: list[tuple[float, str]]) -> None:
+               stages: list[tuple[float, str]], breaks: frozenset[float] = frozenset()) -> None:
+        """Draw the series; no line runs into a point whose x is in ``breaks`` (the first
+        epoch of another independent repeat)."""
         present = [s for s in self.series if points.get(s.key)]
         for s in self.series:
             pts = points.get(s.key) or []
-            self.curves[s.key].setData([p[0] for p in pts], [p[1] for p in pts])
+            joined = np.array([b[0] not in breaks for b in pts[1:]] + [False], dtype=bool)
+            self.curves[s.key].setData([p[0] for p in pts], [p[1] for p in pts],
+                                       connect=joined if pts else "all")
         self.legend.clear()
         for label, colour, dashed in legend_entries(present):
             sample = pg.PlotDataItem([], [], pen=_pen(colour, dashed))
@@ -225,10 +230,17 @@ class CurvesWidget(QWidget):
                 last = stage
         return starts
 
+    def repeat_starts(self) -> frozenset[float]:
+        """x of each record that begins another independent repeat (``model.repeats``)."""
+        return frozenset(float(i) for i in range(2, len(self._records) + 1)
+                         if self._records[i - 1].get("repeat")
+                         != self._records[i - 2].get("repeat"))
+
     def _redraw(self) -> None:
         stages = self.stage_starts()
+        breaks = self.repeat_starts()
         for panel in (self.loss, self.accuracy):
-            panel.update({s.key: self.series(s.key) for s in panel.series}, stages)
+            panel.update({s.key: self.series(s.key) for s in panel.series}, stages, breaks)
         ys = [y for s in ACC_SERIES for _, y in self.series(s.key)]
         top = 100.0 if ys and max(ys) > 1.0 else 1.0  # accuracy given in percent
         self.accuracy.plot.setYRange(0.0, top, padding=0.02)

@@ -275,6 +275,8 @@ class TrainingView(QWidget):
             self.progress_bar.setRange(0, 1000)
             self.progress_bar.setValue(int(1000 * min(max(done / total, 0.0), 1.0)))
             stage = event.get("stage") or ""
+            if event.get("repeats", 1) > 1:  # model.repeats: which training of how many
+                stage = f"{stage}, repeat {event.get('repeat')} of {event['repeats']}"
             self.progress_bar.setFormat(f"{stage} {int(done)}/{int(total)} (%p%)".strip())
         eta = format_eta(event.get("eta_s"))
         self.eta_label.setText(f"ETA {eta}" if eta else "")

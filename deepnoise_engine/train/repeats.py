@@ -106,7 +106,8 @@ class RepeatReporter(Reporter):
     def progress(self, stage: str, done: float, total: float | None,
                  eta_s: float | None = None, **fields: Any) -> None:
         if not total:
-            self.inner.progress(stage, done, total, eta_s, repeat=self.k, **fields)
+            self.inner.progress(stage, done, total, eta_s, repeat=self.k, repeats=self.count,
+                                **fields)
             return
         before = (self.k - 1) * total
         left_here = max(total - done, 0)
@@ -116,7 +117,7 @@ class RepeatReporter(Reporter):
         # the later repeats take as long per step as this one
         eta_s = None if self._s_per_step is None else self._s_per_step * left_all
         self.inner.progress(stage, before + done, self.count * total, eta_s,
-                            repeat=self.k, **fields)
+                            repeat=self.k, repeats=self.count, **fields)
 
     def log(self, message: str, level: str = "info") -> None:
         self.inner.log(f"repeat {self.k}/{self.count}: {message}", level)

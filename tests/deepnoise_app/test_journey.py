@@ -103,6 +103,7 @@ def test_journey_by_clicks(make_napari_viewer, qtbot, tmp_path, screens, monkeyp
             click(qtbot, check)
         assert not check.isChecked()
     assert dialog.epochs_spin.value() == 1
+    assert dialog.repeats_spin.value() == 2  # tiny's two independent trainings, kept
     dialog.grab().save(str(shots / "02-train-dialog.png"))
     click(qtbot, dialog.buttons.button(dialog.buttons.StandardButton.Ok))
     assert not dialog.isVisible(), dialog.error_label.text()
@@ -113,6 +114,10 @@ def test_journey_by_clicks(make_napari_viewer, qtbot, tmp_path, screens, monkeyp
     qtbot.waitUntil(lambda: view.curves.drawn_point_count() > 0, timeout=90_000)
     qtbot.waitUntil(lambda: view.status == "done", timeout=60_000)
     qtbot.waitUntil(lambda: bool(dock.model_panel.models), timeout=30_000)
+    # both repeats trained, one after the other, and both serve
+    assert "repeat 2/2: training" in view.log_view.toPlainText()
+    serves = dock.model_panel.models[0]["serves"]
+    assert all(len(stems) == 2 for stems in serves.values()), serves
     shot("03-trained")
 
     # 4. score the whole screen

@@ -102,9 +102,13 @@ def test_curves_draw_points_from_metrics(qtbot):
     assert curves.series("val_acc_ensemble_raw") == []  # absent: not drawn
     assert curves.stage_starts() == [(1.0, "shared"), (3.0, "finetune:HEPG2")]
     drawn = _image(curves)
-    # a second independent repeat starts its own shared stage, marked as such
+    # a second independent repeat starts its own shared stage, marked as such, and no
+    # line joins its first epoch to the last epoch of the first repeat
     curves.add_record(_record(1, repeat=2))
     assert curves.stage_starts()[-1] == (4.0, "repeat 2: shared")
+    assert curves.repeat_starts() == {4.0}
+    joined = curves.loss.curves["train_loss"].opts["connect"]
+    assert list(joined) == [True, True, False, False]
     assert "repeat 2" in TrainingView._metrics_line(_record(1, repeat=2))
     # the curve colours appear: train loss blue, teacher orange
     assert (np.abs(drawn.astype(int) - blank.astype(int)).sum(axis=2) > 60).sum() > 200
@@ -255,6 +259,10 @@ def test_training_view_follows_its_request(qtbot, tmp_path):
           "done": 25, "total": 100, "eta_s": 90})
     assert view.status == "running"
     assert view.progress_bar.value() == 250 and view.eta_label.text() == "ETA 1 min 30 s"
+    # independent repeats (model.repeats): the bar says which training it is in
+    emit({"event": "progress", "request": "r7", "job": "j1", "stage": "shared",
+          "done": 60, "total": 200, "eta_s": 90, "repeat": 1, "repeats": 2})
+    assert view.progress_bar.text().startswith("shared, repeat 1 of 2 60/200")
     for epoch in (1, 2, 3):
         emit({"event": "metrics", "request": "r7", "job": "j1", "record": _record(epoch)})
     emit({"event": "metrics", "request": "other", "job": "j2", "record": _record(9)})

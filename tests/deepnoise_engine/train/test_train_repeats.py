@@ -68,7 +68,7 @@ def test_progress_log_and_metrics_cover_every_repeat(two: tuple[Path, list, dict
     assert len(totals) == 1  # one bar for the whole run
     done = [e["done"] for e in progress]
     assert done == sorted(done) and done[-1] == totals.pop()
-    assert {e["repeat"] for e in progress} == {1, 2}
+    assert {e["repeat"] for e in progress} == {1, 2} and {e["repeats"] for e in progress} == {2}
     metrics = [e for e in events if e["event"] == "metrics"]
     per_repeat = [sum(1 for m in metrics if m["repeat"] == k) for k in (1, 2)]
     assert per_repeat[0] == per_repeat[1] == 4  # shared x2, one fine-tuning epoch per cell type
