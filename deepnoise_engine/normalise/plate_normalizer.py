@@ -11,8 +11,10 @@ Modes (method-notes, "Normalisation"):
 
 A group's statistics are the averages of its sites' per-site means and stds (as the
 authors did), taken from the pack cache (``site_mean``/``site_std``, flagged rows
-skipped). Torch-free: the dataloader asks ``mean_std(rows)`` for a batch and does the
-arithmetic itself.
+skipped). With ``position="ring"`` a site's statistics also carry its plate position's
+multiplicative factor (``position_effects.py``: outer wells dimmer or brighter), so that
+``(x - mean) / std`` divides the position effect out. Torch-free: the dataloader asks
+``mean_std(rows)`` for a batch and does the arithmetic itself.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
+
+from deepnoise_engine.normalise.position_effects import MODES as POSITION_MODES
+from deepnoise_engine.normalise.position_effects import site_factors
 
 MODES = ("none", "global", "cell_type", "experiment", "plate", "site", "controls")
 #: Modes whose statistics describe the training data itself and carry over to new data.
@@ -77,8 +82,16 @@ class Normalizer:
         *,
         channels: Sequence[int] | None = None,
         fallbacks: Sequence[str] = (),
+        position: str = "none",
     ):
         self.mode = _check_mode(mode)
+        if position not in POSITION_MODES:
+            raise ValueError(f"position correction {position!r}: expected one of "
+                             f"{', '.join(POSITION_MODES)}")
+        self.position = position
+        #: the factors applied, ``{experiment: {ring: [per channel]}}`` (for the record)
+        self.position_factors: dict[str, Any] = {}
+        self._row_factors: np.ndarray | None = None
         self.channels = list(channels) if channels is not None else None
         self.stats: dict[str, tuple[np.ndarray, np.ndarray]] = {
             str(k): (np.asarray(m, np.float32), np.maximum(np.asarray(s, np.float32), _MIN_STD))
@@ -90,9 +103,10 @@ class Normalizer:
 
     # -- fitting ----------------------------------------------------------------------------
     @classmethod
-    def fit(cls, cache: Any, mode: str) -> Normalizer:
+    def fit(cls, cache: Any, mode: str, position: str = "none") -> Normalizer:
         """Statistics for every group of ``cache`` (a ``PackCache``: ``sites``, ``site_mean``,
-        ``site_std``), averaging the usable sites' per-site means and stds."""
+        ``site_std``), averaging the usable sites' per-site means and stds (divided by
+        their position factors with ``position="ring"``)."""
         _check_mode(mode)
         sites = cache.sites
         channels = list(getattr(cache, "channels", [])) or None
@@ -101,6 +115,10 @@ class Normalizer:
         fallbacks: list[str] = []
         ok = sites["ok"].to_numpy(bool) & np.isfinite(cache.site_mean).all(axis=1)
         ok &= np.isfinite(cache.site_std).all(axis=1)
+        factors, described = (site_factors(cache, ok) if position == "ring" and mode != "site"
+                              else (None, {}))
+        site_mean = cache.site_mean if factors is None else cache.site_mean / factors
+        site_std = cache.site_std if factors is None else cache.site_std / factors
         if mode == "none":
             stats["global"] = (np.zeros(n_channels), np.full(n_channels, _NONE_STD))
         elif mode != "site":
@@ -115,10 +133,12 @@ class Normalizer:
                     members = ok & (keys == key)
                     fallbacks.append(key)
                 stats[key] = (
-                    cache.site_mean[members].astype(np.float64).mean(axis=0),
-                    cache.site_std[members].astype(np.float64).mean(axis=0),
+                    site_mean[members].astype(np.float64).mean(axis=0),
+                    site_std[members].astype(np.float64).mean(axis=0),
                 )
-        normalizer = cls(mode, stats, channels=channels, fallbacks=fallbacks)
+        normalizer = cls(mode, stats, channels=channels, fallbacks=fallbacks, position=position)
+        normalizer.position_factors = described
+        normalizer._row_factors = None if factors is None else factors.astype(np.float32)
         normalizer._bind(cache)
         return normalizer
 
@@ -129,7 +149,7 @@ class Normalizer:
         groups they lack; ``experiment``/``plate``/``site``/``controls`` describe the data
         itself, so they are recomputed from ``cache``.
         """
-        fresh = Normalizer.fit(cache, self.mode)
+        fresh = Normalizer.fit(cache, self.mode, self.position)
         if self.mode in PORTABLE_MODES:
             fresh.stats.update(self.stats)
             fresh.channels = self.channels or fresh.channels
@@ -174,12 +194,16 @@ class Normalizer:
             return mean.astype(np.float32), np.maximum(std, _MIN_STD).astype(np.float32)
         key = self.group_key(row)
         try:
-            return self.stats[key]
+            mean, std = self.stats[key]
         except KeyError:
             raise KeyError(
                 f"no {self.mode} normalisation statistics for group {key!r} "
                 f"(fit on this data, or use for_cache(cache))"
             ) from None
+        if self._row_factors is not None and isinstance(row, (int, np.integer)):
+            factor = self._row_factors[int(row)]
+            return mean * factor, std * factor
+        return mean, std
 
     def mean_std(self, rows: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Statistics for a batch of rows -> ``(mean (N, C), std (N, C))`` float32.
@@ -218,6 +242,8 @@ class Normalizer:
                 for k, (m, s) in self.stats.items()
             },
             "fallbacks": list(self.fallbacks),
+            "position": self.position,
+            "position_factors": self.position_factors,
         }
 
     @classmethod
@@ -230,9 +256,11 @@ class Normalizer:
                 stats,
                 channels=data.get("channels"),
                 fallbacks=data.get("fallbacks", ()),
+                position=data.get("position", "none"),
             )
         except (KeyError, TypeError, AttributeError) as exc:
             raise ValueError(f"not a normaliser description: {exc}") from exc
 
     def __repr__(self) -> str:
-        return f"Normalizer(mode={self.mode!r}, groups={len(self.stats)})"
+        return (f"Normalizer(mode={self.mode!r}, groups={len(self.stats)}, "
+                f"position={self.position!r})")

@@ -52,6 +52,8 @@ class DataSection(_Section):
         "plate", "per-channel standardisation statistics group")
     image_size: int = _num(512, 8, 4096, "images are resized to this (px)")
     channels: list[int] = _opt([], "channel numbers to use; [] = all")
+    position_correction: Literal["none", "ring"] = _opt(
+        "none", "divide out plate-position (edge) effects per experiment, ring and channel")
     validation_experiments: list[str] = _opt(
         [], "explicit validation experiments; [] = automatic")
     validation_per_cell_type: int = _num(1, 0, 100, "labelled experiments per cell type held out")

@@ -46,10 +46,11 @@ def label_str(value: Any) -> str | None:
 
 # -- normalisation statistics -----------------------------------------------------------
 
-def normalisation_stats(cache: Any, mode: str) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+def normalisation_stats(cache: Any, mode: str, position: str = "none"
+                        ) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
     """(mean, std) per cache row, (n_sites, C_all) float32, plus a JSON-safe description
     (the ``Normalizer`` fitted on the cache; flagged rows have no statistics: 0 and 1)."""
-    norm = Normalizer.fit(cache, mode)
+    norm = Normalizer.fit(cache, mode, position)
     n, c = np.asarray(cache.site_mean).shape
     mean, std = np.zeros((n, c), np.float32), np.ones((n, c), np.float32)
     ok = np.flatnonzero(cache.sites["ok"].to_numpy(bool))
@@ -198,7 +199,8 @@ def build_screen_data(screen: Any, cache: Any, cfg: dict[str, dict[str, Any]]) -
     val_exps = validation_experiments(wells, cfg["data"]["validation_experiments"],
                                       cfg["data"]["validation_per_cell_type"])
     _assign_roles(wells, val_exps, cfg["data"]["use_unlabelled"])
-    mean_all, std_all, norm_desc = normalisation_stats(cache, cfg["data"]["normalisation"])
+    mean_all, std_all, norm_desc = normalisation_stats(cache, cfg["data"]["normalisation"],
+                                                       cfg["data"]["position_correction"])
     norm_desc = dict(norm_desc)
     norm_desc.setdefault("mode", cfg["data"]["normalisation"])
     return ScreenData(
