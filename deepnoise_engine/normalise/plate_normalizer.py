@@ -12,9 +12,10 @@ Modes (method-notes, "Normalisation"):
 A group's statistics are the averages of its sites' per-site means and stds (as the
 authors did), taken from the pack cache (``site_mean``/``site_std``, flagged rows
 skipped). With ``position="ring"`` a site's statistics also carry its plate position's
-multiplicative factor (``position_effects.py``: outer wells dimmer or brighter), so that
-``(x - mean) / std`` divides the position effect out. Torch-free: the dataloader asks
-``mean_std(rows)`` for a batch and does the arithmetic itself.
+factors (``position_effects.py``: outer wells dimmer or brighter; one factor for the mean,
+one for the std), so that ``(x - mean) / std`` divides the position effect out.
+Torch-free: the dataloader asks ``mean_std(rows)`` for a batch and does the arithmetic
+itself.
 """
 
 from __future__ import annotations
@@ -91,7 +92,8 @@ class Normalizer:
         self.position = position
         #: the factors applied, ``{experiment: {ring: [per channel]}}`` (for the record)
         self.position_factors: dict[str, Any] = {}
-        self._row_factors: np.ndarray | None = None
+        #: per cache row: (level factors, spread factors), each (n_sites, C)
+        self._row_factors: tuple[np.ndarray, np.ndarray] | None = None
         self.channels = list(channels) if channels is not None else None
         self.stats: dict[str, tuple[np.ndarray, np.ndarray]] = {
             str(k): (np.asarray(m, np.float32), np.maximum(np.asarray(s, np.float32), _MIN_STD))
@@ -115,10 +117,12 @@ class Normalizer:
         fallbacks: list[str] = []
         ok = sites["ok"].to_numpy(bool) & np.isfinite(cache.site_mean).all(axis=1)
         ok &= np.isfinite(cache.site_std).all(axis=1)
-        factors, described = (site_factors(cache, ok) if position == "ring" and mode != "site"
-                              else (None, {}))
-        site_mean = cache.site_mean if factors is None else cache.site_mean / factors
-        site_std = cache.site_std if factors is None else cache.site_std / factors
+        f_mean = f_std = None
+        described: dict[str, Any] = {}
+        if position == "ring" and mode != "site":
+            f_mean, f_std, described = site_factors(cache, ok)
+        site_mean = cache.site_mean if f_mean is None else cache.site_mean / f_mean
+        site_std = cache.site_std if f_std is None else cache.site_std / f_std
         if mode == "none":
             stats["global"] = (np.zeros(n_channels), np.full(n_channels, _NONE_STD))
         elif mode != "site":
@@ -138,7 +142,8 @@ class Normalizer:
                 )
         normalizer = cls(mode, stats, channels=channels, fallbacks=fallbacks, position=position)
         normalizer.position_factors = described
-        normalizer._row_factors = None if factors is None else factors.astype(np.float32)
+        if f_mean is not None and f_std is not None:
+            normalizer._row_factors = (f_mean.astype(np.float32), f_std.astype(np.float32))
         normalizer._bind(cache)
         return normalizer
 
@@ -201,8 +206,7 @@ class Normalizer:
                 f"(fit on this data, or use for_cache(cache))"
             ) from None
         if self._row_factors is not None and isinstance(row, (int, np.integer)):
-            factor = self._row_factors[int(row)]
-            return mean * factor, std * factor
+            return mean * self._row_factors[0][int(row)], std * self._row_factors[1][int(row)]
         return mean, std
 
     def mean_std(self, rows: Sequence[Any] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -5,14 +5,15 @@ ones in every channel (the "edge effect" of high-content screens). A plate-wise 
 std cannot remove it, and a siRNA whose phenotype is a change of brightness then looks
 like another siRNA when it sits at the border. This module estimates, per experiment,
 ring (distance to the plate's border: 0 = outermost row or column, then 1, 2, 3 and
-more) and channel, a multiplicative factor from the data themselves, and divides it out.
+more) and channel, multiplicative factors of the level and of the spread from the data
+themselves, and divides them out.
 
-Estimate, per channel: each well's mean intensity (the mean of its usable sites' means) in
-log units; per experiment, a median polish of plate level + ring effect, relative to the
-innermost ring with at least ``MIN_WELLS`` wells; each effect shrunk towards 0 by how far
-it stands out of the wells' own spread (nothing within two standard errors), so a screen
-without position effects is left nearly as it is. siRNAs sit at random places, so their
-effects average out of a ring's median.
+Estimate, per channel and statistic (site mean, site std): the well's mean of its usable
+sites' values in log units; per experiment, a median polish of plate level + ring
+effect, relative to the innermost ring with at least ``MIN_WELLS`` wells; each effect
+shrunk towards 0 by how far it stands out of the wells' own spread (nothing within two
+standard errors), so a screen without position effects is left nearly as it is. siRNAs
+sit at random places, so their effects average out of a ring's median.
 """
 
 from __future__ import annotations
@@ -60,34 +61,55 @@ def _plate_shapes(cache: Any, sites: Any) -> tuple[np.ndarray, np.ndarray]:
     return rows, cols
 
 
-def site_factors(cache: Any, ok: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
-    """Multiplicative position factors per cache row ``(n_sites, C)`` (1 where none) and a
-    JSON-safe description ``{experiment: {ring: [factor per channel]}}`` of those applied."""
+def site_factors(cache: Any, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    """Position factors per cache row of the level (site means) and of the spread (site
+    stds), each ``(n_sites, C)`` (1 where none), and a JSON-safe description
+    ``{experiment: {ring: {"mean": [per channel], "std": [...]}}}`` of those applied.
+
+    Two factors, because a position effect that scales the stain leaves the camera's
+    offset where it was: the spread follows the effect, the level only part of it."""
     sites = cache.sites.reset_index(drop=True)
-    means = np.asarray(cache.site_mean, np.float64)
-    factors = np.ones_like(means)
+    rows, cols = _plate_shapes(cache, sites) if ok.any() else (None, None)
     described: dict[str, Any] = {}
-    if not ok.any():
-        return factors, described
-    rows, cols = _plate_shapes(cache, sites)
-    rings = well_rings(sites["well"].astype(str).to_numpy(), rows, cols)
+    out = []
+    for name, values in (("mean", cache.site_mean), ("std", cache.site_std)):
+        values = np.asarray(values, np.float64)
+        factors = np.ones_like(values)
+        if ok.any():
+            for exp, ring, factor in _factors(sites, values, ok, rows, cols):
+                factors[(sites["experiment"].astype(str).to_numpy() == exp)
+                        & (_rings(sites, rows, cols) == ring)] = factor
+                described.setdefault(exp, {}).setdefault(str(ring), {})[name] = [
+                    round(float(v), 4) for v in factor]
+        out.append(factors)
+    return out[0], out[1], described
+
+
+def _rings(sites: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    return well_rings(sites["well"].astype(str).to_numpy(), rows, cols)
+
+
+def _factors(sites: Any, values: np.ndarray, ok: np.ndarray, rows: np.ndarray,
+             cols: np.ndarray) -> list[tuple[str, int, np.ndarray]]:
+    """``(experiment, ring, factor (C,))`` where a ring differs from the interior, for one
+    per-site statistic ``values`` (n_sites, C)."""
+    rings = _rings(sites, rows, cols)
     plate_key = (sites["experiment"].astype(str) + "/" + sites["plate"].astype(str)).to_numpy()
     experiment = sites["experiment"].astype(str).to_numpy()
-    # per well: the log of its usable sites' mean intensity
+    # per well: the log of its usable sites' mean
     _, first, inverse = np.unique(sites["id_code"].astype(str).to_numpy()[ok],
                                   return_index=True, return_inverse=True)
-    sums = np.zeros((len(first), means.shape[1]))
-    np.add.at(sums, inverse, means[ok])
+    sums = np.zeros((len(first), values.shape[1]))
+    np.add.at(sums, inverse, values[ok])
     log_mean = np.log(np.maximum(sums / np.bincount(inverse)[:, None], 1e-3))
     at = np.flatnonzero(ok)[first]
+    found = []
     for exp in np.unique(experiment[at]):
         on = experiment[at] == exp
-        for ring, values in ring_effects(log_mean[on], plate_key[at][on], rings[at][on]).items():
-            if np.any(values != 0):
-                factors[(experiment == exp) & (rings == ring)] = np.exp(values)
-                described.setdefault(exp, {})[str(ring)] = [round(float(v), 4)
-                                                           for v in np.exp(values)]
-    return factors, described
+        for ring, effect in ring_effects(log_mean[on], plate_key[at][on], rings[at][on]).items():
+            if np.any(effect != 0):
+                found.append((str(exp), ring, np.exp(effect)))
+    return found
 
 
 def ring_effects(log_mean: np.ndarray, plates: np.ndarray, rings: np.ndarray,

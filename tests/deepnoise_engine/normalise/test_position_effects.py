@@ -51,13 +51,15 @@ def test_rings_are_distances_to_the_plate_border() -> None:
 
 def test_an_edge_effect_is_recovered_per_experiment_and_channel() -> None:
     cache = _cache(edge_factor=0.7)
-    factors, described = site_factors(cache, cache.sites["ok"].to_numpy())
+    factors, spread, described = site_factors(cache, cache.sites["ok"].to_numpy())
     assert set(described) == {"AA-01", "AA-02"}
+    assert np.allclose(spread, factors, atol=0.05)  # here the stds scale with the means
     for exp in described:
         # shrunk a little towards 1 (its standard error is ~0.065 in log units here)
-        assert np.all((np.array(described[exp]["1"]) > 0.65)
-                      & (np.array(described[exp]["1"]) < 0.85)), described[exp]
-        assert np.allclose(described[exp].get("2", [1.0] * CHANNELS), 1.0, atol=0.08)
+        edge = np.array(described[exp]["1"]["mean"])
+        assert np.all((edge > 0.65) & (edge < 0.85)), described[exp]
+        inner = described[exp].get("2", {}).get("mean", [1.0] * CHANNELS)
+        assert np.allclose(inner, 1.0, atol=0.08)
     edge = cache.sites["well"].str.match(r"^(B|G)|^.(02|11)$").to_numpy()
     assert factors[edge].max() < 0.85 and np.abs(factors[~edge] - 1).max() < 0.08
 
@@ -65,9 +67,10 @@ def test_an_edge_effect_is_recovered_per_experiment_and_channel() -> None:
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_a_screen_without_position_effects_is_left_nearly_alone(seed: int) -> None:
     cache = _cache(edge_factor=1.0, seed=seed)
-    factors, _ = site_factors(cache, cache.sites["ok"].to_numpy())
+    factors, spread, _ = site_factors(cache, cache.sites["ok"].to_numpy())
+    assert np.abs(np.log(spread)).max() < 0.1
     assert np.abs(np.log(factors)).max() < 0.1  # within the wells' own noise, shrunk
-    assert np.median(np.abs(np.log(factors))) == 0
+    assert np.median(np.abs(np.log(factors))) == 0 == np.median(np.abs(np.log(spread)))
 
 
 def test_the_plate_normaliser_divides_the_effect_out_and_keeps_it() -> None:
@@ -89,3 +92,13 @@ def test_the_plate_normaliser_divides_the_effect_out_and_keeps_it() -> None:
     assert np.allclose(refit.mean_std(rows)[0], ring.mean_std(rows)[0])
     with pytest.raises(ValueError, match="position correction"):
         Normalizer("plate", position="rows")
+
+
+def test_level_and_spread_have_their_own_factors() -> None:
+    """A dimmer stain over an unchanged camera offset: the stds follow the dimming, the
+    means only part of it; each gets its own factor."""
+    cache = _cache(edge_factor=0.7)
+    cache.site_mean = cache.site_mean + 20.0  # an offset: the means' edge ratio is ~0.85
+    level, spread, _ = site_factors(cache, cache.sites["ok"].to_numpy())
+    edge = cache.sites["well"].str.match(r"^(B|G)|^.(02|11)$").to_numpy()
+    assert 0.8 < np.median(level[edge]) < 0.9 and 0.65 < np.median(spread[edge]) < 0.8

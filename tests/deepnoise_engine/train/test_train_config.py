@@ -47,6 +47,11 @@ def test_tiny_ensembles_two_independent_repeats_and_the_paper_one_run() -> None:
         config.resolve("tiny", overrides=["model.repeats=0"])
 
 
+def test_tiny_divides_plate_position_effects_out_and_the_paper_does_not() -> None:
+    assert config.resolve("tiny")["data"]["position_correction"] == "ring"
+    assert config.resolve("paper")["data"]["position_correction"] == "none"
+
+
 def test_tiny_trains_in_bf16_on_a_cpu_that_has_it_and_the_paper_in_float32() -> None:
     """bf16 autocast on a CPU is the tiny preset's choice (a laptop's CPU trains it); the
     paper preset is meant for a GPU (bf16 there: ``runtime.amp``) and keeps float32 on a
