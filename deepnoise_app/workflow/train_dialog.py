@@ -202,6 +202,10 @@ class TrainDialog(QDialog):
         self.size_spin = _spin(8, 4096, " px")
         self.norm_combo = QComboBox()
         self.norm_combo.addItems(self.rules.normalisation_modes)
+        self.position_check = QCheckBox("Correct plate-position (edge) effects")
+        self.position_check.setToolTip(
+            "Outer wells often read dimmer or brighter: estimated per experiment from the "
+            "screen itself and divided out")
         self.mean_teacher_check = QCheckBox("Mean teacher (uses unlabelled wells)")
         self.pseudo_check = QCheckBox("Pseudo labels")
         self.finetune_check = QCheckBox("Fine-tune per cell type")
@@ -217,6 +221,7 @@ class TrainDialog(QDialog):
         form.addRow("Batch size", self.batch_spin)
         form.addRow("Image size", self.size_spin)
         form.addRow("Normalisation", self.norm_combo)
+        form.addRow("", self.position_check)
         for check in (self.mean_teacher_check, self.pseudo_check, self.finetune_check):
             form.addRow("", check)
         form.addRow("Device", self.device_combo)
@@ -301,6 +306,7 @@ class TrainDialog(QDialog):
             size = min(size, max(self.screen.image_size))
         self.size_spin.setValue(size)
         self.norm_combo.setCurrentText(str(values["data"]["normalisation"]))
+        self.position_check.setChecked(values["data"].get("position_correction") == "ring")
         self.mean_teacher_check.setChecked(bool(values["mean_teacher"]["enabled"]))
         self.pseudo_check.setChecked(bool(values["pseudo_labels"]["enabled"]))
         self.finetune_check.setChecked(bool(values["finetune"]["enabled"]))
@@ -500,6 +506,7 @@ class TrainDialog(QDialog):
             ("model.batch_size", self.batch_spin.value()),
             ("data.image_size", self.size_spin.value()),
             ("data.normalisation", self.norm_combo.currentText()),
+            ("data.position_correction", "ring" if self.position_check.isChecked() else "none"),
             ("mean_teacher.enabled", self.mean_teacher_check.isChecked()),
             ("pseudo_labels.enabled", self.pseudo_check.isChecked()),
             ("finetune.enabled", self.finetune_check.isChecked()),

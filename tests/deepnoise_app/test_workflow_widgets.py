@@ -148,6 +148,7 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
         assert (roles[name] == "unlabelled") == (not exp.labelled)
     assert dialog.preset_combo.currentText() == "tiny"
     assert dialog.repeats_spin.value() == 2  # the preset's independent repeats
+    assert dialog.position_check.isChecked()  # and its plate-position correction
     assert dialog.validate() == []
     params = dialog.request_params()
     assert params["data"] == str(screen.root) and params["preset"] == "tiny"
@@ -158,11 +159,13 @@ def test_train_dialog_defaults_and_request(qtbot, screen, tmp_path):
     dialog.model2_combo.setCurrentText("xception_wide")
     dialog.epochs_spin.setValue(3)
     dialog.repeats_spin.setValue(1)
+    dialog.position_check.setChecked(False)
     dialog.norm_combo.setCurrentText("experiment")
     dialog.finetune_check.setChecked(False)
     cfg = config.resolve("tiny", overrides=dialog.overrides())
     assert cfg["model"]["names"] == [dialog.model1_combo.currentText(), "xception_wide"]
     assert cfg["model"]["epochs"] == 3 and cfg["model"]["repeats"] == 1
+    assert cfg["data"]["position_correction"] == "none"
     assert cfg["data"]["normalisation"] == "experiment"
     assert cfg["finetune"]["enabled"] is False
     assert sorted(cfg["data"]["validation_experiments"]) == sorted(default_validation(screen))
