@@ -90,7 +90,7 @@ class Normalizer:
             raise ValueError(f"position correction {position!r}: expected one of "
                              f"{', '.join(POSITION_MODES)}")
         self.position = position
-        #: the factors applied, ``{experiment: {ring: [per channel]}}`` (for the record)
+        #: the factors applied, ``{experiment: {ring: {"mean": [...], "std": [...]}}}``
         self.position_factors: dict[str, Any] = {}
         #: per cache row: (level factors, spread factors), each (n_sites, C)
         self._row_factors: tuple[np.ndarray, np.ndarray] | None = None

@@ -56,23 +56,9 @@ def run_training(data: str | Path, out: str | Path, *, preset: str | None = "tin
         sd = build_screen_data(screen, cache, cfg)
         prior = PlatePrior.from_wells(sd.wells, sd.classes)
         reporter = reporter or Reporter()
-        count = int(cfg["model"]["repeats"])
-        if count == 1:
+        if cfg["model"]["repeats"] == 1:
             return Trainer(cfg, sd, out, dist, device, reporter, prior).run(do_resume)
-        result = None
-        for k in range(1, count + 1):
-            sub_cfg, folder = repeat_config(cfg, k), repeat_folder(out, k)
-            sub_resume = do_resume if k == 1 else _prepare_folder(folder, sub_cfg, True, dist)
-            trainer = Trainer(sub_cfg, sd, folder, dist, device,
-                              RepeatReporter(reporter, k, count), prior)
-            if k == 1:  # the top run.json says complete once every repeat is
-                trainer.complete_status = "running"
-            try:
-                outcome = trainer.run(sub_resume)
-            except Cancelled as exc:
-                raise _cancelled_repeat(exc, out, k, dist) from None
-            result = outcome if k == 1 else result
-        return _finish(result, out, count, dist)
+        return _train_repeats(cfg, sd, out, dist, device, reporter, prior, do_resume)
     finally:
         torch.set_num_threads(threads_before)
         shutdown(dist)
@@ -110,6 +96,27 @@ def _prepare_folder(out: Path, cfg: dict[str, Any], resume: bool, dist: DistInfo
     elif error:
         raise error
     return do_resume
+
+
+def _train_repeats(cfg: dict[str, Any], sd: Any, out: Path, dist: DistInfo, device: Any,
+                   reporter: Reporter, prior: PlatePrior, resume: bool) -> dict[str, Any]:
+    """``model.repeats`` trainings one after the other (train/repeats.py): repeat 1 in
+    ``out``, repeat k in ``out/repeats/k``; the top run.json completes last."""
+    count = int(cfg["model"]["repeats"])
+    first: dict[str, Any] = {}
+    for k in range(1, count + 1):
+        sub_cfg, folder = repeat_config(cfg, k), repeat_folder(out, k)
+        sub_resume = resume if k == 1 else _prepare_folder(folder, sub_cfg, True, dist)
+        trainer = Trainer(sub_cfg, sd, folder, dist, device, RepeatReporter(reporter, k, count),
+                          prior)
+        if k == 1:  # the top run.json says complete once every repeat is
+            trainer.complete_status = "running"
+        try:
+            result = trainer.run(sub_resume)
+        except Cancelled as exc:
+            raise _cancelled_repeat(exc, out, k, dist) from None
+        first = first or result
+    return _finish(first, out, count, dist)
 
 
 def _cancelled_repeat(exc: Cancelled, out: Path, k: int, dist: DistInfo) -> Cancelled:
