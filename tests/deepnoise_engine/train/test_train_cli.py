@@ -53,6 +53,21 @@ def test_cli_says_how_to_hold_an_experiment_out_when_none_is(tiny_screen: Path,
             "--set data.validation_per_cell_type=1") in proc.stderr
 
 
+def test_cli_trains_tinys_repeats_and_says_so(tiny_screen: Path, tmp_path: Path) -> None:
+    """The preset's own repeat count (FAST asks for one): both repeats' log lines, one
+    summary line that names them."""
+    args = ["--data", str(tiny_screen), "--out", str(tmp_path / "run"), "--preset", "tiny"]
+    for s in [*FAST[:-1], "model.epochs=1", "finetune.enabled=false"]:
+        args += ["--set", s]
+    assert FAST[-1] == "model.repeats=1"
+    proc = _train(*args)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "repeat 1/2: shared epoch 1/1" in proc.stderr
+    assert "repeat 2/2: shared epoch 1/1" in proc.stderr
+    assert "epochs: 1 per repeat, 2 independent repeats;" in proc.stderr
+    assert (tmp_path / "run" / "repeats" / "2" / "run.json").is_file()
+
+
 def test_progress_bar_text() -> None:
     stream = io.StringIO()
     bar = TerminalProgress(stream, lines_every_s=10, unit="step")
