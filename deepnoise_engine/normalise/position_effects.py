@@ -68,48 +68,30 @@ def site_factors(cache: Any, ok: np.ndarray) -> tuple[np.ndarray, np.ndarray, di
 
     Two factors, because a position effect that scales the stain leaves the camera's
     offset where it was: the spread follows the effect, the level only part of it."""
-    sites = cache.sites.reset_index(drop=True)
-    rows, cols = _plate_shapes(cache, sites) if ok.any() else (None, None)
     described: dict[str, Any] = {}
-    out = []
-    for name, values in (("mean", cache.site_mean), ("std", cache.site_std)):
-        values = np.asarray(values, np.float64)
-        factors = np.ones_like(values)
-        if ok.any():
-            for exp, ring, factor in _factors(sites, values, ok, rows, cols):
-                factors[(sites["experiment"].astype(str).to_numpy() == exp)
-                        & (_rings(sites, rows, cols) == ring)] = factor
-                described.setdefault(exp, {}).setdefault(str(ring), {})[name] = [
-                    round(float(v), 4) for v in factor]
-        out.append(factors)
-    return out[0], out[1], described
-
-
-def _rings(sites: Any, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    return well_rings(sites["well"].astype(str).to_numpy(), rows, cols)
-
-
-def _factors(sites: Any, values: np.ndarray, ok: np.ndarray, rows: np.ndarray,
-             cols: np.ndarray) -> list[tuple[str, int, np.ndarray]]:
-    """``(experiment, ring, factor (C,))`` where a ring differs from the interior, for one
-    per-site statistic ``values`` (n_sites, C)."""
-    rings = _rings(sites, rows, cols)
-    plate_key = (sites["experiment"].astype(str) + "/" + sites["plate"].astype(str)).to_numpy()
-    experiment = sites["experiment"].astype(str).to_numpy()
-    # per well: the log of its usable sites' mean
-    _, first, inverse = np.unique(sites["id_code"].astype(str).to_numpy()[ok],
-                                  return_index=True, return_inverse=True)
-    sums = np.zeros((len(first), values.shape[1]))
-    np.add.at(sums, inverse, values[ok])
-    log_mean = np.log(np.maximum(sums / np.bincount(inverse)[:, None], 1e-3))
-    at = np.flatnonzero(ok)[first]
-    found = []
-    for exp in np.unique(experiment[at]):
-        on = experiment[at] == exp
-        for ring, effect in ring_effects(log_mean[on], plate_key[at][on], rings[at][on]).items():
-            if np.any(effect != 0):
-                found.append((str(exp), ring, np.exp(effect)))
-    return found
+    factors = {name: np.ones(np.shape(cache.site_mean), np.float64) for name in ("mean", "std")}
+    if ok.any():
+        sites = cache.sites.reset_index(drop=True)
+        rings = well_rings(sites["well"].astype(str).to_numpy(), *_plate_shapes(cache, sites))
+        experiment = sites["experiment"].astype(str).to_numpy()
+        plate = (sites["experiment"].astype(str) + "/" + sites["plate"].astype(str)).to_numpy()
+        # the usable sites grouped by well; ``at``: each well's first usable site
+        _, first, inverse = np.unique(sites["id_code"].astype(str).to_numpy()[ok],
+                                      return_index=True, return_inverse=True)
+        at = np.flatnonzero(ok)[first]
+        for name, values in (("mean", cache.site_mean), ("std", cache.site_std)):
+            sums = np.zeros((len(first), np.shape(values)[1]))
+            np.add.at(sums, inverse, np.asarray(values, np.float64)[ok])
+            log_mean = np.log(np.maximum(sums / np.bincount(inverse)[:, None], 1e-3))
+            for exp in np.unique(experiment[at]):
+                on = experiment[at] == exp
+                for ring, effect in ring_effects(log_mean[on], plate[at][on],
+                                                 rings[at][on]).items():
+                    if np.any(effect != 0):
+                        factors[name][(experiment == exp) & (rings == ring)] = np.exp(effect)
+                        described.setdefault(str(exp), {}).setdefault(str(ring), {})[name] = [
+                            round(float(v), 4) for v in np.exp(effect)]
+    return factors["mean"], factors["std"], described
 
 
 def ring_effects(log_mean: np.ndarray, plates: np.ndarray, rings: np.ndarray,

@@ -32,13 +32,18 @@ def repeat_folder(out: Path, k: int) -> Path:
     return out if k == 1 else out / REPEATS_DIR / str(k)
 
 
+def repeat_seed(cfg: dict[str, Any], k: int) -> int:
+    """Repeat ``k``'s ``runtime.seed``: the recipe's seed + k - 1."""
+    return int(cfg["runtime"]["seed"]) + k - 1
+
+
 def repeat_config(cfg: dict[str, Any], k: int) -> dict[str, Any]:
     """Repeat ``k``'s configuration: the recipe with ``runtime.seed`` + k - 1, one repeat."""
     if k == 1:
         return cfg
     sub = copy.deepcopy(cfg)
     sub["model"]["repeats"] = 1
-    sub["runtime"]["seed"] = int(cfg["runtime"]["seed"]) + k - 1
+    sub["runtime"]["seed"] = repeat_seed(cfg, k)
     return sub
 
 
@@ -51,17 +56,14 @@ def read_run(folder: Path) -> dict[str, Any]:
     return doc if isinstance(doc, dict) else {}
 
 
-def is_complete(folder: Path) -> bool:
-    return read_run(folder).get("status") == RUN_COMPLETE
-
-
-def finish_top_run(out: Path, count: int) -> dict[str, list[str]]:
-    """Merge repeats 2..``count`` into the top ``run.json`` (ensembles, served, a
+def finish_top_run(out: Path, cfg: dict[str, Any]) -> dict[str, list[str]]:
+    """Merge repeats 2..``model.repeats`` into the top ``run.json`` (ensembles, served, a
     ``repeats`` list) and mark it complete; returns the merged ensembles."""
+    count = int(cfg["model"]["repeats"])
     top = read_run(out)
     ensembles = {key: list(stems) for key, stems in top.get("ensembles", {}).items()}
     served = dict(top.get("served") or {})
-    repeats = [{"repeat": 1, "folder": ".", "seed": _seed(out)}]
+    repeats = [{"repeat": 1, "folder": ".", "seed": repeat_seed(cfg, 1)}]
     for k in range(2, count + 1):
         folder = repeat_folder(out, k)
         doc = read_run(folder)
@@ -70,7 +72,7 @@ def finish_top_run(out: Path, count: int) -> dict[str, list[str]]:
             ensembles.setdefault(key, []).extend(f"{prefix}/{s}" for s in stems)
         served.update({f"{prefix}/{stem}": info
                        for stem, info in (doc.get("served") or {}).items()})
-        repeats.append({"repeat": k, "folder": prefix, "seed": _seed(folder)})
+        repeats.append({"repeat": k, "folder": prefix, "seed": repeat_seed(cfg, k)})
     top.update(status=RUN_COMPLETE, ensembles=ensembles, served=served, repeats=repeats)
     atomic_write_text(out / RUN_JSON, json.dumps(top, indent=1) + "\n")
     return ensembles
@@ -82,16 +84,6 @@ def mark_top_run(out: Path, status: str) -> None:
     if top:
         top["status"] = status
         atomic_write_text(out / RUN_JSON, json.dumps(top, indent=1) + "\n")
-
-
-def _seed(folder: Path) -> int | None:
-    from deepnoise_engine.contract.run_folder import CONFIG_TOML
-    from deepnoise_engine.train import config as cfgmod
-
-    try:
-        return int(cfgmod.load_toml(folder / CONFIG_TOML)["runtime"]["seed"])
-    except (cfgmod.ConfigError, KeyError, TypeError, ValueError, OSError):
-        return None
 
 
 class RepeatReporter(Reporter):

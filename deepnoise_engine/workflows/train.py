@@ -116,7 +116,7 @@ def _train_repeats(cfg: dict[str, Any], sd: Any, out: Path, dist: DistInfo, devi
         except Cancelled as exc:
             raise _cancelled_repeat(exc, out, k, dist) from None
         first = first or result
-    return _finish(first, out, count, dist)
+    return _finish(first, out, cfg, dist)
 
 
 def _cancelled_repeat(exc: Cancelled, out: Path, k: int, dist: DistInfo) -> Cancelled:
@@ -130,12 +130,14 @@ def _cancelled_repeat(exc: Cancelled, out: Path, k: int, dist: DistInfo) -> Canc
     return Cancelled(str(exc), partial)
 
 
-def _finish(result: dict[str, Any], out: Path, count: int, dist: DistInfo) -> dict[str, Any]:
+def _finish(result: dict[str, Any], out: Path, cfg: dict[str, Any],
+            dist: DistInfo) -> dict[str, Any]:
     """The top run.json lists every repeat's models and says complete (rank 0)."""
     barrier(dist)
+    count = int(cfg["model"]["repeats"])
     ensembles = result["ensembles"]
     if dist.is_main:
-        ensembles = finish_top_run(out, count)
+        ensembles = finish_top_run(out, cfg)
         folders = [repeat_folder(out, k).relative_to(out).as_posix() for k in range(2, count + 1)]
         RunFolder(out, True).log(f"{count} independent repeats (this folder and "
                                  f"{', '.join(folders)}): run.json lists every repeat's "
